@@ -1,0 +1,20 @@
+"""Streaming responses for FastAPI and Starlette that actually stream.
+
+LLM tokens, S3 objects, another service's body and Server-Sent Events, each one line away,
+each correct on the wire: no MIME sniffing, proxy buffering or gzip holding chunks back, no
+blocked event loop, no upstream left running after the client leaves, no error disguised as
+a successful ``200``.
+"""
+
+from ._errors import StreamError
+from ._response import StreamResponse, stream_response
+from ._threads import iterate_in_thread
+
+__all__ = [
+    "StreamError",
+    "StreamResponse",
+    "iterate_in_thread",
+    "stream_response",
+]
+
+__version__ = "0.1.0.dev0"

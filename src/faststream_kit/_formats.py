@@ -1,0 +1,55 @@
+"""Per-format bytes the core needs: how to say "still here" and how to say "failed".
+
+The keepalive belongs to the format: an SSE comment is invisible to ``EventSource``, an empty
+line is skipped by NDJSON readers, and plain text has no byte a reader would not see, so it
+gets none unless the caller brings its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from ._errors import report_error
+
+__all__ = ["ErrorFrame", "default_error_frame", "default_keepalive_frame"]
+
+ErrorFrame = Callable[[BaseException], bytes]
+
+SSE_PING = b": ping\n\n"
+NDJSON_KEEPALIVE = b"\n"
+
+_NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/jsonlines"})
+
+
+def _base_type(media_type: str | None) -> str:
+    return (media_type or "").partition(";")[0].strip().lower()
+
+
+def sse_error_frame(exc: BaseException) -> bytes:
+    """``event: error`` with a JSON body of the error's public type and message."""
+    payload = json.dumps(report_error(exc).as_dict(), separators=(",", ":"), ensure_ascii=False)
+    return b"event: error\ndata: " + payload.encode() + b"\n\n"
+
+
+def ndjson_error_frame(exc: BaseException) -> bytes:
+    """One NDJSON line ``{"error": {"type": ..., "message": ...}}``."""
+    return json.dumps({"error": report_error(exc).as_dict()}, separators=(",", ":")).encode() + b"\n"
+
+
+def default_keepalive_frame(media_type: str | None) -> bytes | None:
+    base = _base_type(media_type)
+    if base == "text/event-stream":
+        return SSE_PING
+    if base in _NDJSON_TYPES:
+        return NDJSON_KEEPALIVE
+    return None
+
+
+def default_error_frame(media_type: str | None) -> ErrorFrame | None:
+    base = _base_type(media_type)
+    if base == "text/event-stream":
+        return sse_error_frame
+    if base in _NDJSON_TYPES:
+        return ndjson_error_frame
+    return None

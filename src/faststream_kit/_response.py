@@ -1,0 +1,439 @@
+"""``StreamResponse``: the one path every faststream-kit stream goes through.
+
+Headers, disconnect handling, keepalives, the error contract and thread handling are written
+here once; the helpers (SSE, LLM, S3, upstream) only produce bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterable, Iterable, Mapping
+from time import monotonic
+from typing import Any, Protocol
+
+import anyio
+from starlette.background import BackgroundTask
+from starlette.responses import StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
+
+from ._errors import report_error
+from ._formats import ErrorFrame, default_error_frame, default_keepalive_frame
+from ._threads import DEFAULT_READ_AHEAD, ThreadIterator, iterate_in_thread
+
+__all__ = ["StreamResponse", "stream_response"]
+
+logger = logging.getLogger("faststream_kit")
+
+Content = AsyncIterable[bytes | str] | Iterable[bytes | str]
+
+# RFC 9113 §8.2.2: connection-specific header fields are malformed in HTTP/2, and they are
+# meaningless on an ASGI response anyway (the server owns the connection).
+_CONNECTION_HEADERS = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+
+_CLOSE_SOURCE_SECONDS = 5.0
+"""How long a closing source may take before we stop waiting for it."""
+
+
+class _Request(Protocol):
+    _receive: Receive
+
+
+class _ClientGone(Exception):
+    """The client disconnected, or stopped reading for longer than ``send_timeout``."""
+
+
+class StreamResponse(StreamingResponse):
+    """A ``StreamingResponse`` that reaches the client chunk by chunk, and cleans up.
+
+    Compared with Starlette's ``StreamingResponse`` it:
+
+    * sends ``X-Content-Type-Options: nosniff`` (browsers otherwise hold ``text/plain``
+      until ~1 KiB arrived to sniff it), ``Cache-Control: no-cache, no-transform`` unless you
+      set one, ``X-Accel-Buffering: no`` (nginx) and ``Content-Encoding: identity`` unless you
+      set an encoding, which ``GZipMiddleware`` and nginx's gzip respect by leaving the body
+      alone; it drops ``Connection`` and the other headers HTTP/2 forbids;
+    * owns ``receive()`` to notice a client that leaves, on every ASGI version, and then
+      closes the source at once (``aclose()``, or ``close()`` in the worker thread for a
+      sync generator); body messages it receives are handed on to ``request`` if given;
+    * runs a sync iterable in one worker thread (:func:`iterate_in_thread`) on its own
+      capacity limiter, coalescing items that are already produced into one write;
+    * sends the headers with the first chunk, or with the first keepalive if that is due
+      earlier, so an exception before either becomes a real HTTP error (JSON body);
+      after that, formats with an error frame (SSE, NDJSON) end with it, and the others
+      abort the connection so a truncated body never looks complete;
+    * sends the format's keepalive after ``keepalive`` idle seconds, and gives up on a
+      client that does not read for ``send_timeout`` seconds;
+    * answers ``HEAD`` with the headers only, without touching the source.
+    """
+
+    def __init__(
+        self,
+        content: Content,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+        *,
+        keepalive: float | None = None,
+        keepalive_frame: bytes | None = None,
+        send_timeout: float | None = None,
+        error_frame: ErrorFrame | None = None,
+        request: Any = None,
+        thread_limiter: anyio.CapacityLimiter | None = None,
+        read_ahead: int = DEFAULT_READ_AHEAD,
+    ) -> None:
+        if keepalive is not None and keepalive <= 0:
+            raise ValueError(f"keepalive must be a positive number of seconds, got {keepalive!r}")
+        if send_timeout is not None and send_timeout <= 0:
+            raise ValueError(
+                f"send_timeout must be a positive number of seconds, got {send_timeout!r}"
+            )
+        if request is not None and not hasattr(request, "_receive"):
+            raise TypeError("request must be a starlette.requests.Request (or FastAPI Request)")
+        self.status_code = status_code
+        if media_type is not None:
+            self.media_type = media_type
+        self.background = background
+        if isinstance(content, AsyncIterable):
+            self.body_iterator = content
+        else:
+            self.body_iterator = iterate_in_thread(
+                content, limiter=thread_limiter, read_ahead=read_ahead
+            )
+        self.init_headers(headers)
+        self._prepare_headers()
+        self.keepalive = keepalive
+        self.keepalive_frame = (
+            keepalive_frame if keepalive_frame is not None else default_keepalive_frame(self.media_type)
+        )
+        if keepalive is not None and not self.keepalive_frame:
+            raise ValueError(
+                f"keepalive needs keepalive_frame: media type {self.media_type!r} has no "
+                "keepalive bytes a reader would ignore; pass keepalive_frame=... or drop keepalive"
+            )
+        self.send_timeout = send_timeout
+        self.error_frame = error_frame if error_frame is not None else default_error_frame(
+            self.media_type
+        )
+        self._request: _Request | None = request
+
+    def _prepare_headers(self) -> None:
+        raw = [(k, v) for k, v in self.raw_headers if k not in _CONNECTION_HEADERS]
+        names = {k for k, _ in raw}
+        raw.append((b"x-content-type-options", b"nosniff"))
+        if b"cache-control" not in names:
+            raw.append((b"cache-control", b"no-cache, no-transform"))
+        raw.append((b"x-accel-buffering", b"no"))
+        if b"content-encoding" not in names:
+            # The one signal Starlette's GZipMiddleware and nginx's gzip both honour: a body
+            # that already has an encoding is passed through, chunk by chunk, untouched.
+            raw.append((b"content-encoding", b"identity"))
+        self.raw_headers = raw
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        if scope["method"] == "HEAD":
+            await self._answer_head(send)
+            return
+        wire = _Wire(self, send)
+        relay = _BodyRelay(self._request) if self._request is not None else None
+        pump_scope = anyio.CancelScope()
+        failure: BaseException | None = None
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(self._watch_client, receive, wire, pump_scope, relay)
+            with pump_scope:
+                failure = await self._pump(wire)
+            task_group.cancel_scope.cancel()
+        await self._close_source()
+        if failure is not None and not wire.gone:
+            await self._fail(wire, failure)
+            return
+        if wire.timed_out:
+            raise TimeoutError(f"client did not read for {self.send_timeout} s; connection aborted")
+        if self.background is not None:
+            await self.background()
+
+    async def _pump(self, wire: _Wire) -> BaseException | None:
+        """Copy the source to the client; return the source's exception, if any."""
+        source = self.body_iterator
+        coalesce = source.take_ready if isinstance(source, ThreadIterator) else None
+        charset = self.charset
+        try:
+            async for chunk in source:
+                data = _to_bytes(chunk, charset)
+                if coalesce is not None:
+                    ready = coalesce(DEFAULT_READ_AHEAD)
+                    if ready:
+                        data = b"".join([data, *(_to_bytes(c, charset) for c in ready)])
+                if data:
+                    await wire.send_body(data)
+            await wire.send_end()
+        except _ClientGone:
+            return None
+        except Exception as exc:
+            return exc
+        return None
+
+    async def _watch_client(
+        self,
+        receive: Receive,
+        wire: _Wire,
+        pump_scope: anyio.CancelScope,
+        relay: _BodyRelay | None,
+    ) -> None:
+        """Wait for ``http.disconnect`` (sending keepalives while idle) and relay the rest."""
+        interval = self.keepalive
+        try:
+            while True:
+                if interval is None:
+                    message = await receive()
+                else:
+                    delay = wire.last_send + interval - monotonic()
+                    if delay <= 0:
+                        if wire.busy:
+                            delay = interval  # the pump is writing: not idle
+                        else:
+                            await wire.send_keepalive()
+                            continue
+                    with anyio.move_on_after(delay) as idle:
+                        message = await receive()
+                    if idle.cancelled_caught:
+                        continue
+                if message["type"] == "http.disconnect":
+                    wire.gone = True
+                    if relay is not None:
+                        relay.put(message)
+                    pump_scope.cancel()
+                    return
+                if relay is not None:
+                    await relay.put_waiting(message)
+        except _ClientGone:
+            pump_scope.cancel()
+
+    async def _close_source(self) -> None:
+        source = self.body_iterator
+        aclose = getattr(source, "aclose", None)
+        if aclose is None:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_SOURCE_SECONDS):
+            try:
+                await aclose()
+            except Exception:
+                logger.exception("closing the stream source failed")
+
+    async def _fail(self, wire: _Wire, exc: BaseException) -> None:
+        """Apply the error contract to a source that raised ``exc``."""
+        report = report_error(exc)
+        if not wire.started:
+            if not report.expected:
+                logger.error("stream failed before its first chunk", exc_info=exc)
+            await wire.send_error_response(report.status_code, report.headers, report.json_body())
+            return
+        if self.error_frame is not None:
+            if not report.expected:
+                logger.error("stream failed after its headers were sent", exc_info=exc)
+            try:
+                await wire.send_body(self.error_frame(exc))
+                await wire.send_end()
+            except _ClientGone:
+                pass
+            return
+        # No way to say "failed" in this format: abort, so the body is visibly incomplete.
+        raise exc
+
+    async def _answer_head(self, send: Send) -> None:
+        await self._close_source()
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if self.background is not None:
+            await self.background()
+
+
+def _to_bytes(chunk: bytes | str | Any, charset: str) -> bytes:
+    if type(chunk) is bytes:
+        return chunk
+    if isinstance(chunk, str):
+        return chunk.encode(charset)
+    if isinstance(chunk, bytes | bytearray | memoryview):
+        return bytes(chunk)
+    raise TypeError(f"stream items must be bytes or str, got {type(chunk).__name__}")
+
+
+class _Wire:
+    """The response side of one ASGI connection: headers-once, keepalives, timeouts."""
+
+    __slots__ = (
+        "_keepalive_done",
+        "_response",
+        "_send",
+        "busy",
+        "gone",
+        "last_send",
+        "started",
+        "timed_out",
+    )
+
+    def __init__(self, response: StreamResponse, send: Send) -> None:
+        self._response = response
+        self._send = send
+        self.started = False
+        self.busy = False  # a write by the pump is in flight
+        self.gone = False
+        self.timed_out = False
+        self.last_send = monotonic()
+        self._keepalive_done: anyio.Event | None = None
+
+    async def _write(self, message: Message) -> None:
+        timeout = self._response.send_timeout
+        try:
+            if timeout is None:
+                await self._send(message)
+            else:
+                with anyio.fail_after(timeout):
+                    await self._send(message)
+        except OSError as exc:  # ASGI 2.4: send() raises once the client is gone
+            self.gone = True
+            raise _ClientGone from exc
+        except TimeoutError as exc:
+            self.gone = self.timed_out = True
+            raise _ClientGone from exc
+
+    async def _start(self) -> None:
+        self.started = True
+        response = self._response
+        await self._write(
+            {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
+        )
+
+    async def send_body(self, data: bytes) -> None:
+        if self._keepalive_done is not None:
+            await self._keepalive_done.wait()
+        self.busy = True
+        try:
+            if not self.started:
+                await self._start()
+            await self._write({"type": "http.response.body", "body": data, "more_body": True})
+        finally:
+            self.busy = False
+        self.last_send = monotonic()
+
+    async def send_end(self) -> None:
+        if self._keepalive_done is not None:
+            await self._keepalive_done.wait()
+        if not self.started:
+            await self._start()
+        await self._write({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def send_keepalive(self) -> None:
+        frame = self._response.keepalive_frame
+        assert frame is not None
+        done = self._keepalive_done = anyio.Event()
+        try:
+            if not self.started:
+                await self._start()
+            await self._write({"type": "http.response.body", "body": frame, "more_body": True})
+        finally:
+            self._keepalive_done = None
+            done.set()
+        self.last_send = monotonic()
+
+    async def send_error_response(
+        self, status_code: int, headers: Mapping[str, str], body: bytes
+    ) -> None:
+        raw = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        try:
+            await self._write({"type": "http.response.start", "status": status_code, "headers": raw})
+            await self._write({"type": "http.response.body", "body": body, "more_body": False})
+        except _ClientGone:
+            pass
+
+
+class _BodyRelay:
+    """Hands request-body messages that the disconnect watch received on to the request.
+
+    Only one task may call the server's ``receive()`` without losing messages, so while a
+    response streams, the watch is that task and the request reads from here instead.
+    """
+
+    _LIMIT = 8  # messages held before the watch waits for the reader (backpressure)
+
+    def __init__(self, request: _Request) -> None:
+        self._messages: deque[Message] = deque()
+        self._arrived = anyio.Event()
+        self._taken = anyio.Event()
+        request._receive = self.receive
+
+    def put(self, message: Message) -> None:
+        self._messages.append(message)
+        self._arrived.set()
+
+    async def put_waiting(self, message: Message) -> None:
+        while len(self._messages) >= self._LIMIT:
+            self._taken = anyio.Event()
+            await self._taken.wait()
+        self.put(message)
+
+    async def receive(self) -> Message:
+        while not self._messages:
+            self._arrived = anyio.Event()
+            await self._arrived.wait()
+        message = self._messages.popleft()
+        self._taken.set()
+        return message
+
+
+def stream_response(
+    content: Content,
+    *,
+    media_type: str | None = "text/plain",
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+    background: BackgroundTask | None = None,
+    keepalive: float | None = None,
+    keepalive_frame: bytes | None = None,
+    send_timeout: float | None = None,
+    error_frame: ErrorFrame | None = None,
+    request: Any = None,
+    thread_limiter: anyio.CapacityLimiter | None = None,
+    read_ahead: int = DEFAULT_READ_AHEAD,
+) -> StreamResponse:
+    """Stream ``content`` (a sync or async iterable of ``bytes``/``str``) to the client.
+
+    ```python
+    @app.get("/count")
+    async def count():
+        async def numbers():
+            for i in range(10):
+                yield f"{i}\\n"
+                await anyio.sleep(0.2)
+        return stream_response(numbers())
+    ```
+
+    Pass ``request`` when the source reads the request body while the response streams
+    (``request.stream()``); see :class:`StreamResponse` for everything else.
+    """
+    return StreamResponse(
+        content,
+        status_code=status_code,
+        headers=headers,
+        media_type=media_type,
+        background=background,
+        keepalive=keepalive,
+        keepalive_frame=keepalive_frame,
+        send_timeout=send_timeout,
+        error_frame=error_frame,
+        request=request,
+        thread_limiter=thread_limiter,
+        read_ahead=read_ahead,
+    )

@@ -1,0 +1,220 @@
+"""The sync-to-async engine: drive a blocking iterator in one worker thread.
+
+Starlette's ``iterate_in_threadpool`` pays a thread round trip for every item and borrows a
+token from the default 40-token limiter that every ``def`` endpoint shares. Here one worker
+thread runs the whole iterator and hands items to the event loop through a small bounded
+buffer: the loop is woken only when it is actually waiting, and the thread blocks when the
+buffer is full (backpressure), so a fast producer never runs ahead of a slow client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Generic, TypeVar
+
+import anyio
+import anyio.lowlevel
+
+__all__ = ["ThreadIterator", "default_thread_limiter", "iterate_in_thread"]
+
+T = TypeVar("T")
+
+DEFAULT_READ_AHEAD = 32
+"""Items the worker may produce before the consumer takes them."""
+
+DEFAULT_THREAD_TOKENS = 256
+"""Concurrent sync sources per event loop on the default limiter."""
+
+_default_limiter: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
+    "faststream_kit_thread_limiter"
+)
+
+
+def default_thread_limiter() -> anyio.CapacityLimiter:
+    """The capacity limiter sync sources use unless given another one.
+
+    It belongs to faststream-kit alone (one per event loop), so long-running streams never
+    take tokens from anyio's default limiter that ``def`` endpoints and ``run_in_threadpool``
+    rely on. Change ``default_thread_limiter().total_tokens`` to resize it.
+    """
+    try:
+        return _default_limiter.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(DEFAULT_THREAD_TOKENS)
+        _default_limiter.set(limiter)
+        return limiter
+
+
+def _call_soon_from_thread() -> Callable[[Callable[[], object]], object]:
+    """A non-blocking way for a worker thread to run a callback in this event loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # pragma: no cover - trio
+        import trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    return loop.call_soon_threadsafe
+
+
+class ThreadIterator(AsyncIterator[T], Generic[T]):
+    """An async iterator over a sync iterable that runs in one dedicated worker thread.
+
+    Made by :func:`iterate_in_thread`. Besides the async-iterator protocol it offers
+    :meth:`take_ready`, which returns the items already produced without waiting, so a
+    consumer can coalesce them into one write.
+    """
+
+    def __init__(
+        self,
+        iterable: Iterable[T],
+        *,
+        limiter: anyio.CapacityLimiter | None = None,
+        read_ahead: int = DEFAULT_READ_AHEAD,
+    ) -> None:
+        if read_ahead < 1:
+            raise ValueError(f"read_ahead must be at least 1, got {read_ahead!r}")
+        self._iterable = iterable
+        self._limiter = limiter
+        self._read_ahead = read_ahead
+        self._buffer: deque[T] = deque()
+        self._lock = threading.Lock()
+        self._space = threading.Condition(self._lock)
+        self._error: BaseException | None = None
+        self._finished = False  # the worker will add nothing more
+        self._stopping = False  # the consumer asked the worker to stop
+        self._started = False
+        self._closed = False
+        self._waiting: anyio.Event | None = None  # set while the consumer waits for items
+        self._done = anyio.Event()  # the worker thread has returned
+        self._call_soon: Callable[[Callable[[], object]], object] | None = None
+
+    def __aiter__(self) -> ThreadIterator[T]:
+        return self
+
+    async def _start(self) -> None:
+        self._started = True
+        limiter = self._limiter or default_thread_limiter()
+        await limiter.acquire_on_behalf_of(self)
+        self._limiter = limiter
+        self._call_soon = _call_soon_from_thread()
+        thread = threading.Thread(target=self._run, name="faststream-kit-source", daemon=True)
+        thread.start()
+
+    def _run(self) -> None:
+        """The worker thread: pull items until done, full-stop, or asked to stop."""
+        iterator: Iterator[T] | None = None
+        try:
+            iterator = iter(self._iterable)
+            for item in iterator:
+                with self._lock:
+                    while len(self._buffer) >= self._read_ahead and not self._stopping:
+                        self._space.wait()
+                    if self._stopping:
+                        break
+                    self._buffer.append(item)
+                    self._wake_consumer()
+        except BaseException as exc:
+            with self._lock:
+                self._error = exc
+        finally:
+            # Close the generator here, in its own thread, so its ``finally`` blocks run
+            # where they expect to (thread-local sessions, file handles, SDK bodies).
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except BaseException as exc:
+                    with self._lock:
+                        self._error = self._error or exc
+            with self._lock:
+                self._finished = True
+                self._wake_consumer()
+            assert self._call_soon is not None
+            self._call_soon(self._on_thread_done)
+
+    def _wake_consumer(self) -> None:
+        # Called with the lock held. Only a waiting consumer needs a cross-thread wake-up,
+        # which is what makes a burst of items cost one loop wake-up instead of one each.
+        waiting = self._waiting
+        if waiting is not None:
+            self._waiting = None
+            assert self._call_soon is not None
+            self._call_soon(waiting.set)
+
+    def _on_thread_done(self) -> None:
+        assert self._limiter is not None
+        self._limiter.release_on_behalf_of(self)
+        self._done.set()
+
+    async def __anext__(self) -> T:
+        if not self._started:
+            if self._closed:
+                raise StopAsyncIteration
+            await self._start()
+        while True:
+            with self._lock:
+                if self._buffer:
+                    item = self._buffer.popleft()
+                    self._space.notify()
+                    return item
+                if self._finished:
+                    error, self._error = self._error, None
+                    if error is not None:
+                        raise error
+                    raise StopAsyncIteration
+                waiting = self._waiting = anyio.Event()
+            try:
+                await waiting.wait()
+            except BaseException:
+                with self._lock:
+                    self._waiting = None
+                raise
+
+    def take_ready(self, limit: int) -> list[T]:
+        """Return up to ``limit`` items that are already produced, without waiting."""
+        with self._lock:
+            count = min(limit, len(self._buffer))
+            items = [self._buffer.popleft() for _ in range(count)]
+            if count:
+                self._space.notify()
+            return items
+
+    async def aclose(self) -> None:
+        """Stop the worker, close the sync iterator in its thread, and wait for it."""
+        self._closed = True
+        if not self._started:
+            # Never started: the source was not touched and needs nothing from us.
+            return
+        with self._lock:
+            self._stopping = True
+            self._buffer.clear()
+            self._space.notify_all()
+        # The worker notices after its current ``next()`` returns; wait for its close().
+        await self._done.wait()
+
+
+def iterate_in_thread(
+    iterable: Iterable[T],
+    *,
+    limiter: anyio.CapacityLimiter | None = None,
+    read_ahead: int = DEFAULT_READ_AHEAD,
+) -> ThreadIterator[T]:
+    """Iterate a blocking (sync) iterable from async code without blocking the event loop.
+
+    One worker thread runs the whole iterable; items cross to the event loop through a
+    buffer of at most ``read_ahead`` items (the thread blocks when it is full). The thread
+    holds one token of ``limiter`` (by default :func:`default_thread_limiter`, not anyio's
+    shared default) for as long as it runs. ``await iterator.aclose()`` stops the thread
+    and calls the iterable's ``close()`` in that thread, so a generator's ``finally`` runs
+    where it was written to run. The iterable is not touched until the first item is
+    requested.
+
+    ```python
+    async for line in iterate_in_thread(open("big.log")):
+        ...
+    ```
+    """
+    return ThreadIterator(iterable, limiter=limiter, read_ahead=read_ahead)

@@ -1,0 +1,145 @@
+"""Read a live streaming endpoint and record when each piece arrived.
+
+"It streamed" is a statement about time: chunks produced 200 ms apart must arrive about
+200 ms apart, not all at once at the end. :func:`record_chunks` reads the raw bytes off the
+socket (no decoding, no line buffering) and stamps each read with the seconds since the
+request was sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Chunk", "Recording", "arecord_chunks", "record_chunks"]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Bytes from one socket read, and when they arrived (seconds after the request)."""
+
+    at: float
+    data: bytes
+
+
+@dataclass
+class Recording:
+    """What a client saw: status, headers, the chunks with their arrival times."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    http_version: str
+    chunks: list[Chunk] = field(default_factory=list)
+    headers_at: float = 0.0
+    """Seconds from sending the request to receiving the response headers."""
+    complete: bool = False
+    """True when the body ended cleanly (not aborted, not cut short by the reader)."""
+    error: BaseException | None = None
+    """The exception that ended reading early, e.g. ``httpx.RemoteProtocolError``."""
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(chunk.data for chunk in self.chunks)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def arrival_times(self) -> list[float]:
+        return [chunk.at for chunk in self.chunks]
+
+    def gaps(self) -> list[float]:
+        """Seconds between consecutive chunks."""
+        times = self.arrival_times()
+        return [later - earlier for earlier, later in zip(times, times[1:])]
+
+
+def _should_stop(recording: Recording, stop_after_chunks: int | None) -> bool:
+    return stop_after_chunks is not None and len(recording.chunks) >= stop_after_chunks
+
+
+def record_chunks(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    content: bytes | str | None = None,
+    http2: bool = False,
+    stop_after_chunks: int | None = None,
+    timeout: float = 30.0,
+    client: Any = None,
+) -> Recording:
+    """Request ``url`` with httpx and record every chunk with its arrival time.
+
+    ``stop_after_chunks=N`` closes the connection after N chunks: a real client disconnect,
+    for testing that the server stops its work. ``http2=True`` speaks HTTP/2 with prior
+    knowledge (needs ``h2`` and a server that supports it, such as hypercorn).
+    """
+    import httpx
+
+    own_client = client is None
+    if client is None:
+        client = httpx.Client(http1=not http2, http2=http2, timeout=timeout)
+    try:
+        started = time.perf_counter()
+        with client.stream(method, url, headers=headers, content=content) as response:
+            recording = Recording(
+                status_code=response.status_code,
+                headers=dict(response.headers),
+                http_version=response.http_version,
+                headers_at=time.perf_counter() - started,
+            )
+            try:
+                for data in response.iter_raw():
+                    recording.chunks.append(Chunk(time.perf_counter() - started, data))
+                    if _should_stop(recording, stop_after_chunks):
+                        return recording
+                recording.complete = True
+            except httpx.HTTPError as exc:
+                recording.error = exc
+            return recording
+    finally:
+        if own_client:
+            client.close()
+
+
+async def arecord_chunks(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    content: bytes | str | None = None,
+    http2: bool = False,
+    stop_after_chunks: int | None = None,
+    timeout: float = 30.0,
+    client: Any = None,
+) -> Recording:
+    """The async twin of :func:`record_chunks`, with ``httpx.AsyncClient``."""
+    import httpx
+
+    own_client = client is None
+    if client is None:
+        client = httpx.AsyncClient(http1=not http2, http2=http2, timeout=timeout)
+    try:
+        started = time.perf_counter()
+        async with client.stream(method, url, headers=headers, content=content) as response:
+            recording = Recording(
+                status_code=response.status_code,
+                headers=dict(response.headers),
+                http_version=response.http_version,
+                headers_at=time.perf_counter() - started,
+            )
+            try:
+                async for data in response.aiter_raw():
+                    recording.chunks.append(Chunk(time.perf_counter() - started, data))
+                    if _should_stop(recording, stop_after_chunks):
+                        return recording
+                recording.complete = True
+            except httpx.HTTPError as exc:
+                recording.error = exc
+            return recording
+    finally:
+        if own_client:
+            await client.aclose()

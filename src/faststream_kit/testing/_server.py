@@ -1,0 +1,162 @@
+"""A real server on loopback for testing streaming routes.
+
+``httpx.ASGITransport`` collects the whole body before handing it over, so it cannot tell a
+stream from a burst. :class:`LiveServer` runs the app in uvicorn (HTTP/1.1) or hypercorn
+(HTTP/1.1 and HTTP/2 with prior knowledge) in a background thread, on a random port of
+127.0.0.1, so tests read it over a real socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from types import TracebackType
+from typing import Any, Literal
+
+__all__ = ["LiveServer"]
+
+ServerName = Literal["uvicorn", "hypercorn"]
+
+
+class LiveServer:
+    """Serve ``app`` on ``http://127.0.0.1:<random port>`` while the ``with`` block runs.
+
+    ```python
+    with LiveServer(app) as server:
+        response = httpx.get(server.url + "/stream")
+    ```
+
+    ``server="hypercorn"`` also speaks HTTP/2 over cleartext (h2c with prior knowledge), which
+    ``httpx.Client(http1=False, http2=True)`` uses. ``graceful_shutdown_seconds`` bounds how
+    long stopping waits for open streams.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        server: ServerName = "uvicorn",
+        host: str = "127.0.0.1",
+        graceful_shutdown_seconds: float = 2.0,
+        log_level: str = "warning",
+    ) -> None:
+        if server not in ("uvicorn", "hypercorn"):
+            raise ValueError(f"server must be 'uvicorn' or 'hypercorn', got {server!r}")
+        self.app = app
+        self.server = server
+        self.host = host
+        self.graceful_shutdown_seconds = graceful_shutdown_seconds
+        self.log_level = log_level
+        self.port = 0
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._stop: Any = None  # a callable that asks the server to stop
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL, without a trailing slash."""
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, 0))
+        self.port = sock.getsockname()[1]
+        target = self._run_uvicorn if self.server == "uvicorn" else self._run_hypercorn
+        self._thread = threading.Thread(
+            target=target, args=(sock,), name=f"live-{self.server}", daemon=True
+        )
+        self._thread.start()
+        if not self._started.wait(timeout=20):
+            raise RuntimeError(f"{self.server} did not start within 20 s")
+        if self._error is not None:
+            raise RuntimeError(f"{self.server} failed to start") from self._error
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        if self._stop is not None:
+            self._stop()
+        self._thread.join(timeout=self.graceful_shutdown_seconds + 10)
+        self._thread = None
+
+    def _run_uvicorn(self, sock: socket.socket) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(
+            self.app,
+            log_level=self.log_level,
+            lifespan="auto",
+            timeout_graceful_shutdown=int(max(1, self.graceful_shutdown_seconds)),
+        )
+        server = uvicorn.Server(config)
+
+        def stop() -> None:
+            server.should_exit = True
+
+        async def serve() -> None:
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started and not task.done():
+                await asyncio.sleep(0.005)
+            self._stop = stop
+            self._started.set()
+            await task
+
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._started.set()
+            sock.close()
+
+    def _run_hypercorn(self, sock: socket.socket) -> None:
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        config = Config()
+        config.bind = [f"fd://{sock.fileno()}"]
+        config.loglevel = self.log_level.upper()
+        config.graceful_timeout = self.graceful_shutdown_seconds
+        sock.listen(128)
+
+        async def main() -> None:
+            shutdown = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            self._stop = lambda: loop.call_soon_threadsafe(shutdown.set)
+            task = asyncio.create_task(serve(self.app, config, shutdown_trigger=shutdown.wait))
+            await _wait_listening(self.host, self.port)
+            self._started.set()
+            await task
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._started.set()
+
+
+async def _wait_listening(host: str, port: int) -> None:
+    for _ in range(400):
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.01)
+            continue
+        writer.close()
+        return
