@@ -166,26 +166,29 @@ def _data_text(data: object) -> str:
             raise ValueError("data.model_dump_json() must return str")
         return text
     try:
-        return json.dumps(
-            data,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            # NaN and Infinity are not JSON; a client's JSON.parse() would throw.
-            allow_nan=False,
-            default=_json_default,
-        )
+        return _JSON_ENCODER.encode(data)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"data must be str, bytes or JSON-serialisable: {exc}") from None
 
 
 def _json_default(value: object) -> Any:
-    # Called by json.dumps for what it cannot encode: the top-level value or a nested one.
+    # Called by the JSON encoder for what it cannot encode: the top-level value or a nested one.
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     model_dump = getattr(value, "model_dump", None)
     if callable(model_dump) and not isinstance(value, type):
         return model_dump(mode="json")
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# Built once: json.dumps() with options constructs a new encoder on every call.
+_JSON_ENCODER = json.JSONEncoder(
+    separators=(",", ":"),
+    ensure_ascii=False,
+    # NaN and Infinity are not JSON; a client's JSON.parse() would throw.
+    allow_nan=False,
+    default=_json_default,
+)
 
 
 def _require_str(value: object, field: str) -> str:

@@ -1,0 +1,149 @@
+"""Real peers for the tests: servers, proxies and browsers on 127.0.0.1.
+
+A peer missing on a developer's machine skips its tests with the reason; under ``CI=true`` a
+missing peer fails them, so CI can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+CHROMIUM = os.environ.get("FASTSTREAM_KIT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def need_peer(available: bool, reason: str) -> None:
+    """Skip (on a laptop) or fail (in CI) a test whose real peer is missing."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"missing test peer in CI: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+
+
+@pytest.fixture
+def curl() -> str:
+    path = shutil.which("curl")
+    need_peer(path is not None, "curl is not installed (apt-get install curl)")
+    assert path is not None
+    return path
+
+
+def _nginx_binary() -> str | None:
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None
+    )
+
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {tmp}/error.log warn;
+pid {tmp}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass {upstream};
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def nginx_proxy(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """Start nginx in the foreground with the default proxy config (``proxy_pass`` only).
+
+    Call it with the upstream base URL; it returns nginx's base URL.
+    """
+    binary = _nginx_binary()
+    need_peer(binary is not None, "nginx is not installed (apt-get install nginx-light)")
+    assert binary is not None
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(upstream: str) -> str:
+        port = free_port()
+        conf = tmp_path / f"nginx-{port}.conf"
+        conf.write_text(NGINX_CONF.format(tmp=tmp_path, port=port, upstream=upstream))
+        process = subprocess.Popen(
+            [binary, "-c", str(conf), "-e", str(tmp_path / "error.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        processes.append(process)
+        try:
+            wait_for_port(port)
+        except RuntimeError:
+            process.kill()
+            _, err = process.communicate()
+            raise RuntimeError(f"nginx did not start: {err.decode(errors='replace')}") from None
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Headless Debian Chromium driven by playwright-python (never ``playwright install``)."""
+    need_peer(os.path.exists(CHROMIUM), f"{CHROMIUM} not found (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need_peer(False, "playwright is not installed (pip install playwright)")
+        raise
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield instance
+        instance.close()

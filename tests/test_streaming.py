@@ -1,0 +1,320 @@
+"""StreamResponse over real sockets: timing, headers, errors, disconnects, HTTP/2."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import httpx
+import pytest
+from fastapi import FastAPI, HTTPException, Request
+from starlette.responses import StreamingResponse
+
+from faststream_kit import StreamError, stream_response
+from faststream_kit.testing import LiveServer, record_chunks
+
+# RFC 9113 §8.2.2
+HTTP2_FORBIDDEN = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+
+
+class Events:
+    """Thread-safe record of what a source did, and when."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+        self.closed_at = 0.0
+        self.closed_in_thread = ""
+        self.touched = False
+
+    def close(self) -> None:
+        self.closed_at = time.monotonic()
+        self.closed_in_thread = threading.current_thread().name
+        self.closed.set()
+
+
+def make_app(events: Events) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/ticks")
+    async def ticks() -> StreamingResponse:
+        async def produce() -> AsyncIterator[str]:
+            for i in range(5):
+                yield f"tick {i}\n"
+                await anyio.sleep(0.2)
+
+        return stream_response(produce())
+
+    @app.get("/sync-ticks")
+    def sync_ticks() -> StreamingResponse:
+        def produce() -> Iterator[str]:
+            for i in range(5):
+                yield f"tick {i}\n"
+                time.sleep(0.2)
+
+        return stream_response(produce())
+
+    @app.get("/slow-start")
+    async def slow_start() -> StreamingResponse:
+        async def produce() -> AsyncIterator[str]:
+            await anyio.sleep(1.0)
+            yield "data: late\n\n"
+
+        return stream_response(produce(), media_type="text/event-stream", keepalive=0.2)
+
+    @app.get("/fail-after-first")
+    async def fail_after_first() -> StreamingResponse:
+        async def produce() -> AsyncIterator[str]:
+            yield "partial "
+            raise RuntimeError("database password is hunter2")
+
+        return stream_response(produce())
+
+    @app.get("/fail-before-first")
+    async def fail_before_first() -> StreamingResponse:
+        async def produce() -> AsyncIterator[str]:
+            raise RuntimeError("database password is hunter2")
+            yield ""  # pragma: no cover
+
+        return stream_response(produce())
+
+    @app.get("/http-error-before-first")
+    async def http_error_before_first() -> StreamingResponse:
+        async def produce() -> AsyncIterator[str]:
+            raise HTTPException(429, "slow down", headers={"Retry-After": "7"})
+            yield ""  # pragma: no cover
+
+        return stream_response(produce())
+
+    @app.get("/sse-fail-after-first")
+    async def sse_fail_after_first() -> StreamingResponse:
+        async def produce() -> AsyncIterator[str]:
+            yield "data: one\n\n"
+            raise StreamError("model overloaded", type="overloaded")
+
+        return stream_response(produce(), media_type="text/event-stream")
+
+    @app.api_route("/untouched", methods=["GET", "HEAD"])
+    async def untouched() -> StreamingResponse:
+        async def produce() -> AsyncIterator[str]:
+            events.touched = True
+            yield "body"
+
+        return stream_response(produce(), headers={"X-Total": "4"})
+
+    @app.get("/idle-async")
+    async def idle_async() -> StreamingResponse:
+        async def produce() -> AsyncIterator[str]:
+            try:
+                yield "first\n"
+                await anyio.sleep(60)
+                yield "never\n"
+            finally:
+                events.close()
+
+        return stream_response(produce())
+
+    @app.get("/idle-sync")
+    def idle_sync() -> StreamingResponse:
+        def produce() -> Iterator[str]:
+            try:
+                for i in range(1000):
+                    yield f"item {i}\n"
+                    time.sleep(0.05)
+            finally:
+                events.close()
+
+        return stream_response(produce())
+
+    @app.get("/headers")
+    async def headers() -> StreamingResponse:
+        return stream_response(
+            iter(["x"]), headers={"Connection": "keep-alive", "Cache-Control": "private"}
+        )
+
+    @app.post("/echo-upper")
+    async def echo_upper(request: Request) -> StreamingResponse:
+        async def produce() -> AsyncIterator[bytes]:
+            yield b"ready\n"
+            async for piece in request.stream():
+                if piece:
+                    yield piece.upper()
+
+        return stream_response(produce(), request=request)
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def events_and_server() -> Iterator[tuple[Events, LiveServer]]:
+    holder = Events()
+    app = make_app(holder)
+    with LiveServer(app) as server:
+        # Each test gets fresh events through the holder's attributes.
+        yield holder, server
+
+
+@pytest.fixture
+def server(events_and_server: tuple[Events, LiveServer]) -> LiveServer:
+    return events_and_server[1]
+
+
+@pytest.fixture
+def events(events_and_server: tuple[Events, LiveServer]) -> Events:
+    holder = events_and_server[0]
+    holder.__init__()  # type: ignore[misc]
+    return holder
+
+
+def assert_streamed_200ms_apart(gaps: list[float]) -> None:
+    assert len(gaps) >= 3, gaps
+    assert 0.12 <= statistics.median(gaps) <= 0.32, gaps
+
+
+@pytest.mark.parametrize("path", ["/ticks", "/sync-ticks"])
+def test_chunks_produced_200ms_apart_arrive_200ms_apart(server: LiveServer, path: str) -> None:
+    recording = record_chunks(server.url + path)
+    assert recording.complete
+    assert recording.text == "".join(f"tick {i}\n" for i in range(5))
+    assert len(recording.chunks) == 5
+    assert recording.chunks[0].at < 0.15
+    assert_streamed_200ms_apart(recording.gaps())
+
+
+def test_keepalive_sends_headers_and_frame_while_source_waits(server: LiveServer) -> None:
+    recording = record_chunks(server.url + "/slow-start")
+    assert recording.status_code == 200
+    assert recording.headers_at < 0.6, "headers must go out with the first keepalive"
+    first = recording.chunks[0]
+    assert first.data == b": ping\n\n"
+    assert first.at < 0.6
+    assert recording.body.endswith(b"data: late\n\n")
+    assert recording.body.count(b": ping\n\n") >= 3
+
+
+def test_anti_buffering_headers_are_sent(server: LiveServer) -> None:
+    recording = record_chunks(server.url + "/ticks")
+    headers = recording.headers
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["cache-control"] == "no-cache, no-transform"
+    assert headers["x-accel-buffering"] == "no"
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+
+
+def test_caller_cache_control_wins_and_connection_header_is_dropped(server: LiveServer) -> None:
+    response = httpx.get(server.url + "/headers")
+    assert response.headers["cache-control"] == "private"
+    assert "connection" not in response.headers or response.headers["connection"] != "keep-alive"
+    assert response.text == "x"
+
+
+def test_exception_after_first_chunk_leaves_body_visibly_incomplete(server: LiveServer) -> None:
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.stream("GET", server.url + "/fail-after-first") as response,
+    ):
+        assert response.status_code == 200
+        response.read()
+
+
+def test_exception_before_first_chunk_is_a_json_500_without_traceback(
+    server: LiveServer,
+) -> None:
+    response = httpx.get(server.url + "/fail-before-first")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "error": {"type": "server_error", "message": "Internal Server Error"}
+    }
+    assert "Traceback" not in response.text
+    assert "hunter2" not in response.text
+
+
+def test_http_exception_before_first_chunk_keeps_its_status_and_headers(
+    server: LiveServer,
+) -> None:
+    response = httpx.get(server.url + "/http-error-before-first")
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "7"
+    assert response.json()["error"]["message"] == "slow down"
+
+
+def test_sse_failure_after_first_event_ends_with_an_error_frame(server: LiveServer) -> None:
+    response = httpx.get(server.url + "/sse-fail-after-first")
+    assert response.status_code == 200
+    assert response.text == (
+        'data: one\n\nevent: error\ndata: {"type":"overloaded","message":"model overloaded"}\n\n'
+    )
+
+
+def test_head_answers_headers_without_touching_the_source(
+    server: LiveServer, events: Events
+) -> None:
+    response = httpx.head(server.url + "/untouched")
+    assert response.status_code == 200
+    assert response.headers["x-total"] == "4"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.content == b""
+    assert not events.touched
+    assert httpx.get(server.url + "/untouched").text == "body"
+    assert events.touched
+
+
+def test_idle_async_generator_is_closed_within_100ms_of_disconnect(
+    server: LiveServer, events: Events
+) -> None:
+    recording = record_chunks(server.url + "/idle-async", stop_after_chunks=1)
+    left_at = time.monotonic()
+    assert recording.text == "first\n"
+    assert events.closed.wait(timeout=2), "the generator was never closed"
+    assert events.closed_at - left_at < 0.1
+
+
+def test_sync_generator_finally_runs_in_its_worker_thread_after_disconnect(
+    server: LiveServer, events: Events
+) -> None:
+    recording = record_chunks(server.url + "/idle-sync", stop_after_chunks=3)
+    left_at = time.monotonic()
+    assert recording.body.startswith(b"item 0\n")
+    assert events.closed.wait(timeout=2), "the generator's finally never ran"
+    assert events.closed_at - left_at < 0.1
+    assert events.closed_in_thread == "faststream-kit-source"
+
+
+def test_request_body_can_be_read_while_the_response_streams(server: LiveServer) -> None:
+    uploaded: list[float] = []
+
+    def upload() -> Iterator[bytes]:
+        for piece in (b"one ", b"two ", b"three"):
+            uploaded.append(time.monotonic())
+            yield piece
+
+    response = httpx.post(server.url + "/echo-upper", content=upload())
+    assert response.status_code == 200
+    assert response.text == "ready\nONE TWO THREE"
+
+
+def test_http2_streams_incrementally_without_forbidden_headers() -> None:
+    app = make_app(Events())
+    with LiveServer(app, server="hypercorn") as server:
+        recording = record_chunks(server.url + "/ticks", http2=True)
+        headers_recording = record_chunks(server.url + "/headers", http2=True)
+    assert recording.http_version == "HTTP/2"
+    assert recording.complete
+    assert recording.text == "".join(f"tick {i}\n" for i in range(5))
+    assert_streamed_200ms_apart(recording.gaps())
+    for seen in (recording.headers, headers_recording.headers):
+        assert not HTTP2_FORBIDDEN & {name.lower() for name in seen}
+    assert headers_recording.text == "x"
+
+
+def test_http2_keepalive_arrives_before_first_chunk() -> None:
+    app = make_app(Events())
+    with LiveServer(app, server="hypercorn") as server:
+        recording = record_chunks(server.url + "/slow-start", http2=True)
+    assert recording.http_version == "HTTP/2"
+    assert recording.chunks[0].data == b": ping\n\n"
+    assert recording.chunks[0].at < 0.6
+    assert recording.body.endswith(b"data: late\n\n")

@@ -1,0 +1,166 @@
+"""The sync engine: one worker thread per source, its own limiter, bounded read-ahead."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from faststream_kit import iterate_in_thread
+from faststream_kit._threads import default_thread_limiter
+
+from .conftest import free_port, wait_for_port
+
+APPS = Path(__file__).parent / "apps"
+
+
+def test_items_arrive_in_order_and_the_thread_is_not_the_loop() -> None:
+    threads: set[str] = set()
+
+    def produce() -> Iterator[int]:
+        for i in range(1000):
+            threads.add(threading.current_thread().name)
+            yield i
+
+    async def main() -> list[int]:
+        return [item async for item in iterate_in_thread(produce())]
+
+    assert anyio.run(main) == list(range(1000))
+    assert threads == {"faststream-kit-source"}
+
+
+def test_exception_is_raised_after_the_items_produced_before_it() -> None:
+    def produce() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise KeyError("boom")
+
+    async def main() -> list[int]:
+        seen: list[int] = []
+        with pytest.raises(KeyError):
+            async for item in iterate_in_thread(produce()):
+                seen.append(item)
+        return seen
+
+    assert anyio.run(main) == [1, 2]
+
+
+def test_read_ahead_bounds_how_far_the_thread_runs() -> None:
+    produced: list[int] = []
+
+    def produce() -> Iterator[int]:
+        for i in range(100):
+            produced.append(i)
+            yield i
+
+    async def main() -> int:
+        items = iterate_in_thread(produce(), read_ahead=4)
+        await items.__anext__()
+        # Give the worker every chance to run ahead; it must stop at the bound.
+        for _ in range(50):
+            await anyio.sleep(0.002)
+        count = len(produced)
+        await items.aclose()
+        return count
+
+    # One taken, four buffered, and one more in hand while waiting for space.
+    assert anyio.run(main) <= 1 + 4 + 1
+
+
+def test_aclose_closes_the_generator_in_its_thread_and_frees_the_token() -> None:
+    closed_in: list[str] = []
+
+    def produce() -> Iterator[int]:
+        try:
+            while True:
+                yield 1
+        finally:
+            closed_in.append(threading.current_thread().name)
+
+    async def main() -> tuple[float, float]:
+        limiter = default_thread_limiter()
+        items = iterate_in_thread(produce())
+        await items.__anext__()
+        during = limiter.borrowed_tokens
+        await items.aclose()
+        return during, limiter.borrowed_tokens
+
+    during, after = anyio.run(main)
+    assert (during, after) == (1, 0)
+    assert closed_in == ["faststream-kit-source"]
+
+
+def test_unstarted_iterator_is_never_touched() -> None:
+    touched = []
+
+    def produce() -> Iterator[int]:
+        touched.append(True)
+        yield 1
+
+    async def main() -> None:
+        await iterate_in_thread(produce()).aclose()
+
+    anyio.run(main)
+    assert touched == []
+
+
+def test_read_ahead_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="read_ahead"):
+        iterate_in_thread([], read_ahead=0)
+
+
+@pytest.fixture
+def load_server() -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(APPS)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "sync_load:app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        env=env,
+    )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def open_stream(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"GET /slow-sync HTTP/1.1\r\nHost: test\r\n\r\n")
+    assert b"item 0" in sock.recv(4096) or b"item 0" in sock.recv(4096)
+    return sock
+
+
+def test_def_endpoint_answers_within_10ms_p99_while_50_sync_streams_run(
+    load_server: str,
+) -> None:
+    port = int(load_server.rsplit(":", 1)[1])
+    streams = [open_stream(port) for _ in range(50)]
+    try:
+        latencies = []
+        with httpx.Client() as client:
+            client.get(load_server + "/ping")  # warm the connection
+            for _ in range(200):
+                started = time.perf_counter()
+                assert client.get(load_server + "/ping").json() == {"ok": True}
+                latencies.append(time.perf_counter() - started)
+        # The streams are still producing while we measured.
+        for sock in streams:
+            assert sock.recv(65536)
+    finally:
+        for sock in streams:
+            sock.close()
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    assert p99 <= 0.010, f"p99 {p99 * 1000:.1f} ms, median {latencies[100] * 1000:.1f} ms"
