@@ -15,6 +15,7 @@ object), so the only difference between them is the response machinery under tes
 ``/sync1k/ours``               ``stream_response(sync generator)``, ``total`` B in ``chunk``
 ``/sync1k/starlette``          ``StreamingResponse(sync generator)``
 ``/health``                    ``200 ok``, for the readiness probe
+``/cpu``                       this process's CPU seconds so far (all threads, ns resolution)
 =============================  ==========================================================
 
 Run it alone with ``uvicorn bench._apps:app --lifespan off`` from the repository root.
@@ -23,6 +24,7 @@ Run it alone with ``uvicorn bench._apps:app --lifespan off`` from the repository
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from time import process_time
 from urllib.parse import parse_qs
 
 from starlette.responses import StreamingResponse
@@ -125,6 +127,15 @@ async def _health(scope: Scope, receive: Receive, send: Send, p: dict[str, int])
     await send({"type": "http.response.body", "body": b"ok", "more_body": False})
 
 
+async def _cpu(scope: Scope, receive: Receive, send: Send, p: dict[str, int]) -> None:
+    # CLOCK_PROCESS_CPUTIME_ID counts every thread, finished worker threads included, and is
+    # far finer than the 10 ms ticks of /proc/<pid>/stat.
+    body = repr(process_time()).encode()
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 ROUTES: dict[str, Handler] = {
     "/small/ours_async": _small_ours_async,
     "/small/ours_sync": _small_ours_sync,
@@ -136,6 +147,7 @@ ROUTES: dict[str, Handler] = {
     "/sync1k/ours": _sync1k_ours,
     "/sync1k/starlette": _sync1k_starlette,
     "/health": _health,
+    "/cpu": _cpu,
 }
 
 
@@ -149,13 +161,15 @@ def _parse_params(query_string: bytes) -> dict[str, int] | str:
             return f"{name} must be an integer"
     if any(value < 1 for value in params.values()):
         return "parameters must be positive"
-    if params.get("size", 1) * params.get("n", 1) > _MAX_TOTAL_BYTES or params.get(
-        "total", 1
-    ) > _MAX_TOTAL_BYTES:
+    if (
+        params.get("size", 1) * params.get("n", 1) > _MAX_TOTAL_BYTES
+        or params.get("total", 1) > _MAX_TOTAL_BYTES
+    ):
         return f"at most {_MAX_TOTAL_BYTES} bytes per response"
-    if params.get("n", 1) > _MAX_ITEMS or params.get("total", 1) // params.get(
-        "chunk", 1024
-    ) > _MAX_ITEMS:
+    if (
+        params.get("n", 1) > _MAX_ITEMS
+        or params.get("total", 1) // params.get("chunk", 1024) > _MAX_ITEMS
+    ):
         return f"at most {_MAX_ITEMS} items per response"
     return params
 

@@ -123,8 +123,19 @@ def load_server() -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(APPS)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "sync_load:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "sync_load:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         env=env,
     )
     try:

@@ -34,7 +34,9 @@ def sse_error_frame(exc: BaseException) -> bytes:
 
 def ndjson_error_frame(exc: BaseException) -> bytes:
     """One NDJSON line ``{"error": {"type": ..., "message": ...}}``."""
-    return json.dumps({"error": report_error(exc).as_dict()}, separators=(",", ":")).encode() + b"\n"
+    return (
+        json.dumps({"error": report_error(exc).as_dict()}, separators=(",", ":")).encode() + b"\n"
+    )
 
 
 def default_keepalive_frame(media_type: str | None) -> bytes | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from time import monotonic
 from typing import Any, Protocol
 
@@ -17,6 +17,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from . import _shutdown
 from ._errors import report_error
 from ._formats import ErrorFrame, default_error_frame, default_keepalive_frame
 from ._threads import DEFAULT_READ_AHEAD, ThreadIterator, iterate_in_thread
@@ -25,7 +26,10 @@ __all__ = ["StreamResponse", "stream_response"]
 
 logger = logging.getLogger("faststream_kit")
 
-Content = AsyncIterable[bytes | str] | Iterable[bytes | str]
+Content = AsyncIterable[Any] | Iterable[Any]
+SourceFactory = Callable[[Scope], Content]
+"""Opens the source when the response starts, given the ASGI scope (e.g. for headers)."""
+Encoder = Callable[[Any], bytes]
 
 # RFC 9113 §8.2.2: connection-specific header fields are malformed in HTTP/2, and they are
 # meaningless on an ASGI response anyway (the server owns the connection).
@@ -71,7 +75,7 @@ class StreamResponse(StreamingResponse):
 
     def __init__(
         self,
-        content: Content,
+        content: Content | SourceFactory,
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
         media_type: str | None = None,
@@ -84,6 +88,9 @@ class StreamResponse(StreamingResponse):
         request: Any = None,
         thread_limiter: anyio.CapacityLimiter | None = None,
         read_ahead: int = DEFAULT_READ_AHEAD,
+        encode: Encoder | None = None,
+        preamble: bytes = b"",
+        shutdown_frame: bytes | None = None,
     ) -> None:
         if keepalive is not None and keepalive <= 0:
             raise ValueError(f"keepalive must be a positive number of seconds, got {keepalive!r}")
@@ -97,17 +104,30 @@ class StreamResponse(StreamingResponse):
         if media_type is not None:
             self.media_type = media_type
         self.background = background
-        if isinstance(content, AsyncIterable):
-            self.body_iterator = content
+        self._thread_limiter = thread_limiter
+        self._read_ahead = read_ahead
+        self._open: SourceFactory | None = None
+        if isinstance(content, str | bytes | bytearray | memoryview):
+            raise TypeError(
+                "content must be an iterable of chunks, not a single str/bytes value; "
+                "use starlette.responses.Response for a body that is already complete"
+            )
+        if isinstance(content, AsyncIterable | Iterable):
+            self.body_iterator = self._as_async(content)
+        elif callable(content):
+            self._open = content
         else:
-            self.body_iterator = iterate_in_thread(
-                content, limiter=thread_limiter, read_ahead=read_ahead
+            raise TypeError(
+                "content must be an iterable or async iterable of bytes/str, "
+                f"got {type(content).__name__}"
             )
         self.init_headers(headers)
         self._prepare_headers()
         self.keepalive = keepalive
         self.keepalive_frame = (
-            keepalive_frame if keepalive_frame is not None else default_keepalive_frame(self.media_type)
+            keepalive_frame
+            if keepalive_frame is not None
+            else default_keepalive_frame(self.media_type)
         )
         if keepalive is not None and not self.keepalive_frame:
             raise ValueError(
@@ -115,10 +135,27 @@ class StreamResponse(StreamingResponse):
                 "keepalive bytes a reader would ignore; pass keepalive_frame=... or drop keepalive"
             )
         self.send_timeout = send_timeout
-        self.error_frame = error_frame if error_frame is not None else default_error_frame(
-            self.media_type
+        self.error_frame = (
+            error_frame if error_frame is not None else default_error_frame(self.media_type)
         )
         self._request: _Request | None = request
+        self._encode: Encoder = encode or self._encode_text
+        self._preamble = preamble
+        self.shutdown_frame = shutdown_frame
+
+    def _as_async(self, content: Content) -> AsyncIterable[Any]:
+        if isinstance(content, AsyncIterable):
+            return content
+        return iterate_in_thread(content, limiter=self._thread_limiter, read_ahead=self._read_ahead)
+
+    def _encode_text(self, chunk: Any) -> bytes:
+        if type(chunk) is bytes:
+            return chunk
+        if isinstance(chunk, str):
+            return chunk.encode(self.charset)
+        if isinstance(chunk, bytes | bytearray | memoryview):
+            return bytes(chunk)
+        raise TypeError(f"stream items must be bytes or str, got {type(chunk).__name__}")
 
     def _prepare_headers(self) -> None:
         raw = [(k, v) for k, v in self.raw_headers if k not in _CONNECTION_HEADERS]
@@ -144,14 +181,32 @@ class StreamResponse(StreamingResponse):
         relay = _BodyRelay(self._request) if self._request is not None else None
         pump_scope = anyio.CancelScope()
         failure: BaseException | None = None
+        shutdown_watch = None
+        if self.shutdown_frame is not None:
+
+            def stop_for_shutdown() -> None:
+                wire.shutting_down = True
+                pump_scope.cancel()
+
+            shutdown_watch = _shutdown.register(stop_for_shutdown)
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(self._watch_client, receive, wire, pump_scope, relay)
             with pump_scope:
-                failure = await self._pump(wire)
+                try:
+                    if self._open is not None:
+                        self.body_iterator = self._as_async(self._open(scope))
+                except Exception as exc:
+                    failure = exc
+                else:
+                    failure = await self._pump(wire)
             task_group.cancel_scope.cancel()
+        del shutdown_watch
         await self._close_source()
         if failure is not None and not wire.gone:
             await self._fail(wire, failure)
+            return
+        if wire.shutting_down and not wire.gone and self.shutdown_frame is not None:
+            await wire.send_last(self.shutdown_frame)
             return
         if wire.timed_out:
             raise TimeoutError(f"client did not read for {self.send_timeout} s; connection aborted")
@@ -162,16 +217,21 @@ class StreamResponse(StreamingResponse):
         """Copy the source to the client; return the source's exception, if any."""
         source = self.body_iterator
         coalesce = source.take_ready if isinstance(source, ThreadIterator) else None
-        charset = self.charset
+        encode = self._encode
+        preamble = self._preamble
         try:
             async for chunk in source:
-                data = _to_bytes(chunk, charset)
+                data = encode(chunk)
                 if coalesce is not None:
-                    ready = coalesce(DEFAULT_READ_AHEAD)
+                    ready = coalesce(self._read_ahead)
                     if ready:
-                        data = b"".join([data, *(_to_bytes(c, charset) for c in ready)])
+                        data = b"".join([data, *map(encode, ready)])
+                if preamble:
+                    data, preamble = preamble + data, b""
                 if data:
                     await wire.send_body(data)
+            if preamble:
+                await wire.send_body(preamble)
             await wire.send_end()
         except _ClientGone:
             return None
@@ -216,7 +276,7 @@ class StreamResponse(StreamingResponse):
             pump_scope.cancel()
 
     async def _close_source(self) -> None:
-        source = self.body_iterator
+        source = getattr(self, "body_iterator", None)
         aclose = getattr(source, "aclose", None)
         if aclose is None:
             return
@@ -237,31 +297,19 @@ class StreamResponse(StreamingResponse):
         if self.error_frame is not None:
             if not report.expected:
                 logger.error("stream failed after its headers were sent", exc_info=exc)
-            try:
-                await wire.send_body(self.error_frame(exc))
-                await wire.send_end()
-            except _ClientGone:
-                pass
+            await wire.send_last(self.error_frame(exc))
             return
         # No way to say "failed" in this format: abort, so the body is visibly incomplete.
         raise exc
 
     async def _answer_head(self, send: Send) -> None:
         await self._close_source()
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         if self.background is not None:
             await self.background()
-
-
-def _to_bytes(chunk: bytes | str | Any, charset: str) -> bytes:
-    if type(chunk) is bytes:
-        return chunk
-    if isinstance(chunk, str):
-        return chunk.encode(charset)
-    if isinstance(chunk, bytes | bytearray | memoryview):
-        return bytes(chunk)
-    raise TypeError(f"stream items must be bytes or str, got {type(chunk).__name__}")
 
 
 class _Wire:
@@ -274,6 +322,7 @@ class _Wire:
         "busy",
         "gone",
         "last_send",
+        "shutting_down",
         "started",
         "timed_out",
     )
@@ -285,6 +334,7 @@ class _Wire:
         self.busy = False  # a write by the pump is in flight
         self.gone = False
         self.timed_out = False
+        self.shutting_down = False
         self.last_send = monotonic()
         self._keepalive_done: anyio.Event | None = None
 
@@ -307,7 +357,11 @@ class _Wire:
         self.started = True
         response = self._response
         await self._write(
-            {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response.raw_headers,
+            }
         )
 
     async def send_body(self, data: bytes) -> None:
@@ -328,6 +382,14 @@ class _Wire:
         if not self.started:
             await self._start()
         await self._write({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def send_last(self, frame: bytes) -> None:
+        """Send a final frame and end the body, unless the client is already gone."""
+        try:
+            await self.send_body(frame)
+            await self.send_end()
+        except _ClientGone:
+            pass
 
     async def send_keepalive(self) -> None:
         frame = self._response.keepalive_frame
@@ -353,7 +415,9 @@ class _Wire:
         ]
         raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         try:
-            await self._write({"type": "http.response.start", "status": status_code, "headers": raw})
+            await self._write(
+                {"type": "http.response.start", "status": status_code, "headers": raw}
+            )
             await self._write({"type": "http.response.body", "body": body, "more_body": False})
         except _ClientGone:
             pass

@@ -55,7 +55,9 @@ def _call_soon_from_thread() -> Callable[[Callable[[], object]], object]:
     except RuntimeError:  # pragma: no cover - trio
         import trio
 
-        return trio.lowlevel.current_trio_token().run_sync_soon
+        token = trio.lowlevel.current_trio_token()
+        run_sync_soon: Callable[[Callable[[], object]], object] = token.run_sync_soon
+        return run_sync_soon
     return loop.call_soon_threadsafe
 
 

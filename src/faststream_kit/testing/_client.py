@@ -11,9 +11,20 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
-__all__ = ["Chunk", "Recording", "arecord_chunks", "record_chunks"]
+from ._sse_parser import ParsedEvent, SSEParser
+
+__all__ = [
+    "Chunk",
+    "Recording",
+    "SSERecording",
+    "TimedEvent",
+    "arecord_chunks",
+    "read_sse",
+    "record_chunks",
+]
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,7 @@ class Recording:
     def gaps(self) -> list[float]:
         """Seconds between consecutive chunks."""
         times = self.arrival_times()
-        return [later - earlier for earlier, later in zip(times, times[1:])]
+        return [later - earlier for earlier, later in pairwise(times)]
 
 
 def _should_stop(recording: Recording, stop_after_chunks: int | None) -> bool:
@@ -143,3 +154,74 @@ async def arecord_chunks(
     finally:
         if own_client:
             await client.aclose()
+
+
+@dataclass(frozen=True)
+class TimedEvent:
+    """One dispatched Server-Sent Event and when its last byte arrived."""
+
+    at: float
+    event: ParsedEvent
+
+
+@dataclass
+class SSERecording:
+    """What an SSE client saw: the raw recording plus the strictly parsed events."""
+
+    recording: Recording
+    events: list[TimedEvent]
+    comments: list[str]
+
+    @property
+    def data(self) -> list[str]:
+        return [timed.event.data for timed in self.events]
+
+
+def read_sse(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    method: str = "GET",
+    content: bytes | str | None = None,
+    http2: bool = False,
+    stop_after_events: int | None = None,
+    timeout: float = 30.0,
+    client: Any = None,
+) -> SSERecording:
+    """Read a live ``text/event-stream`` endpoint with the strict WHATWG parser.
+
+    ``stop_after_events=N`` disconnects after the N-th event, like a browser tab closing.
+    Each event carries the time its final byte arrived.
+    """
+    import httpx
+
+    parser = SSEParser()
+    events: list[TimedEvent] = []
+    own_client = client is None
+    if client is None:
+        client = httpx.Client(http1=not http2, http2=http2, timeout=timeout)
+    try:
+        started = time.perf_counter()
+        with client.stream(method, url, headers=headers, content=content) as response:
+            recording = Recording(
+                status_code=response.status_code,
+                headers=dict(response.headers),
+                http_version=response.http_version,
+                headers_at=time.perf_counter() - started,
+            )
+            try:
+                for data in response.iter_raw():
+                    at = time.perf_counter() - started
+                    recording.chunks.append(Chunk(at, data))
+                    events.extend(TimedEvent(at, event) for event in parser.feed(data))
+                    if stop_after_events is not None and len(events) >= stop_after_events:
+                        return SSERecording(recording, events, parser.comments)
+                recording.complete = True
+            except httpx.HTTPError as exc:
+                recording.error = exc
+            at = time.perf_counter() - started
+            events.extend(TimedEvent(at, event) for event in parser.close())
+            return SSERecording(recording, events, parser.comments)
+    finally:
+        if own_client:
+            client.close()

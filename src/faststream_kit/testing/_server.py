@@ -110,7 +110,8 @@ class LiveServer:
 
         async def serve() -> None:
             task = asyncio.create_task(server.serve(sockets=[sock]))
-            while not server.started and not task.done():
+            # uvicorn exposes no start event, only this flag.
+            while not server.started and not task.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
             self._stop = stop
             self._started.set()

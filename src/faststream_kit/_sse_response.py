@@ -1,0 +1,124 @@
+"""``sse_response``: a ``text/event-stream`` response from any source of events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from typing import Any
+
+import anyio
+from starlette.background import BackgroundTask
+from starlette.types import Scope
+
+from ._response import StreamResponse
+from ._sse import PING_FRAME, ServerSentEvent, sse_frame
+
+__all__ = ["SHUTDOWN_EVENT", "encode_event", "sse_response"]
+
+Events = AsyncIterable[Any] | Iterable[Any]
+EventsFactory = Callable[[str | None], Events]
+
+SHUTDOWN_EVENT = ServerSentEvent(event="shutdown", data={"reason": "server shutting down"})
+"""The last event of every open stream when the server shuts down (then the body ends)."""
+
+_EVENT_FIELDS = frozenset({"data", "event", "id", "retry", "comment"})
+
+
+def encode_event(item: Any) -> bytes:
+    """One source item as an SSE frame.
+
+    ``ServerSentEvent`` as built; a ``dict`` as its fields (``{"data": ..., "event": ...}``);
+    ``str`` and ``bytes`` as ``data``; anything else (a list, a dataclass, a pydantic model)
+    as JSON ``data``.
+    """
+    if type(item) is str:
+        return sse_frame(item)
+    if isinstance(item, ServerSentEvent):
+        return item.encode()
+    if isinstance(item, dict):
+        unknown = item.keys() - _EVENT_FIELDS
+        if unknown:
+            raise ValueError(
+                f"event dict has unknown field(s) {sorted(unknown)}; the fields are "
+                "data, event, id, retry and comment (wrap a JSON payload as {'data': ...})"
+            )
+        return sse_frame(**item)
+    return sse_frame(item)
+
+
+def last_event_id(scope: Scope) -> str | None:
+    """The ``Last-Event-ID`` request header, which ``EventSource`` sends when it reconnects."""
+    for name, value in scope.get("headers", ()):
+        if name == b"last-event-id":
+            return bytes(value).decode("utf-8", errors="replace") or None
+    return None
+
+
+def sse_response(
+    events: Events | EventsFactory,
+    *,
+    ping: float | None = 15.0,
+    retry: int | None = None,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+    background: BackgroundTask | None = None,
+    send_timeout: float | None = 30.0,
+    shutdown_event: ServerSentEvent | None = SHUTDOWN_EVENT,
+    thread_limiter: anyio.CapacityLimiter | None = None,
+    request: Any = None,
+) -> StreamResponse:
+    """Stream Server-Sent Events.
+
+    ``events`` is a sync or async iterable of items (see :func:`encode_event`), or a function
+    that takes the request's ``Last-Event-ID`` (``None`` on a first connection) and returns
+    one, so a reconnecting ``EventSource`` resumes where it left off:
+
+    ```python
+    @app.get("/events")
+    async def events():
+        async def updates(last_event_id: str | None):
+            start = int(last_event_id or 0) + 1
+            for n in range(start, start + 3):
+                yield ServerSentEvent(data={"n": n}, id=str(n))
+
+        return sse_response(updates)
+    ```
+
+    ``ping`` sends a ``: ping`` comment after that many idle seconds (``None`` or ``0`` turns
+    it off); it is idle-based, so a busy stream sends none. ``retry`` is sent once, first,
+    and tells the browser how many milliseconds to wait before reconnecting. When the source
+    fails after the first event, the stream ends with ``event: error`` and a JSON body
+    ``{"type": ..., "message": ...}``; before it, the client gets an HTTP error response. When
+    the server shuts down, each open stream sends ``shutdown_event`` and ends, so it never
+    holds the shutdown up. ``send_timeout`` drops a client that stops reading.
+    """
+    if retry is not None:
+        ServerSentEvent(retry=retry)  # validates with the field's name in the message
+    preamble = sse_frame(retry=retry) if retry is not None else b""
+    content: Events | Callable[[Scope], Events]
+    if _is_events_factory(events):
+        factory: EventsFactory = events  # type: ignore[assignment]
+
+        def content(scope: Scope) -> Events:
+            return factory(last_event_id(scope))
+
+    else:
+        content = events  # type: ignore[assignment]
+    return StreamResponse(
+        content,
+        status_code=status_code,
+        headers=headers,
+        media_type="text/event-stream",
+        background=background,
+        keepalive=ping or None,
+        keepalive_frame=PING_FRAME,
+        send_timeout=send_timeout,
+        encode=encode_event,
+        preamble=preamble,
+        shutdown_frame=shutdown_event.encode() if shutdown_event is not None else None,
+        thread_limiter=thread_limiter,
+        request=request,
+    )
+
+
+def _is_events_factory(events: object) -> bool:
+    return callable(events) and not isinstance(events, AsyncIterable | Iterable)
