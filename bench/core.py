@@ -1,10 +1,11 @@
 """Side-by-side benchmark of the core (``stream_response``) against its anchors, in one run.
 
-    python bench/core.py            # full run, about a minute or two
+    python bench/core.py            # full run, about two minutes
     python bench/core.py --quick    # smaller sizes, two rounds, well under 40 s
 
 The server (uvicorn serving ``bench/_apps.py``) runs in its own process and the client
-(``curl``) in another, so on a two-core machine each gets a core. Every scenario runs in
+(``bench/_client.py``, or ``curl`` with ``--client curl``) in another, so on a two-core
+machine each gets a core. Every scenario runs in
 rounds; each round requests every implementation once, in an order that rotates from round to
 round, so drift on a shared machine hits all of them alike. The table shows medians and the
 ratios between implementations; ratios are what to compare across machines and runs. Results
@@ -34,6 +35,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "core.json"
+CLIENT = ROOT / "bench" / "_client.py"
 
 MiB = 1 << 20
 SERVER_START_SECONDS = 20.0
@@ -85,8 +87,8 @@ class Scenario:
         return "&".join(f"{k}={v}" for k, v in params.items()), size
 
 
-def build_scenarios(quick: bool) -> list[Scenario]:
-    rounds = 2 if quick else 5
+def build_scenarios(quick: bool, rounds: int | None = None) -> list[Scenario]:
+    rounds = rounds or (2 if quick else 7)
     small_n = 10_000 if quick else 20_000
     bulk_total = (64 if quick else 256) * MiB
     sync1k_total = (8 if quick else 32) * MiB
@@ -250,13 +252,17 @@ class Server:
 # --- the client -------------------------------------------------------------------------------
 
 
-def fetch(server: Server, path: str, expected_bytes: int) -> dict[str, float]:
-    """One request with curl; the wall time curl measured and the server's CPU time for it."""
+def fetch(server: Server, path: str, expected_bytes: int, client: str) -> dict[str, float]:
+    """One request; the wall time the client measured and the server's CPU time for it."""
     url = f"http://127.0.0.1:{server.port}{path}"
-    command = [
-        "curl", "-s", "-N", "-o", "/dev/null", "--max-time", str(REQUEST_TIMEOUT_SECONDS),
-        "-w", "%{http_code} %{size_download} %{time_total}", url,
-    ]  # fmt: skip
+    timeout = str(REQUEST_TIMEOUT_SECONDS)
+    if client == "curl":
+        command = [
+            "curl", "-s", "-N", "-o", "/dev/null", "--max-time", timeout,
+            "-w", "%{http_code} %{size_download} %{time_total}", url,
+        ]  # fmt: skip
+    else:
+        command = [sys.executable, str(CLIENT), str(server.port), path, timeout]
     cpu_before = server.cpu_seconds()
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=REQUEST_TIMEOUT_SECONDS + 10, check=False
@@ -265,7 +271,7 @@ def fetch(server: Server, path: str, expected_bytes: int) -> dict[str, float]:
     try:
         status, size, seconds = done.stdout.split()
     except ValueError:
-        raise RuntimeError(f"curl {url} failed ({done.returncode}): {done.stderr}") from None
+        raise RuntimeError(f"{client} {url} failed ({done.returncode}): {done.stderr}") from None
     if status != "200" or int(size) != expected_bytes:
         raise RuntimeError(
             f"{url}: status {status}, {size} bytes (expected 200, {expected_bytes} bytes)\n"
@@ -282,11 +288,11 @@ def path_for(scenario: Scenario, implementation: str, scale: float = 1.0) -> tup
     return f"/{scenario.name}/{ROUTE.get(implementation, implementation)}?{query}", size
 
 
-def calibrate_sync1k(server: Server, scenario: Scenario, quick: bool) -> None:
+def calibrate_sync1k(server: Server, scenario: Scenario, quick: bool, client: str) -> None:
     """Shrink the sync-1 KiB size if Starlette's thread hop per item makes it too slow here."""
     probe_scale = 1 / 8
     path, size = path_for(scenario, "starlette", probe_scale)
-    seconds = fetch(server, path, size)["wall"]
+    seconds = fetch(server, path, size, client)["wall"]
     estimate = seconds / probe_scale
     budget = SYNC1K_BUDGET_SECONDS[quick]
     total = scenario.params["total"]
@@ -298,17 +304,17 @@ def calibrate_sync1k(server: Server, scenario: Scenario, quick: bool) -> None:
         scenario.title = f"{total // MiB} MiB in 1 KiB chunks, sync generator (reduced)"
 
 
-def run_scenario(server: Server, scenario: Scenario) -> None:
+def run_scenario(server: Server, scenario: Scenario, client: str) -> None:
     # Warm up every implementation (imports, thread creation, first-request costs) uncounted.
     for implementation in scenario.implementations:
-        fetch(server, *path_for(scenario, implementation, 1 / 8))
+        fetch(server, *path_for(scenario, implementation, 1 / 8), client)
     scenario.runs = {name: [] for name in scenario.implementations}
     names = scenario.implementations
     for round_index in range(scenario.rounds):
         shift = round_index % len(names)
         for implementation in names[shift:] + names[:shift]:
             path, size = path_for(scenario, implementation)
-            scenario.runs[implementation].append(fetch(server, path, size))
+            scenario.runs[implementation].append(fetch(server, path, size, client))
         print(".", end="", flush=True)
 
 
@@ -335,7 +341,7 @@ def summarize(scenario: Scenario) -> dict[str, Any]:
                 "wall_ratio": wall,
                 "paired_wall_ratio": paired,
                 "server_cpu_ratio": cpu,
-                "verdict": ratio.verdict(wall),
+                "verdict": ratio.verdict(paired),
             }
         )
     return {
@@ -371,21 +377,20 @@ def print_summary(summary: dict[str, Any]) -> None:
         )
 
 
-def environment(http: str, loop: str) -> dict[str, Any]:
+def environment(http: str, loop: str, client: str) -> dict[str, Any]:
     def version(name: str) -> str | None:
         try:
             return importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    curl = subprocess.run(["curl", "--version"], capture_output=True, text=True, check=False)
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "loadavg_before": os.getloadavg(),
         "server": f"uvicorn {version('uvicorn')} --http {http} --loop {loop}",
-        "client": " ".join(curl.stdout.split()[:2]) or "curl",
+        "client": "curl" if client == "curl" else "bench/_client.py (recv_into 1 MiB)",
         "versions": {
             name: version(name) for name in ("faststream-kit", "starlette", "anyio", "h11")
         },
@@ -401,15 +406,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto")
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    parser.add_argument(
+        "--client", choices=("python", "curl"), default="python", help="the reading process"
+    )
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (bulk runs 3 times more)")
     args = parser.parse_args(argv)
-    if shutil.which("curl") is None:
-        print("curl is needed as the client", file=sys.stderr)
+    if args.client == "curl" and shutil.which("curl") is None:
+        print("curl is not installed; use --client python", file=sys.stderr)
         return 2
+    if args.rounds is not None and not 1 <= args.rounds <= 50:
+        parser.error("--rounds must be between 1 and 50")
     # Turn a polite kill into SystemExit, so the server is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     http, loop = server_flavour(args.http, args.loop)
-    scenarios = [s for s in build_scenarios(args.quick) if not args.only or s.name in args.only]
-    env = environment(http, loop)
+    scenarios = [
+        s for s in build_scenarios(args.quick, args.rounds) if not args.only or s.name in args.only
+    ]
+    env = environment(http, loop, args.client)
     print(f"server: {env['server']} (subprocess); client: {env['client']} (subprocess)")
     print(
         f"cpus: {env['cpus']}, load average: {' '.join(f'{x:.2f}' for x in env['loadavg_before'])}"
@@ -420,8 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in scenarios:
             print(f"running {scenario.name} ", end="", flush=True)
             if scenario.name == "sync1k":
-                calibrate_sync1k(server, scenario, args.quick)
-            run_scenario(server, scenario)
+                calibrate_sync1k(server, scenario, args.quick, args.client)
+            run_scenario(server, scenario, args.client)
             summaries.append(summarize(scenario))
             print()
     elapsed = time.monotonic() - started
