@@ -35,3 +35,10 @@ def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks against the anchors; prints ratios."""
     session.install("-e", ".[bench]")
     session.run("python", "bench/core.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with ``mkdocs build --strict``."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
