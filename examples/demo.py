@@ -1,0 +1,5 @@
+"""The demo app, for ``uvicorn examples.demo:app`` (or just run ``faststream-kit demo``)."""
+
+from faststream_kit._demo import create_app
+
+app = create_app()
