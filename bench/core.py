@@ -90,7 +90,7 @@ class Scenario:
 def build_scenarios(quick: bool, rounds: int | None = None) -> list[Scenario]:
     rounds = rounds or (2 if quick else 7)
     small_n = 10_000 if quick else 20_000
-    bulk_total = (64 if quick else 256) * MiB
+    bulk_total = (128 if quick else 256) * MiB
     sync1k_total = (8 if quick else 32) * MiB
     return [
         Scenario(
@@ -114,7 +114,7 @@ def build_scenarios(quick: bool, rounds: int | None = None) -> list[Scenario]:
             params={"total": bulk_total, "chunk": 64 << 10},
             expected_bytes=bulk_total,
             # One request takes a fraction of a second: more rounds cost little, steady the median.
-            rounds=rounds if quick else 3 * rounds,
+            rounds=3 * rounds,
             ratios=(
                 Ratio("ours / raw ASGI", "ours", "raw_asgi", 1.05),
                 Ratio("Starlette / raw ASGI", "starlette", "raw_asgi"),

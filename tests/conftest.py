@@ -132,9 +132,13 @@ def nginx_proxy(tmp_path: Path) -> Iterator[Callable[[str], str]]:
             process.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Headless Debian Chromium driven by playwright-python (never ``playwright install``)."""
+    """Headless Debian Chromium driven by playwright-python (never ``playwright install``).
+
+    Module-scoped: playwright's sync API keeps an event loop running in the main thread
+    while it is open, which would stop later tests from calling ``anyio.run``.
+    """
     need_peer(os.path.exists(CHROMIUM), f"{CHROMIUM} not found (apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
