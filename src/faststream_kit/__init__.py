@@ -7,16 +7,19 @@ a successful ``200``.
 """
 
 from ._errors import StreamError
+from ._llm import Completion, llm_stream
 from ._response import StreamResponse, stream_response
 from ._sse import ServerSentEvent, sse_frame
 from ._sse_response import sse_response
 from ._threads import iterate_in_thread
 
 __all__ = [
+    "Completion",
     "ServerSentEvent",
     "StreamError",
     "StreamResponse",
     "iterate_in_thread",
+    "llm_stream",
     "sse_frame",
     "sse_response",
     "stream_response",

@@ -219,9 +219,10 @@ class StreamResponse(StreamingResponse):
         coalesce = source.take_ready if isinstance(source, ThreadIterator) else None
         encode = self._encode
         preamble = self._preamble
+        plain_bytes = encode == self._encode_text  # bytes pass through untouched
         try:
             async for chunk in source:
-                data = encode(chunk)
+                data = chunk if type(chunk) is bytes and plain_bytes else encode(chunk)
                 if coalesce is not None:
                     ready = coalesce(self._read_ahead)
                     if ready:
@@ -316,7 +317,9 @@ class _Wire:
     """The response side of one ASGI connection: headers-once, keepalives, timeouts."""
 
     __slots__ = (
+        "_idle_tracked",
         "_keepalive_done",
+        "_plain",
         "_response",
         "_send",
         "busy",
@@ -337,6 +340,8 @@ class _Wire:
         self.shutting_down = False
         self.last_send = monotonic()
         self._keepalive_done: anyio.Event | None = None
+        self._plain = response.send_timeout is None
+        self._idle_tracked = response.keepalive is not None
 
     async def _write(self, message: Message) -> None:
         timeout = self._response.send_timeout
@@ -367,14 +372,24 @@ class _Wire:
     async def send_body(self, data: bytes) -> None:
         if self._keepalive_done is not None:
             await self._keepalive_done.wait()
+        message = {"type": "http.response.body", "body": data, "more_body": True}
         self.busy = True
         try:
             if not self.started:
                 await self._start()
-            await self._write({"type": "http.response.body", "body": data, "more_body": True})
+            if self._plain:
+                # The per-chunk path: no timeout scope, no clock when nothing needs it.
+                try:
+                    await self._send(message)
+                except OSError as exc:
+                    self.gone = True
+                    raise _ClientGone from exc
+            else:
+                await self._write(message)
         finally:
             self.busy = False
-        self.last_send = monotonic()
+        if self._idle_tracked:
+            self.last_send = monotonic()
 
     async def send_end(self) -> None:
         if self._keepalive_done is not None:

@@ -97,11 +97,11 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
         return self
 
     async def _start(self) -> None:
-        self._started = True
         limiter = self._limiter or default_thread_limiter()
         await limiter.acquire_on_behalf_of(self)
         self._limiter = limiter
         self._call_soon = _call_soon_from_thread()
+        self._started = True
         thread = threading.Thread(target=self._run, name="faststream-kit-source", daemon=True)
         thread.start()
 
@@ -184,18 +184,24 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
                 self._space.notify()
             return items
 
-    async def aclose(self) -> None:
-        """Stop the worker, close the sync iterator in its thread, and wait for it."""
+    def stop(self) -> None:
+        """Ask the worker to stop and close the iterator in its thread; do not wait.
+
+        The worker notices after its current ``next()`` returns.
+        """
         self._closed = True
         if not self._started:
-            # Never started: the source was not touched and needs nothing from us.
             return
         with self._lock:
             self._stopping = True
             self._buffer.clear()
             self._space.notify_all()
-        # The worker notices after its current ``next()`` returns; wait for its close().
-        await self._done.wait()
+
+    async def aclose(self) -> None:
+        """Stop the worker, close the sync iterator in its thread, and wait for it."""
+        self.stop()
+        if self._started:
+            await self._done.wait()
 
 
 def iterate_in_thread(

@@ -1,0 +1,82 @@
+"""Which header fields a proxy must not forward, in either direction.
+
+RFC 9110 §7.6.1: ``Connection`` and every field it names are for the next hop only, and a
+proxy removes them (with ``Keep-Alive``, ``Proxy-Connection``, ``TE``, ``Transfer-Encoding``
+and ``Upgrade``) before forwarding. ``Trailer`` announces trailer fields that a proxy which
+streams the body through does not forward, and ``Proxy-*`` fields authenticate this hop.
+RFC 9113 §8.2.2 makes the connection-specific ones malformed in HTTP/2, so they must go.
+
+The filtering lives here, in one place, for both directions: a proxy that filters in several
+spots forwards the one it forgot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["HOP_BY_HOP", "accepted_codings", "end_to_end", "without"]
+
+Header = tuple[str, str]
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",  # RFC 2616's spelling, still seen in the wild
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+def end_to_end(headers: Iterable[Header]) -> list[Header]:
+    """``headers`` minus the hop-by-hop ones, names lowercased, order and repeats kept."""
+    pairs = [(name.lower(), value) for name, value in headers]
+    named = {
+        token.strip().lower()
+        for name, value in pairs
+        if name == "connection"
+        for token in value.split(",")
+        if token.strip()
+    }
+    return [
+        (name, value)
+        for name, value in pairs
+        if name not in HOP_BY_HOP
+        and name not in named
+        and not name.startswith(("proxy-", ":"))  # Proxy-* authenticate this hop
+    ]
+
+
+def without(headers: Iterable[Header], *names: str) -> list[Header]:
+    """``headers`` (lowercase names) minus every field called one of ``names``."""
+    drop = {name.lower() for name in names}
+    return [(name, value) for name, value in headers if name not in drop]
+
+
+def accepted_codings(accept_encoding: str | None) -> frozenset[str]:
+    """The content-codings an ``Accept-Encoding`` value accepts (RFC 9110 §12.5.3).
+
+    ``None`` (no header) and ``""`` accept only ``identity``; ``q=0`` refuses a coding;
+    ``*`` stands for any coding not listed.
+    """
+    accepted: set[str] = set()
+    for item in (accept_encoding or "").split(","):
+        coding, _, params = item.partition(";")
+        coding = coding.strip().lower()
+        if not coding:
+            continue
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0:
+            accepted.add(coding)
+    return frozenset(accepted)

@@ -1,0 +1,415 @@
+"""``llm_stream``: OpenAI (and compatible) token streams in five wire formats.
+
+The SDK objects are duck-typed (openai 3.x runs on ``httpx2``, other providers mimic the
+shapes): a chat completion chunk has ``choices[].delta``; a Responses API event has a
+``type``; anything else must be text. Each is turned into a few neutral events
+(:class:`TextDelta`, :class:`ToolCallDelta`, ...), which the chosen format encodes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anyio
+
+from ._errors import StreamError
+from ._llm_formats import FORMATS, Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
+from ._response import StreamResponse
+from ._threads import ThreadIterator, iterate_in_thread
+
+__all__ = ["Completion", "llm_stream"]
+
+logger = logging.getLogger("faststream_kit")
+
+Format = Literal["text", "sse", "ndjson", "openai", "ui"]
+
+
+@dataclass
+class ToolCall:
+    """One tool call as the model made it; ``arguments`` is the JSON text it streamed."""
+
+    id: str | None
+    name: str | None
+    arguments: str = ""
+
+
+@dataclass
+class Completion:
+    """What ``on_complete`` receives, exactly once per stream."""
+
+    text: str = ""
+    reasoning: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    error: BaseException | None = None
+    """The exception that ended the stream early, if any."""
+    disconnected: bool = False
+    """True when the client left before the stream finished."""
+
+    @property
+    def finished(self) -> bool:
+        return self.error is None and not self.disconnected and self.finish_reason is not None
+
+
+OnComplete = Callable[[Completion], Awaitable[None] | None]
+
+
+def llm_stream(
+    source: Any,
+    *,
+    format: Format = "sse",
+    on_complete: OnComplete | None = None,
+    idle_timeout: float | None = 60.0,
+    ping: float | None = 15.0,
+    send_timeout: float | None = 30.0,
+    model: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> StreamResponse:
+    """Stream an LLM answer to the client in one of five wire formats.
+
+    ``source`` is an OpenAI ``Stream``/``AsyncStream`` of chat completion chunks or Responses
+    API events, an awaitable that returns one (pass ``client.chat.completions.create(...,
+    stream=True)`` without awaiting it, so that errors it raises become HTTP responses), or
+    any sync or async iterable of ``str``.
+
+    ``format``: ``"text"`` (plain UTF-8), ``"sse"`` (events ``text``, ``reasoning``,
+    ``tool_call``, ``done``, ``error``), ``"ndjson"`` (the same objects, one per line, with a
+    ``type`` key), ``"openai"`` (``chat.completion.chunk`` SSE ending in ``data: [DONE]``, so
+    the openai SDK can read it), ``"ui"`` (the Vercel AI SDK UI message stream v1).
+
+    Errors before the first token become HTTP errors: 429 keeps ``Retry-After``, an upstream
+    401/403 becomes 502 (your key problem is not the client's), timeouts 504. After it, the
+    format's error frame ends the stream (``text`` aborts the connection instead).
+    ``idle_timeout`` bounds the wait between two chunks. A client that leaves closes the
+    upstream stream at once. ``on_complete`` (sync or async) is called exactly once with a
+    :class:`Completion`: the text, finish reason, usage, tool calls, and the error or the
+    disconnect if the stream did not finish.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {sorted(FORMATS)}, got {format!r}")
+    if idle_timeout is not None and idle_timeout <= 0:
+        raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout!r}")
+    spec = FORMATS[format]
+    encoder = spec.make_encoder(model)
+    events = _llm_events(source, idle_timeout=idle_timeout, on_complete=on_complete)
+    return StreamResponse(
+        events,
+        media_type=spec.media_type,
+        headers={**spec.headers, **(headers or {})},
+        keepalive=ping if spec.keepalive_frame and ping else None,
+        keepalive_frame=spec.keepalive_frame,
+        send_timeout=send_timeout,
+        encode=encoder.encode,
+        preamble=encoder.preamble(),
+        error_frame=encoder.error_frame if spec.has_error_frame else None,
+        shutdown_frame=None,
+    )
+
+
+async def _llm_events(
+    source: Any, *, idle_timeout: float | None, on_complete: OnComplete | None
+) -> AsyncIterator[LLMEvent]:
+    """The source as neutral events, ending with one :class:`Finish`; reports to ``on_complete``."""
+    completion = Completion() if on_complete is not None else None
+    stream: Any = None
+    items: AsyncIterator[Any] | None = None
+    try:
+        try:
+            stream = await source if inspect.isawaitable(source) else source
+        except Exception as exc:
+            raise _sdk_error(exc) from exc
+        if isinstance(stream, AsyncIterable):
+            items = aiter(stream)
+        elif isinstance(stream, Iterable) and not isinstance(stream, str | bytes):
+            items = iterate_in_thread(stream)
+        else:
+            raise TypeError(
+                "llm_stream needs an OpenAI Stream/AsyncStream, an awaitable returning one, "
+                f"or an iterable of str; got {type(stream).__name__}"
+            )
+        state = _ChunkState()
+        while True:
+            try:
+                if idle_timeout is None:
+                    item = await items.__anext__()
+                else:
+                    with anyio.fail_after(idle_timeout):
+                        item = await items.__anext__()
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise StreamError(
+                    f"the model sent nothing for {idle_timeout:g} s",
+                    status_code=504,
+                    type="timeout",
+                ) from None
+            except Exception as exc:
+                raise _sdk_error(exc) from exc
+            for event in state.events_for(item):
+                if completion is not None:
+                    _record(completion, event)
+                yield event
+        finish = state.finish()
+        if completion is not None:
+            _record(completion, finish)
+        yield finish
+    except BaseException as exc:
+        if completion is not None:
+            if isinstance(exc, GeneratorExit) or _is_cancellation(exc):
+                completion.disconnected = True
+            else:
+                completion.error = exc
+        raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _close_upstream(items, stream, source)
+            if completion is not None and on_complete is not None:
+                await _report(on_complete, completion)
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    return isinstance(exc, anyio.get_cancelled_exc_class())
+
+
+async def _close_upstream(items: Any, stream: Any, source: Any) -> None:
+    """Close the SDK stream so the provider sees the disconnect and stops generating."""
+    try:
+        if isinstance(items, ThreadIterator):
+            # A sync stream is closed by its worker thread, in that thread, as soon as its
+            # current read returns; waiting for that here would hold up the error frame.
+            items.stop()
+            return
+        if items is not None and hasattr(items, "aclose"):
+            await items.aclose()
+        if stream is not None and stream is not items:
+            close = getattr(stream, "aclose", None) or getattr(stream, "close", None)
+            if close is not None:
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
+        elif stream is None and inspect.iscoroutine(source):
+            source.close()  # never awaited (it failed, or the response never started)
+    except Exception:
+        logger.debug("closing the upstream stream failed", exc_info=True)
+
+
+async def _report(on_complete: OnComplete, completion: Completion) -> None:
+    try:
+        result = on_complete(completion)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        logger.exception("on_complete raised")
+
+
+def _record(completion: Completion, event: LLMEvent) -> None:
+    if type(event) is TextDelta:
+        completion.text += event.text
+    elif type(event) is ReasoningDelta:
+        completion.reasoning += event.text
+    elif type(event) is ToolCallDelta:
+        while len(completion.tool_calls) <= event.index:
+            completion.tool_calls.append(ToolCall(None, None))
+        call = completion.tool_calls[event.index]
+        call.id = call.id or event.id
+        call.name = call.name or event.name
+        call.arguments += event.arguments
+    elif type(event) is Finish:
+        completion.finish_reason = event.finish_reason
+        completion.usage = event.usage
+
+
+class _ChunkState:
+    """Turns SDK items into neutral events and remembers what the final event needs."""
+
+    __slots__ = ("finish_reason", "tool_indexes", "usage")
+
+    def __init__(self) -> None:
+        self.finish_reason: str | None = None
+        self.usage: dict[str, int] | None = None
+        self.tool_indexes: dict[int, int] = {}  # Responses output_index -> tool call index
+
+    def events_for(self, item: Any) -> list[LLMEvent]:
+        if type(item) is str:
+            return [TextDelta(item)] if item else []
+        choices = getattr(item, "choices", None)
+        if choices is not None:
+            return self._chat_chunk(item, choices)
+        kind = getattr(item, "type", None)
+        if isinstance(kind, str):
+            return self._responses_event(kind, item)
+        if isinstance(item, str):
+            return [TextDelta(str(item))] if item else []
+        raise TypeError(
+            f"llm_stream cannot read a {type(item).__name__}: expected a chat completion "
+            "chunk, a Responses API event or str"
+        )
+
+    def _chat_chunk(self, chunk: Any, choices: Any) -> list[LLMEvent]:
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            self.usage = _chat_usage(usage)
+        events: list[LLMEvent] = []
+        for choice in choices:  # Azure's prelude chunk has none: nothing to do
+            if getattr(choice, "index", 0) != 0:
+                continue  # n > 1 is not streamed; the first choice is the answer
+            delta = getattr(choice, "delta", None)
+            if delta is not None:
+                reasoning = getattr(delta, "reasoning_content", None) or getattr(
+                    delta, "reasoning", None
+                )
+                if isinstance(reasoning, str) and reasoning:
+                    events.append(ReasoningDelta(reasoning))
+                content = getattr(delta, "content", None)
+                if content:
+                    events.append(TextDelta(content))
+                for call in getattr(delta, "tool_calls", None) or ():
+                    function = getattr(call, "function", None)
+                    events.append(
+                        ToolCallDelta(
+                            index=getattr(call, "index", 0) or 0,
+                            id=getattr(call, "id", None),
+                            name=getattr(function, "name", None),
+                            arguments=getattr(function, "arguments", None) or "",
+                        )
+                    )
+            reason = getattr(choice, "finish_reason", None)
+            if reason:
+                self.finish_reason = reason
+        return events
+
+    def _responses_event(self, kind: str, event: Any) -> list[LLMEvent]:
+        if kind == "response.output_text.delta":
+            return [TextDelta(event.delta)] if event.delta else []
+        if kind in ("response.reasoning_text.delta", "response.reasoning_summary_text.delta"):
+            return [ReasoningDelta(event.delta)] if event.delta else []
+        if kind == "response.output_item.added":
+            item = event.item
+            if getattr(item, "type", None) != "function_call":
+                return []
+            index = self.tool_indexes.setdefault(event.output_index, len(self.tool_indexes))
+            return [ToolCallDelta(index, getattr(item, "call_id", None), item.name, "")]
+        if kind == "response.function_call_arguments.delta":
+            index = self.tool_indexes.setdefault(event.output_index, len(self.tool_indexes))
+            return [ToolCallDelta(index, None, None, event.delta)]
+        if kind in ("response.completed", "response.incomplete"):
+            response = event.response
+            if response.usage is not None:
+                self.usage = _responses_usage(response.usage)
+            if kind == "response.incomplete":
+                details = getattr(response, "incomplete_details", None)
+                reason = getattr(details, "reason", None)
+                self.finish_reason = "length" if reason == "max_output_tokens" else reason
+            else:
+                self.finish_reason = "tool_calls" if self.tool_indexes else "stop"
+            return []
+        if kind == "response.failed":
+            error = getattr(event.response, "error", None)
+            raise StreamError(
+                getattr(error, "message", None) or "the model failed to answer",
+                status_code=502,
+                type=_upstream_type(getattr(error, "code", None)),
+            )
+        if kind == "error":
+            raise StreamError(
+                getattr(event, "message", None) or "the model reported an error",
+                status_code=502,
+                type=_upstream_type(getattr(event, "code", None)),
+            )
+        return []
+
+    def finish(self) -> Finish:
+        return Finish(self.finish_reason or "stop", self.usage)
+
+
+def _upstream_type(code: object) -> str:
+    return f"upstream_{code}" if isinstance(code, str) and code else "upstream_error"
+
+
+def _as_dict(usage: Any) -> dict[str, Any]:
+    if isinstance(usage, dict):
+        return usage
+    dump = getattr(usage, "model_dump", None)
+    if dump is not None:
+        result: dict[str, Any] = dump()
+        return result
+    return dict(vars(usage))
+
+
+def _chat_usage(usage: Any) -> dict[str, int]:
+    raw = _as_dict(usage)
+    return {
+        name: int(raw.get(name) or 0)
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens")
+    }
+
+
+def _responses_usage(usage: Any) -> dict[str, int]:
+    raw = _as_dict(usage)
+    prompt = int(raw.get("input_tokens") or 0)
+    completion = int(raw.get("output_tokens") or 0)
+    total = int(raw.get("total_tokens") or prompt + completion)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
+def _sdk_error(exc: Exception) -> Exception:
+    """Map an SDK/transport exception to a :class:`StreamError` with an honest status."""
+    if isinstance(exc, StreamError):
+        return exc
+    status = getattr(exc, "status_code", None)
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if isinstance(status, int):
+        if status == 429:
+            headers = {}
+            retry_after = _response_header(exc, "retry-after")
+            if retry_after:
+                headers["Retry-After"] = retry_after
+            return StreamError(
+                "the model provider is rate limiting requests; retry later",
+                status_code=429,
+                type="rate_limited",
+                headers=headers,
+            )
+        if status in (401, 403):
+            # The server's credentials were refused: not the client's fault, and the
+            # provider's message may quote the key, so it is never passed on.
+            return StreamError(
+                "the model provider refused this server's credentials",
+                status_code=502,
+                type="upstream_auth_error",
+            )
+        if status in (408, 504):
+            return StreamError("the model provider timed out", status_code=504, type="timeout")
+        return StreamError(
+            f"the model provider answered {status}", status_code=502, type="upstream_error"
+        )
+    if names & {"APITimeoutError", "TimeoutException", "TimeoutError", "ReadTimeout"}:
+        return StreamError("the model provider timed out", status_code=504, type="timeout")
+    if "APIConnectionError" in names or names & {"ConnectError", "RemoteProtocolError"}:
+        return StreamError(
+            "the connection to the model provider failed",
+            status_code=502,
+            type="upstream_unavailable",
+        )
+    if "APIError" in names:
+        message = getattr(exc, "message", None)
+        return StreamError(
+            message if isinstance(message, str) and message else "the model reported an error",
+            status_code=502,
+            type=_upstream_type(getattr(exc, "code", None)),
+        )
+    return exc
+
+
+def _response_header(exc: Exception, name: str) -> str | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    value = headers.get(name)
+    return value if isinstance(value, str) else None
