@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["HOP_BY_HOP", "accepted_codings", "end_to_end", "without"]
+__all__ = ["HOP_BY_HOP", "accepts", "coding_qualities", "end_to_end", "without"]
 
 Header = tuple[str, str]
 
@@ -57,13 +57,9 @@ def without(headers: Iterable[Header], *names: str) -> list[Header]:
     return [(name, value) for name, value in headers if name not in drop]
 
 
-def accepted_codings(accept_encoding: str | None) -> frozenset[str]:
-    """The content-codings an ``Accept-Encoding`` value accepts (RFC 9110 §12.5.3).
-
-    ``None`` (no header) and ``""`` accept only ``identity``; ``q=0`` refuses a coding;
-    ``*`` stands for any coding not listed.
-    """
-    accepted: set[str] = set()
+def coding_qualities(accept_encoding: str | None) -> dict[str, float]:
+    """Each content-coding an ``Accept-Encoding`` value names, with its ``q`` (RFC 9110 §12.5.3)."""
+    qualities: dict[str, float] = {}
     for item in (accept_encoding or "").split(","):
         coding, _, params = item.partition(";")
         coding = coding.strip().lower()
@@ -77,6 +73,18 @@ def accepted_codings(accept_encoding: str | None) -> frozenset[str]:
                     quality = float(value)
                 except ValueError:
                     quality = 0.0
-        if quality > 0:
-            accepted.add(coding)
-    return frozenset(accepted)
+        qualities[coding] = quality
+    return qualities
+
+
+def accepts(qualities: dict[str, float], coding: str) -> bool:
+    """Whether a client that sent ``qualities`` accepts a body in ``coding``.
+
+    ``identity`` is acceptable unless refused; ``*`` stands for every coding not listed;
+    ``q=0`` refuses.
+    """
+    if coding in qualities:
+        return qualities[coding] > 0
+    if "*" in qualities:
+        return qualities["*"] > 0
+    return coding == "identity"
