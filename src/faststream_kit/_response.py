@@ -178,9 +178,23 @@ class StreamResponse(StreamingResponse):
             await self._answer_head(send)
             return
         wire = _Wire(self, send)
+        failure = await self._stream(scope, receive, wire)
+        try:
+            if failure is not None and not wire.gone:
+                await self._fail(wire, failure)  # the error goes out first; closing may be slow
+            elif wire.shutting_down and not wire.gone and self.shutdown_frame is not None:
+                await wire.send_last(self.shutdown_frame)
+        finally:
+            await self._close_source()
+        if wire.timed_out:
+            raise TimeoutError(f"client did not read for {self.send_timeout} s; connection aborted")
+        if failure is None and self.background is not None:
+            await self.background()
+
+    async def _stream(self, scope: Scope, receive: Receive, wire: _Wire) -> BaseException | None:
+        """Run the pump beside the client watch; return the source's exception, if any."""
         relay = _BodyRelay(self._request) if self._request is not None else None
         pump_scope = anyio.CancelScope()
-        failure: BaseException | None = None
         shutdown_watch = None
         if self.shutdown_frame is not None:
 
@@ -189,32 +203,22 @@ class StreamResponse(StreamingResponse):
                 pump_scope.cancel()
 
             shutdown_watch = _shutdown.register(stop_for_shutdown)
+        failure: BaseException | None = None
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(self._watch_client, receive, wire, pump_scope, relay)
             with pump_scope:
-                try:
-                    if self._open is not None:
-                        self.body_iterator = self._as_async(self._open(scope))
-                except Exception as exc:
-                    failure = exc
-                else:
-                    failure = await self._pump(wire)
+                failure = await self._pump(scope, wire)
             task_group.cancel_scope.cancel()
         del shutdown_watch
-        await self._close_source()
-        if failure is not None and not wire.gone:
-            await self._fail(wire, failure)
-            return
-        if wire.shutting_down and not wire.gone and self.shutdown_frame is not None:
-            await wire.send_last(self.shutdown_frame)
-            return
-        if wire.timed_out:
-            raise TimeoutError(f"client did not read for {self.send_timeout} s; connection aborted")
-        if self.background is not None:
-            await self.background()
+        return failure
 
-    async def _pump(self, wire: _Wire) -> BaseException | None:
+    async def _pump(self, scope: Scope, wire: _Wire) -> BaseException | None:
         """Copy the source to the client; return the source's exception, if any."""
+        try:
+            if self._open is not None:
+                self.body_iterator = self._as_async(self._open(scope))
+        except Exception as exc:
+            return exc
         source = self.body_iterator
         coalesce = source.take_ready if isinstance(source, ThreadIterator) else None
         encode = self._encode
