@@ -5,16 +5,19 @@ The chat uses a built-in scripted model, so it runs without keys or network.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from importlib import resources
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .._llm import llm_stream
 from .._response import stream_response
 from .._sse import ServerSentEvent
 from .._sse_response import sse_response
@@ -35,18 +38,45 @@ def scripted_tokens(prompt: str) -> Iterator[str]:
 
 
 async def chat(request: Request) -> Response:
-    prompt = request.query_params.get("prompt", "Why does my stream arrive all at once?")
+    """POST {"prompt", "format"}: the scripted model, or OpenAI when OPENAI_API_KEY is set."""
+    body = await request.json()
+    prompt = str(body.get("prompt") or "Why does my stream arrive all at once?")
+    answer_format = body.get("format", "sse")
+    if answer_format not in ("text", "sse", "ndjson", "openai", "ui"):
+        return JSONResponse({"error": {"type": "bad_request", "message": "unknown format"}}, 400)
+    return llm_stream(model_source(prompt), format=answer_format, model=model_name())
 
-    async def tokens(last_event_id: str | None) -> AsyncIterator[ServerSentEvent]:
-        start = int(last_event_id) + 1 if last_event_id else 0
-        for index, token in enumerate(scripted_tokens(prompt)):
-            if index < start:
-                continue
-            await anyio.sleep(0.06)
-            yield ServerSentEvent(data={"text": token}, event="token", id=str(index))
-        yield ServerSentEvent(data={"finish_reason": "stop"}, event="done")
 
-    return sse_response(tokens, ping=5)
+def model_name() -> str:
+    return os.environ.get("OPENAI_MODEL", "gpt-4o-mini") if use_openai() else "scripted"
+
+
+def use_openai() -> bool:
+    return bool(os.environ.get("OPENAI_API_KEY"))
+
+
+def model_source(prompt: str) -> Any:
+    if use_openai():
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI()  # reads OPENAI_API_KEY and OPENAI_BASE_URL
+        return client.chat.completions.create(
+            model=model_name(),
+            messages=[{"role": "user", "content": prompt}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    return scripted_model(prompt)
+
+
+async def scripted_model(prompt: str) -> AsyncIterator[str]:
+    for token in scripted_tokens(prompt):
+        await anyio.sleep(0.06)
+        yield token
+
+
+async def about(request: Request) -> Response:
+    return JSONResponse({"model": model_name(), "openai": use_openai()})
 
 
 def trap_source() -> Iterator[str]:
@@ -83,7 +113,8 @@ def create_app() -> Starlette:
     return Starlette(
         routes=[
             Route("/", index),
-            Route("/chat", chat),
+            Route("/chat", chat, methods=["POST"]),
+            Route("/about", about),
             Route("/clock", clock),
             Route("/trap/plain", trap_plain),
             Route("/trap/ours", trap_ours),
