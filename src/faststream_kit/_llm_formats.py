@@ -293,8 +293,9 @@ class UIEncoder(Encoder):
         return out + b"data: [DONE]\n\n"
 
     def error_frame(self, exc: BaseException) -> bytes:
+        # Close an open text block first, so the client shows it as done, not streaming.
         part = {"type": "error", "errorText": report_error(exc).message}
-        return _sse(_json(part)) + b"data: [DONE]\n\n"
+        return self._close_block() + _sse(_json(part)) + b"data: [DONE]\n\n"
 
 
 @dataclass(frozen=True)
