@@ -97,9 +97,7 @@ def sse_frame(
         _check_retry(retry)
         parts.append("retry: " + str(retry))
     if data is not None:
-        parts.extend(
-            "data: " + line if line else "data:" for line in _split_lines(_data_text(data))
-        )
+        parts.extend("data: " + line if line else "data:" for line in _split_lines(data_text(data)))
     parts.append("\n")
     text = "\n".join(parts)
     try:
@@ -148,7 +146,8 @@ def _split_lines(text: str) -> list[str]:
     return text.split("\n")
 
 
-def _data_text(data: object) -> str:
+def data_text(data: object) -> str:
+    """The text an event's ``data`` is sent as: ``str`` as is, UTF-8 ``bytes``, else JSON."""
     if isinstance(data, str):
         return data
     if isinstance(data, (bytes, bytearray, memoryview)):

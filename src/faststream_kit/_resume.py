@@ -1,0 +1,443 @@
+"""Resumable streams on Redis: produce once, read from any worker, resume after a drop.
+
+A stream is a Redis Stream (``XADD``) named after a key the app chooses. The producer runs
+exactly once, in a task of the :class:`ResumableStreams` task group (not in the request that
+started it), and appends every event; its end and its failure are appended as markers. A
+reader on any worker replays the entries after the ``Last-Event-ID`` it was given (Redis
+entry ids are the SSE ids) and then follows live with ``XREAD BLOCK``: one loop does both.
+
+Every key has a TTL from the moment it exists. A producer keeps an owner key alive with a
+heartbeat; a reader that sees neither new entries nor a live owner ends with an ``error``
+event instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from types import TracebackType
+from typing import Any, Literal
+
+import anyio
+from starlette.types import Scope
+
+from ._errors import StreamError, report_error
+from ._llm import OnComplete, _llm_events
+from ._llm_formats import FORMATS, Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
+from ._response import StreamResponse
+from ._sse import ServerSentEvent, data_text
+from ._sse_response import encode_event, last_event_id, sse_response
+from ._threads import iterate_in_thread
+
+__all__ = ["ResumableStreams"]
+
+logger = logging.getLogger("faststream_kit")
+
+_ENTRY_ID = re.compile(r"^\d+-\d+$")
+
+# Entry kinds in the Redis Stream.
+_EVENT, _LLM, _END, _ERROR, _START = b"e", b"l", b"end", b"err", b"start"
+
+
+def _unavailable(exc: BaseException) -> StreamError:
+    return StreamError(
+        "the stream store (Redis) is unavailable", status_code=503, type="unavailable"
+    )
+
+
+def _is_redis_error(exc: BaseException) -> bool:
+    return any(cls.__module__.startswith("redis") for cls in type(exc).__mro__) or isinstance(
+        exc, ConnectionError | OSError
+    )
+
+
+class ResumableStreams:
+    """Streams that survive dropped connections, worker restarts and load balancers.
+
+    Use it as an async context manager for the life of the app (its task group runs the
+    producers):
+
+    ```python
+    @asynccontextmanager
+    async def lifespan(app):
+        async with ResumableStreams(redis.asyncio.Redis()) as streams:
+            app.state.streams = streams
+            yield
+    ```
+
+    ``ttl_seconds`` is how long a stream stays resumable after its last event;
+    ``heartbeat_seconds`` how often a producer proves it is alive (a reader gives up on a
+    producer silent for three heartbeats).
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        prefix: str = "faststream-kit:",
+        ttl_seconds: float = 3600.0,
+        heartbeat_seconds: float = 2.0,
+    ) -> None:
+        if ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds!r}")
+        if heartbeat_seconds <= 0:
+            raise ValueError(f"heartbeat_seconds must be positive, got {heartbeat_seconds!r}")
+        self.redis = redis
+        self.prefix = prefix
+        self.ttl_seconds = ttl_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._local: dict[str, anyio.CancelScope] = {}
+        self._token = secrets.token_hex(8)
+
+    async def __aenter__(self) -> ResumableStreams:
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._task_group is not None
+        self._task_group.cancel_scope.cancel()
+        try:
+            return await self._task_group.__aexit__(exc_type, exc, tb)
+        finally:
+            self._task_group = None
+
+    def _keys(self, key: str) -> tuple[str, str, str]:
+        base = self.prefix + key
+        return base + ":events", base + ":owner", base + ":cancel"
+
+    # Producing ---------------------------------------------------------------------------
+
+    async def start(self, key: str, producer: Any, *, llm: bool = False) -> bool:
+        """Run ``producer`` for ``key`` once, in the background; False if it already ran.
+
+        ``producer`` is a sync or async iterable of events (what ``sse_response`` accepts),
+        or with ``llm=True`` anything ``llm_stream`` accepts. Raises :class:`StreamError`
+        (503) when Redis is unavailable.
+        """
+        if self._task_group is None:
+            raise RuntimeError("use ResumableStreams as an async context manager (app lifespan)")
+        events_key, owner_key, _ = self._keys(key)
+        try:
+            claimed = await self.redis.set(owner_key, self._token, nx=True, ex=self._owner_ttl())
+            if claimed and await self.redis.exists(events_key):
+                # It ran before and finished: keep its events, do not run it again.
+                await self.redis.delete(owner_key)
+                claimed = False
+            if claimed:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.xadd(events_key, {b"k": _START})
+                    pipe.expire(events_key, self._ttl())
+                    await pipe.execute()
+        except Exception as exc:
+            if _is_redis_error(exc):
+                raise _unavailable(exc) from exc
+            raise
+        if not claimed:
+            _close_quietly(producer)
+            return False
+        scope = anyio.CancelScope()
+        self._local[key] = scope
+        self._task_group.start_soon(self._produce, key, producer, llm, scope)
+        return True
+
+    async def cancel(self, key: str) -> None:
+        """Stop the producer of ``key``, on whichever worker runs it."""
+        _, _, cancel_key = self._keys(key)
+        await self.redis.set(cancel_key, b"1", ex=self._ttl())
+        scope = self._local.get(key)
+        if scope is not None:
+            scope.cancel()
+
+    def _ttl(self) -> int:
+        return max(1, round(self.ttl_seconds))
+
+    def _owner_ttl(self) -> int:
+        return max(1, round(self.heartbeat_seconds * 3))
+
+    async def _produce(self, key: str, producer: Any, llm: bool, scope: anyio.CancelScope) -> None:
+        events_key, owner_key, cancel_key = self._keys(key)
+        final: dict[bytes, bytes] = {b"k": _END}
+        try:
+            with scope:
+                async with anyio.create_task_group() as heartbeat_group:
+                    heartbeat_group.start_soon(self._heartbeat, key, scope)
+                    try:
+                        async for fields in _entries(producer, llm):
+                            await self.redis.xadd(events_key, fields)
+                    finally:
+                        heartbeat_group.cancel_scope.cancel()
+            if scope.cancelled_caught:
+                final = _error_fields("cancelled", "the stream was cancelled")
+        except Exception as exc:
+            if _is_redis_error(exc):
+                logger.warning("resumable stream %r lost Redis: %s", key, exc)
+                return
+            if not (isinstance(exc, StreamError)):
+                logger.error("resumable stream %r failed", key, exc_info=exc)
+            report = report_error(exc)
+            final = _error_fields(report.type, report.message)
+        finally:
+            self._local.pop(key, None)
+        with anyio.CancelScope(shield=True):
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.xadd(events_key, final)
+                    pipe.expire(events_key, self._ttl())
+                    pipe.delete(owner_key, cancel_key)
+                    await pipe.execute()
+            except Exception as exc:
+                logger.warning("resumable stream %r could not record its end: %s", key, exc)
+
+    async def _heartbeat(self, key: str, scope: anyio.CancelScope) -> None:
+        events_key, owner_key, cancel_key = self._keys(key)
+        while True:
+            await anyio.sleep(self.heartbeat_seconds)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.expire(owner_key, self._owner_ttl())
+                pipe.expire(events_key, self._ttl())
+                pipe.exists(cancel_key)
+                *_, cancelled = await pipe.execute()
+            if cancelled:
+                scope.cancel()
+                return
+
+    # Reading -----------------------------------------------------------------------------
+
+    async def entries(
+        self, key: str, after: str | None = None
+    ) -> AsyncIterator[tuple[str, dict[bytes, bytes]]]:
+        """Replay the entries after ``after`` (an entry id), then follow live until the end.
+
+        Raises :class:`StreamError`: 404 for an unknown key (before anything is read), the
+        producer's error after its events, 503 when Redis fails.
+        """
+        events_key, owner_key, _ = self._keys(key)
+        cursor = after if after and _ENTRY_ID.match(after) else "0-0"
+        block_ms = max(100, round(self.heartbeat_seconds * 1000))
+        try:
+            if not await self.redis.exists(events_key):
+                raise StreamError(f"no stream {key!r}", status_code=404, type="not_found")
+            while True:
+                batch = await self.redis.xread({events_key: cursor}, count=256, block=block_ms)
+                if not batch:
+                    # No new entries and nobody producing them: the producer is gone.
+                    producer_gone = not await self.redis.exists(owner_key)
+                    if producer_gone and not await self.redis.xread({events_key: cursor}):
+                        raise StreamError(
+                            "the stream's producer stopped without finishing",
+                            status_code=502,
+                            type="producer_lost",
+                        )
+                    continue
+                for raw_id, fields in batch[0][1]:
+                    cursor = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                    kind = fields.get(b"k")
+                    if kind == _START:
+                        continue
+                    if kind == _END:
+                        return
+                    if kind == _ERROR:
+                        raise StreamError(
+                            fields.get(b"message", b"").decode(),
+                            status_code=502,
+                            type=fields.get(b"type", b"error").decode(),
+                        )
+                    yield cursor, fields
+        except StreamError:
+            raise
+        except Exception as exc:
+            if _is_redis_error(exc):
+                raise _unavailable(exc) from exc
+            raise
+
+    def sse_response(
+        self,
+        key: str,
+        *,
+        producer: Any = None,
+        ping: float | None = 15.0,
+        retry: int | None = None,
+    ) -> StreamResponse:
+        """Serve ``key`` as Server-Sent Events, resuming after the request's ``Last-Event-ID``.
+
+        With ``producer``, the stream is started first if it has not been (once across all
+        workers). Each event's ``id`` is its Redis entry id.
+        """
+
+        async def follow(last_id: str | None) -> AsyncIterator[ServerSentEvent]:
+            if producer is not None:
+                await self.start(key, producer)
+            async for entry_id, fields in self.entries(key, last_id):
+                event = fields.get(b"event", b"").decode() or None
+                yield ServerSentEvent(data=fields[b"data"].decode(), event=event, id=entry_id)
+
+        return sse_response(follow, ping=ping, retry=retry)
+
+    def llm_response(
+        self,
+        key: str,
+        *,
+        source: Any = None,
+        format: Literal["sse", "ui"] = "sse",
+        on_complete: OnComplete | None = None,
+        idle_timeout: float | None = 60.0,
+        ping: float | None = 15.0,
+    ) -> StreamResponse:
+        """Serve an LLM answer stored under ``key`` in the ``sse`` or ``ui`` format.
+
+        ``source`` (anything ``llm_stream`` accepts) is started once, in the background, if
+        the stream does not exist yet. ``sse`` resumes after ``Last-Event-ID``; ``ui``
+        replays the whole answer, which is how the AI SDK resumes a stream.
+        """
+        if format not in ("sse", "ui"):
+            raise ValueError(f"format must be 'sse' or 'ui' for a resumable stream, got {format!r}")
+        spec = FORMATS[format]
+        encoder = spec.make_encoder(None)
+        producer = (
+            None
+            if source is None
+            else _LazyLLMEvents(source, idle_timeout=idle_timeout, on_complete=on_complete)
+        )
+
+        def open_stream(scope: Scope) -> AsyncIterator[bytes]:
+            after = last_event_id(scope) if format == "sse" else None
+            return self._llm_frames(key, producer, encoder, after, with_ids=format == "sse")
+
+        return StreamResponse(
+            open_stream,
+            media_type=spec.media_type,
+            headers=dict(spec.headers),
+            keepalive=ping or None,
+            keepalive_frame=spec.keepalive_frame,
+            send_timeout=30.0,
+            encode=_pass_frames,
+            preamble=encoder.preamble(),
+            error_frame=encoder.error_frame,
+        )
+
+    async def _llm_frames(
+        self, key: str, producer: Any, encoder: Any, after: str | None, *, with_ids: bool
+    ) -> AsyncIterator[bytes]:
+        if producer is not None:
+            await self.start(key, producer, llm=True)
+        async for entry_id, fields in self.entries(key, after):
+            frame: bytes = encoder.encode(_decode_llm_event(fields[b"v"]))
+            yield b"id: " + entry_id.encode() + b"\n" + frame if with_ids else frame
+
+
+def _pass_frames(frame: bytes) -> bytes:
+    return frame  # already encoded by the format's encoder, with its id
+
+
+def _error_fields(kind: str, message: str) -> dict[bytes, bytes]:
+    return {b"k": _ERROR, b"type": kind.encode(), b"message": message.encode()}
+
+
+async def _entries(producer: Any, llm: bool) -> AsyncIterator[dict[bytes, bytes]]:
+    """The producer's items as Redis Stream fields."""
+    items: AsyncIterable[Any]
+    if isinstance(producer, AsyncIterable):
+        items = producer
+    elif isinstance(producer, Iterable):
+        items = iterate_in_thread(producer)
+    else:
+        raise TypeError(f"a producer must be an (async) iterable, got {type(producer).__name__}")
+    async for item in items:
+        if llm:
+            yield {b"k": _LLM, b"v": _encode_llm_event(item)}
+        else:
+            yield _sse_fields(item)
+
+
+def _sse_fields(item: Any) -> dict[bytes, bytes]:
+    """Keep the text ``sse_frame`` would send as ``data`` and the event name.
+
+    The item's own ``id`` is replaced by the Redis entry id, which is what makes resuming
+    exact.
+    """
+    if isinstance(item, ServerSentEvent):
+        data, event = item.data, item.event
+    elif isinstance(item, dict):
+        encode_event(item)  # validates the field names
+        data, event = item.get("data"), item.get("event")
+    else:
+        data, event = item, None
+    fields = {b"k": _EVENT, b"data": data_text(data).encode()}
+    if event:
+        fields[b"event"] = event.encode()
+    return fields
+
+
+def _encode_llm_event(event: LLMEvent) -> bytes:
+    if type(event) is TextDelta:
+        record: dict[str, Any] = {"t": "text", "x": event.text}
+    elif type(event) is ReasoningDelta:
+        record = {"t": "reasoning", "x": event.text}
+    elif type(event) is ToolCallDelta:
+        record = {
+            "t": "tool",
+            "i": event.index,
+            "id": event.id,
+            "n": event.name,
+            "a": event.arguments,
+        }
+    else:
+        assert type(event) is Finish
+        record = {"t": "finish", "r": event.finish_reason, "u": event.usage}
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _decode_llm_event(raw: bytes) -> LLMEvent:
+    record = json.loads(raw)
+    kind = record["t"]
+    if kind == "text":
+        return TextDelta(record["x"])
+    if kind == "reasoning":
+        return ReasoningDelta(record["x"])
+    if kind == "tool":
+        return ToolCallDelta(record["i"], record["id"], record["n"], record["a"])
+    return Finish(record["r"], record["u"])
+
+
+class _LazyLLMEvents:
+    """``llm_stream`` events, made only when the stream really starts.
+
+    ``source`` may be a zero-argument function returning the source, so that the model is
+    not even called when the stream already exists.
+    """
+
+    def __init__(self, source: Any, **options: Any) -> None:
+        self.source = source
+        self.options = options
+
+    def __aiter__(self) -> AsyncIterator[LLMEvent]:
+        source = self.source
+        if callable(source) and not isinstance(source, AsyncIterable | Iterable):
+            source = source()
+        return _llm_events(source, **self.options)
+
+    def close(self) -> None:
+        _close_quietly(self.source)
+
+
+def _close_quietly(producer: Any) -> None:
+    if inspect.iscoroutine(producer):
+        producer.close()  # never awaited: the stream existed already
+        return
+    close = getattr(producer, "close", None)
+    if close is not None and not hasattr(producer, "aclose"):
+        try:
+            close()
+        except Exception:
+            logger.debug("closing an unused producer failed", exc_info=True)
