@@ -55,7 +55,7 @@ class UpstreamLog:
     """Thread-safe: the upstream runs in a server thread, the test reads from the main one."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._seen: dict[str, Seen] = {}
         self.disconnects = 0
 
@@ -65,10 +65,16 @@ class UpstreamLog:
 
     def disconnected(self, request_id: str) -> None:
         seen = self.get(request_id)
-        with self._lock:
-            self.disconnects += 1
         seen.disconnected_at = time.monotonic()
         seen.disconnected.set()
+        with self._lock:
+            self.disconnects += 1
+            self._lock.notify_all()
+
+    def wait_for_disconnects(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` hang-ups in all were recorded; False if it timed out."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self.disconnects >= count, timeout=timeout)
 
 
 class Upstream:

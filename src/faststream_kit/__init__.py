@@ -12,6 +12,7 @@ from ._response import StreamResponse, stream_response
 from ._sse import ServerSentEvent, sse_frame
 from ._sse_response import sse_response
 from ._threads import iterate_in_thread
+from ._upstream import upstream_stream
 
 __all__ = [
     "Completion",
@@ -23,6 +24,7 @@ __all__ = [
     "sse_frame",
     "sse_response",
     "stream_response",
+    "upstream_stream",
 ]
 
 __version__ = "0.1.0.dev0"
