@@ -124,8 +124,14 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
         finally:
             # Close the generator here, in its own thread, so its ``finally`` blocks run
             # where they expect to (thread-local sessions, file handles, SDK bodies).
-            close = getattr(iterator, "close", None)
-            if close is not None:
+            # The iterable too, when iter() returned another object: an SDK stream such as
+            # openai's ``Stream`` closes its HTTP response only in its own close().
+            closers = [getattr(iterator, "close", None)]
+            if self._iterable is not iterator:
+                closers.append(getattr(self._iterable, "close", None))
+            for close in closers:
+                if close is None:
+                    continue
                 try:
                     close()
                 except BaseException as exc:
