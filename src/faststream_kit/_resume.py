@@ -29,8 +29,8 @@ from ._errors import StreamError, report_error
 from ._llm import OnComplete, _llm_events
 from ._llm_formats import FORMATS, Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
 from ._response import StreamResponse
-from ._sse import ServerSentEvent, data_text
-from ._sse_response import encode_event, last_event_id, sse_response
+from ._sse import ServerSentEvent, data_text, sse_frame
+from ._sse_response import SHUTDOWN_EVENT, encode_event, last_event_id, sse_response
 from ._threads import iterate_in_thread
 
 __all__ = ["ResumableStreams"]
@@ -41,6 +41,16 @@ _ENTRY_ID = re.compile(r"^\d+-\d+$")
 
 # Entry kinds in the Redis Stream.
 _EVENT, _LLM, _END, _ERROR, _START = b"e", b"l", b"end", b"err", b"start"
+
+
+# KEYS: events, owner. ARGV: owner token, owner TTL, events TTL. Returns 1 if claimed.
+_CLAIM_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+redis.call('XADD', KEYS[1], '*', 'k', 'start')
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
 
 
 def _unavailable(exc: BaseException) -> StreamError:
@@ -113,7 +123,9 @@ class ResumableStreams:
             self._task_group = None
 
     def _keys(self, key: str) -> tuple[str, str, str]:
-        base = self.prefix + key
+        # The braces are a Redis Cluster hash tag: a stream's keys share one slot, so the
+        # transactions over them also work on a cluster.
+        base = self.prefix + "{" + key + "}"
         return base + ":events", base + ":owner", base + ":cancel"
 
     # Producing ---------------------------------------------------------------------------
@@ -127,18 +139,15 @@ class ResumableStreams:
         """
         if self._task_group is None:
             raise RuntimeError("use ResumableStreams as an async context manager (app lifespan)")
+        if llm and not isinstance(producer, _LazyLLMEvents):
+            producer = _LazyLLMEvents(producer, idle_timeout=60.0, on_complete=None)
         events_key, owner_key, _ = self._keys(key)
         try:
-            claimed = await self.redis.set(owner_key, self._token, nx=True, ex=self._owner_ttl())
-            if claimed and await self.redis.exists(events_key):
-                # It ran before and finished: keep its events, do not run it again.
-                await self.redis.delete(owner_key)
-                claimed = False
-            if claimed:
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.xadd(events_key, {b"k": _START})
-                    pipe.expire(events_key, self._ttl())
-                    await pipe.execute()
+            # One atomic step, so no reader on another worker can see an owner without
+            # events (a 404) or two workers both start the producer.
+            claimed = await self.redis.eval(
+                _CLAIM_SCRIPT, 2, events_key, owner_key, self._token, self._owner_ttl(), self._ttl()
+            )
         except Exception as exc:
             if _is_redis_error(exc):
                 raise _unavailable(exc) from exc
@@ -169,14 +178,19 @@ class ResumableStreams:
         events_key, owner_key, cancel_key = self._keys(key)
         final: dict[bytes, bytes] = {b"k": _END}
         try:
+            failure: Exception | None = None
             with scope:
                 async with anyio.create_task_group() as heartbeat_group:
                     heartbeat_group.start_soon(self._heartbeat, key, scope)
                     try:
                         async for fields in _entries(producer, llm):
                             await self.redis.xadd(events_key, fields)
+                    except Exception as exc:
+                        failure = exc  # raised below, outside the group, unwrapped
                     finally:
                         heartbeat_group.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
             if scope.cancelled_caught:
                 final = _error_fields("cancelled", "the stream was cancelled")
         except Exception as exc:
@@ -186,7 +200,7 @@ class ResumableStreams:
             if not (isinstance(exc, StreamError)):
                 logger.error("resumable stream %r failed", key, exc_info=exc)
             report = report_error(exc)
-            final = _error_fields(report.type, report.message)
+            final = _error_fields(report.type, report.message, report.status_code, report.headers)
         finally:
             self._local.pop(key, None)
         with anyio.CancelScope(shield=True):
@@ -207,7 +221,12 @@ class ResumableStreams:
                 pipe.expire(owner_key, self._owner_ttl())
                 pipe.expire(events_key, self._ttl())
                 pipe.exists(cancel_key)
-                *_, cancelled = await pipe.execute()
+                try:
+                    *_, cancelled = await pipe.execute()
+                except Exception as exc:
+                    if _is_redis_error(exc):
+                        return  # the producer's own next write reports it
+                    raise
             if cancelled:
                 scope.cancel()
                 return
@@ -248,11 +267,7 @@ class ResumableStreams:
                     if kind == _END:
                         return
                     if kind == _ERROR:
-                        raise StreamError(
-                            fields.get(b"message", b"").decode(),
-                            status_code=502,
-                            type=fields.get(b"type", b"error").decode(),
-                        )
+                        raise _stored_error(fields)
                     yield cursor, fields
         except StreamError:
             raise
@@ -293,12 +308,17 @@ class ResumableStreams:
         on_complete: OnComplete | None = None,
         idle_timeout: float | None = 60.0,
         ping: float | None = 15.0,
+        retry: int | None = None,
+        send_timeout: float | None = 30.0,
     ) -> StreamResponse:
         """Serve an LLM answer stored under ``key`` in the ``sse`` or ``ui`` format.
 
         ``source`` (anything ``llm_stream`` accepts) is started once, in the background, if
         the stream does not exist yet. ``sse`` resumes after ``Last-Event-ID``; ``ui``
-        replays the whole answer, which is how the AI SDK resumes a stream.
+        replays the whole answer, which is how the AI SDK resumes a stream. ``retry`` (ms,
+        ``sse`` only) tells ``EventSource`` how soon to reconnect. On server shutdown the
+        body ends (``sse``: after a ``shutdown`` event), so clients reconnect to another
+        worker and resume; the answer keeps being produced wherever its producer runs.
         """
         if format not in ("sse", "ui"):
             raise ValueError(f"format must be 'sse' or 'ui' for a resumable stream, got {format!r}")
@@ -320,10 +340,11 @@ class ResumableStreams:
             headers=dict(spec.headers),
             keepalive=ping or None,
             keepalive_frame=spec.keepalive_frame,
-            send_timeout=30.0,
+            send_timeout=send_timeout,
             encode=_pass_frames,
-            preamble=encoder.preamble(),
+            preamble=encoder.preamble() + (sse_frame(retry=retry) if retry is not None else b""),
             error_frame=encoder.error_frame,
+            shutdown_frame=SHUTDOWN_EVENT.encode() if format == "sse" else b"",
         )
 
     async def _llm_frames(
@@ -336,12 +357,34 @@ class ResumableStreams:
             yield b"id: " + entry_id.encode() + b"\n" + frame if with_ids else frame
 
 
+def _stored_error(fields: dict[bytes, bytes]) -> StreamError:
+    """The producer's error as it recorded it: status, type, message, ``Retry-After``."""
+    retry_after = fields.get(b"retry_after")
+    return StreamError(
+        fields.get(b"message", b"").decode(),
+        status_code=int(fields.get(b"status", b"502")),
+        type=fields.get(b"type", b"error").decode(),
+        headers={"Retry-After": retry_after.decode()} if retry_after else None,
+    )
+
+
 def _pass_frames(frame: bytes) -> bytes:
     return frame  # already encoded by the format's encoder, with its id
 
 
-def _error_fields(kind: str, message: str) -> dict[bytes, bytes]:
-    return {b"k": _ERROR, b"type": kind.encode(), b"message": message.encode()}
+def _error_fields(
+    kind: str, message: str, status_code: int = 502, headers: Any = None
+) -> dict[bytes, bytes]:
+    fields = {
+        b"k": _ERROR,
+        b"type": kind.encode(),
+        b"message": message.encode(),
+        b"status": str(status_code).encode(),
+    }
+    retry_after = (headers or {}).get("Retry-After")
+    if retry_after:
+        fields[b"retry_after"] = str(retry_after).encode()
+    return fields
 
 
 async def _entries(producer: Any, llm: bool) -> AsyncIterator[dict[bytes, bytes]]:

@@ -1,0 +1,128 @@
+"""Resumable streams served by a worker process; the tests run several against one Redis.
+
+``FASTSTREAM_KIT_REDIS_SOCKET`` is the unix socket of the shared ``redis-server``;
+``FASTSTREAM_KIT_OPENAI_BASE_URL`` points the ``AsyncOpenAI`` client at the scripted
+OpenAI-compatible peer; ``FASTSTREAM_KIT_HEARTBEAT_SECONDS`` shortens the producer heartbeat
+so that a lost producer is noticed quickly.
+
+- ``GET /chat/{key}?model=...&format=sse|ui``: the answer of ``model``, produced once.
+- ``GET /events/{key}?count=&delay=&fail_after=&retry=``: numbered events, produced once.
+- ``POST /cancel/{key}``.
+- ``GET /page/{key}?model=...``: an ``EventSource`` page that shows the answer of ``/chat``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import anyio
+import redis.asyncio
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from openai import AsyncOpenAI
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from faststream_kit import StreamError, StreamResponse
+from faststream_kit.resume import ResumableStreams
+
+client = AsyncOpenAI(
+    base_url=os.environ.get("FASTSTREAM_KIT_OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+    api_key="sk-resume",
+    max_retries=0,
+)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # A short retry budget: a reader learns that Redis is gone within ~1 s, not after the
+    # redis-py default of ten retries (up to ~5 s of backoff).
+    store = redis.asyncio.Redis(
+        unix_socket_path=os.environ["FASTSTREAM_KIT_REDIS_SOCKET"],
+        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 3),
+        socket_connect_timeout=1.0,
+    )
+    heartbeat = float(os.environ.get("FASTSTREAM_KIT_HEARTBEAT_SECONDS", "0.5"))
+    async with ResumableStreams(store, ttl_seconds=300, heartbeat_seconds=heartbeat) as streams:
+        app.state.streams = streams
+        yield
+    await store.aclose()
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+def streams_of(request: Request) -> ResumableStreams:
+    streams: ResumableStreams = request.app.state.streams
+    return streams
+
+
+@app.get("/chat/{key}")
+async def chat(
+    key: str, request: Request, model: str = "answer", format: Literal["sse", "ui"] = "sse"
+) -> StreamResponse:
+    def ask() -> Any:
+        # Called only by the worker that really starts the stream: the model is asked once.
+        return client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": key}], stream=True
+        )
+
+    return streams_of(request).llm_response(key, source=ask, format=format)
+
+
+@app.get("/events/{key}")
+async def events(
+    key: str,
+    request: Request,
+    count: int = 10,
+    delay: float = 0.0,
+    fail_after: int | None = None,
+    retry: int | None = None,
+) -> StreamResponse:
+    async def numbers() -> AsyncIterator[str]:
+        for n in range(count):
+            if n == fail_after:
+                raise StreamError("the producer failed on purpose", type="scripted_failure")
+            if delay:
+                await anyio.sleep(delay)
+            yield str(n)
+
+    return streams_of(request).sse_response(key, producer=numbers(), retry=retry, ping=5)
+
+
+@app.post("/cancel/{key}")
+async def cancel(key: str, request: Request) -> dict[str, bool]:
+    await streams_of(request).cancel(key)
+    return {"cancelled": True}
+
+
+PAGE = """<!doctype html>
+<meta charset="utf-8">
+<pre id="answer"></pre>
+<script>
+  window.received = 0;
+  window.opened = 0;
+  window.finished = false;
+  window.errors = [];
+  const answer = document.getElementById("answer");
+  const source = new EventSource(%(url)s);
+  source.onopen = () => { window.opened += 1; };
+  source.addEventListener("text", (event) => {
+    answer.textContent += JSON.parse(event.data).text;
+    window.received += 1;
+  });
+  source.addEventListener("done", () => { window.finished = true; source.close(); });
+  source.addEventListener("error", (event) => {
+    if (event.data) { window.errors.push(event.data); source.close(); }
+  });
+</script>
+"""
+
+
+@app.get("/page/{key}")
+async def page(key: str, model: str = "answer") -> HTMLResponse:
+    return HTMLResponse(PAGE % {"url": json.dumps(f"/chat/{key}?model={model}")})
