@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import statistics
 import threading
 import time
@@ -127,6 +128,29 @@ def make_app(events: Events) -> FastAPI:
                 events.close()
 
         return stream_response(produce())
+
+    @app.get("/firehose")
+    async def firehose() -> StreamingResponse:
+        block = b"x" * 65536
+
+        async def produce() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    yield block
+                    await anyio.sleep(0)
+            finally:
+                events.close()
+
+        return stream_response(produce(), send_timeout=0.5)
+
+    @app.get("/idle-timeout")
+    async def idle_timeout() -> StreamingResponse:
+        async def produce() -> AsyncIterator[str]:
+            yield "data: one\n\n"
+            await anyio.sleep(30)
+            yield "data: never\n\n"
+
+        return stream_response(produce(), media_type="text/event-stream", idle_timeout=0.3)
 
     @app.get("/headers")
     async def headers() -> StreamingResponse:
@@ -318,3 +342,23 @@ def test_http2_keepalive_arrives_before_first_chunk() -> None:
     assert recording.chunks[0].data == b": ping\n\n"
     assert recording.chunks[0].at < 0.6
     assert recording.body.endswith(b"data: late\n\n")
+
+
+def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
+    server: LiveServer, events: Events
+) -> None:
+    with socket.create_connection(("127.0.0.1", server.port)) as frozen:
+        frozen.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        frozen.sendall(b"GET /firehose HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert frozen.recv(1024).startswith(b"HTTP/1.1 200")
+        # Never read again: the server's writes block once the socket buffers are full.
+        assert events.closed.wait(timeout=10), "the source kept running for a frozen client"
+
+
+def test_a_silent_source_is_ended_by_idle_timeout_with_an_error_frame(server: LiveServer) -> None:
+    started = time.monotonic()
+    response = httpx.get(server.url + "/idle-timeout")
+    assert time.monotonic() - started < 3
+    assert response.text.startswith("data: one\n\n")
+    error = '{"type":"timeout","message":"the stream produced nothing for 0.3 s"}'
+    assert response.text.endswith(f"event: error\ndata: {error}\n\n")

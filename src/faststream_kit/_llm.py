@@ -18,7 +18,7 @@ import anyio
 
 from ._errors import StreamError
 from ._llm_formats import FORMATS, Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
-from ._response import StreamResponse
+from ._response import StreamResponse, stop_reason
 from ._threads import ThreadIterator, iterate_in_thread
 
 __all__ = ["Completion", "llm_stream"]
@@ -96,7 +96,7 @@ def llm_stream(
         raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout!r}")
     spec = FORMATS[format]
     encoder = spec.make_encoder(model)
-    events = _llm_events(source, idle_timeout=idle_timeout, on_complete=on_complete)
+    events = _llm_events(source, on_complete=on_complete)
     return StreamResponse(
         events,
         media_type=spec.media_type,
@@ -107,13 +107,11 @@ def llm_stream(
         encode=encoder.encode,
         preamble=encoder.preamble(),
         error_frame=encoder.error_frame if spec.has_error_frame else None,
-        shutdown_frame=None,
+        idle_timeout=idle_timeout,
     )
 
 
-async def _llm_events(
-    source: Any, *, idle_timeout: float | None, on_complete: OnComplete | None
-) -> AsyncIterator[LLMEvent]:
+async def _llm_events(source: Any, *, on_complete: OnComplete | None) -> AsyncIterator[LLMEvent]:
     """The source as neutral events, ending with one :class:`Finish`; reports to ``on_complete``."""
     completion = Completion() if on_complete is not None else None
     stream: Any = None
@@ -133,21 +131,12 @@ async def _llm_events(
                 f"or an iterable of str; got {type(stream).__name__}"
             )
         state = _ChunkState()
+        # The response enforces ``idle_timeout`` from its watch task: no timer per token.
         while True:
             try:
-                if idle_timeout is None:
-                    item = await items.__anext__()
-                else:
-                    with anyio.fail_after(idle_timeout):
-                        item = await items.__anext__()
+                item = await items.__anext__()
             except StopAsyncIteration:
                 break
-            except TimeoutError:
-                raise StreamError(
-                    f"the model sent nothing for {idle_timeout:g} s",
-                    status_code=504,
-                    type="timeout",
-                ) from None
             except Exception as exc:
                 raise _sdk_error(exc) from exc
             for event in state.events_for(item):
@@ -161,7 +150,12 @@ async def _llm_events(
     except BaseException as exc:
         if completion is not None:
             if isinstance(exc, GeneratorExit) or _is_cancellation(exc):
-                completion.disconnected = True
+                if stop_reason() == "idle_timeout":
+                    completion.error = StreamError(
+                        "the model sent nothing in time", status_code=504, type="timeout"
+                    )
+                else:
+                    completion.disconnected = True
             else:
                 completion.error = exc
         raise

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from time import monotonic
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 from starlette.background import BackgroundTask
@@ -18,7 +19,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from . import _shutdown
-from ._errors import report_error
+from ._errors import StreamError, report_error
 from ._formats import ErrorFrame, default_error_frame, default_keepalive_frame
 from ._threads import DEFAULT_READ_AHEAD, ThreadIterator, iterate_in_thread
 
@@ -68,8 +69,10 @@ class StreamResponse(StreamingResponse):
       earlier, so an exception before either becomes a real HTTP error (JSON body);
       after that, formats with an error frame (SSE, NDJSON) end with it, and the others
       abort the connection so a truncated body never looks complete;
-    * sends the format's keepalive after ``keepalive`` idle seconds, and gives up on a
-      client that does not read for ``send_timeout`` seconds;
+    * sends the format's keepalive after ``keepalive`` idle seconds, gives up on a client
+      that does not read for ``send_timeout`` seconds (the connection is aborted), and on a
+      source that produces nothing for ``idle_timeout`` seconds (a 504 before the first
+      chunk, the error frame or an abort after it);
     * answers ``HEAD`` with the headers only, without touching the source.
     """
 
@@ -91,7 +94,12 @@ class StreamResponse(StreamingResponse):
         encode: Encoder | None = None,
         preamble: bytes = b"",
         shutdown_frame: bytes | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ValueError(
+                f"idle_timeout must be a positive number of seconds, got {idle_timeout!r}"
+            )
         if keepalive is not None and keepalive <= 0:
             raise ValueError(f"keepalive must be a positive number of seconds, got {keepalive!r}")
         if send_timeout is not None and send_timeout <= 0:
@@ -135,6 +143,7 @@ class StreamResponse(StreamingResponse):
                 "keepalive bytes a reader would ignore; pass keepalive_frame=... or drop keepalive"
             )
         self.send_timeout = send_timeout
+        self.idle_timeout = idle_timeout
         self.error_frame = (
             error_frame if error_frame is not None else default_error_frame(self.media_type)
         )
@@ -210,6 +219,12 @@ class StreamResponse(StreamingResponse):
                 failure = await self._pump(scope, wire)
             task_group.cancel_scope.cancel()
         del shutdown_watch
+        if wire.stop_reason == "idle_timeout":
+            failure = StreamError(
+                f"the stream produced nothing for {self.idle_timeout:g} s",
+                status_code=504,
+                type="timeout",
+            )
         return failure
 
     async def _pump(self, scope: Scope, wire: _Wire) -> BaseException | None:
@@ -224,6 +239,8 @@ class StreamResponse(StreamingResponse):
         encode = self._encode
         preamble = self._preamble
         plain_bytes = encode == self._encode_text  # bytes pass through untouched
+        track_idle = self.idle_timeout is not None
+        token = _current_wire.set(wire)
         try:
             async for chunk in source:
                 data = chunk if type(chunk) is bytes and plain_bytes else encode(chunk)
@@ -235,6 +252,8 @@ class StreamResponse(StreamingResponse):
                     data, preamble = preamble + data, b""
                 if data:
                     await wire.send_body(data)
+                if track_idle:
+                    wire.last_item = monotonic()  # the wait for the next item starts now
             if preamble:
                 await wire.send_body(preamble)
             await wire.send_end()
@@ -242,6 +261,8 @@ class StreamResponse(StreamingResponse):
             return None
         except Exception as exc:
             return exc
+        finally:
+            _current_wire.reset(token)
         return None
 
     async def _watch_client(
@@ -251,26 +272,27 @@ class StreamResponse(StreamingResponse):
         pump_scope: anyio.CancelScope,
         relay: _BodyRelay | None,
     ) -> None:
-        """Wait for ``http.disconnect`` (sending keepalives while idle) and relay the rest."""
-        interval = self.keepalive
+        """Wait for ``http.disconnect`` and relay the rest; meanwhile keep the timers.
+
+        One task per response does it all (keepalives, the source's idle timeout, the
+        client's send timeout), so the per-chunk path carries no timeout scope at all.
+        """
+        timed = self.keepalive or self.idle_timeout or self.send_timeout
         try:
             while True:
-                if interval is None:
+                if not timed:
                     message = await receive()
                 else:
-                    delay = wire.last_send + interval - monotonic()
-                    if delay <= 0:
-                        if wire.busy:
-                            delay = interval  # the pump is writing: not idle
-                        else:
-                            await wire.send_keepalive()
-                            continue
-                    with anyio.move_on_after(delay) as idle:
+                    delay = await self._keep_time(wire, pump_scope)
+                    if delay is None:
+                        return
+                    with anyio.move_on_after(delay) as waited:
                         message = await receive()
-                    if idle.cancelled_caught:
+                    if waited.cancelled_caught:
                         continue
                 if message["type"] == "http.disconnect":
                     wire.gone = True
+                    wire.stop_reason = wire.stop_reason or "disconnect"
                     if relay is not None:
                         relay.put(message)
                     pump_scope.cancel()
@@ -279,6 +301,36 @@ class StreamResponse(StreamingResponse):
                     await relay.put_waiting(message)
         except _ClientGone:
             pump_scope.cancel()
+
+    async def _keep_time(self, wire: _Wire, pump_scope: anyio.CancelScope) -> float | None:
+        """Act on the timers that are due; return seconds until the next, None to stop."""
+        now = monotonic()
+        waits = [60.0]
+        send_timeout = self.send_timeout
+        if send_timeout is not None:
+            if wire.busy and now - wire.busy_since >= send_timeout:
+                wire.stop("send_timeout", pump_scope)
+                return None
+            # A write may start at any moment: look again within half the timeout.
+            waits.append(wire.busy_since + send_timeout - now if wire.busy else send_timeout / 2)
+        if self.idle_timeout is not None:
+            # The source is not idle while the pump writes: that is the client's time.
+            remaining = self.idle_timeout if wire.busy else wire.last_item + self.idle_timeout - now
+            if remaining <= 0:
+                wire.stop("idle_timeout", pump_scope)
+                return None
+            waits.append(remaining)
+        if self.keepalive is not None:
+            remaining = self.keepalive if wire.busy else wire.last_send + self.keepalive - now
+            if remaining <= 0:
+                with anyio.move_on_after(send_timeout or float("inf")) as sending:
+                    await wire.send_keepalive()
+                if sending.cancelled_caught:
+                    wire.stop("send_timeout", pump_scope)
+                    return None
+                remaining = self.keepalive
+            waits.append(remaining)
+        return max(min(waits), 0.001)
 
     async def _close_source(self) -> None:
         source = getattr(self, "body_iterator", None)
@@ -317,20 +369,39 @@ class StreamResponse(StreamingResponse):
             await self.background()
 
 
+StopReason = Literal["disconnect", "idle_timeout", "send_timeout"]
+
+_current_wire: ContextVar[_Wire | None] = ContextVar("faststream_kit_wire", default=None)
+
+
+def stop_reason() -> StopReason | None:
+    """Why the response is stopping the source it is running, if it is.
+
+    For a source's ``finally`` or ``except`` block: a cancellation there means the client
+    left (``"disconnect"``), stopped reading (``"send_timeout"``), or the source was silent
+    for too long (``"idle_timeout"``).
+    """
+    wire = _current_wire.get()
+    return wire.stop_reason if wire is not None else None
+
+
 class _Wire:
     """The response side of one ASGI connection: headers-once, keepalives, timeouts."""
 
     __slots__ = (
         "_idle_tracked",
         "_keepalive_done",
-        "_plain",
         "_response",
         "_send",
+        "_timed_sends",
         "busy",
+        "busy_since",
         "gone",
+        "last_item",
         "last_send",
         "shutting_down",
         "started",
+        "stop_reason",
         "timed_out",
     )
 
@@ -342,24 +413,26 @@ class _Wire:
         self.gone = False
         self.timed_out = False
         self.shutting_down = False
-        self.last_send = monotonic()
+        self.stop_reason: StopReason | None = None
+        self.last_send = self.last_item = self.busy_since = monotonic()
         self._keepalive_done: anyio.Event | None = None
-        self._plain = response.send_timeout is None
+        self._timed_sends = response.send_timeout is not None
         self._idle_tracked = response.keepalive is not None
 
+    def stop(self, reason: StopReason, pump_scope: anyio.CancelScope) -> None:
+        """Stop the pump for ``reason`` (a timer ran out)."""
+        self.stop_reason = reason
+        if reason == "send_timeout":
+            self.gone = self.timed_out = True
+        pump_scope.cancel()
+
     async def _write(self, message: Message) -> None:
-        timeout = self._response.send_timeout
+        if self._timed_sends:
+            self.busy_since = monotonic()
         try:
-            if timeout is None:
-                await self._send(message)
-            else:
-                with anyio.fail_after(timeout):
-                    await self._send(message)
+            await self._send(message)
         except OSError as exc:  # ASGI 2.4: send() raises once the client is gone
             self.gone = True
-            raise _ClientGone from exc
-        except TimeoutError as exc:
-            self.gone = self.timed_out = True
             raise _ClientGone from exc
 
     async def _start(self) -> None:
@@ -376,20 +449,11 @@ class _Wire:
     async def send_body(self, data: bytes) -> None:
         if self._keepalive_done is not None:
             await self._keepalive_done.wait()
-        message = {"type": "http.response.body", "body": data, "more_body": True}
         self.busy = True
         try:
             if not self.started:
                 await self._start()
-            if self._plain:
-                # The per-chunk path: no timeout scope, no clock when nothing needs it.
-                try:
-                    await self._send(message)
-                except OSError as exc:
-                    self.gone = True
-                    raise _ClientGone from exc
-            else:
-                await self._write(message)
+            await self._write({"type": "http.response.body", "body": data, "more_body": True})
         finally:
             self.busy = False
         if self._idle_tracked:
@@ -486,6 +550,7 @@ def stream_response(
     keepalive: float | None = None,
     keepalive_frame: bytes | None = None,
     send_timeout: float | None = None,
+    idle_timeout: float | None = None,
     error_frame: ErrorFrame | None = None,
     request: Any = None,
     thread_limiter: anyio.CapacityLimiter | None = None,
@@ -515,6 +580,7 @@ def stream_response(
         keepalive=keepalive,
         keepalive_frame=keepalive_frame,
         send_timeout=send_timeout,
+        idle_timeout=idle_timeout,
         error_frame=error_frame,
         request=request,
         thread_limiter=thread_limiter,

@@ -140,7 +140,7 @@ class ResumableStreams:
         if self._task_group is None:
             raise RuntimeError("use ResumableStreams as an async context manager (app lifespan)")
         if llm and not isinstance(producer, _LazyLLMEvents):
-            producer = _LazyLLMEvents(producer, idle_timeout=60.0, on_complete=None)
+            producer = _LazyLLMEvents(producer, on_complete=None)
         events_key, owner_key, _ = self._keys(key)
         try:
             # One atomic step, so no reader on another worker can see an owner without
@@ -324,11 +324,7 @@ class ResumableStreams:
             raise ValueError(f"format must be 'sse' or 'ui' for a resumable stream, got {format!r}")
         spec = FORMATS[format]
         encoder = spec.make_encoder(None)
-        producer = (
-            None
-            if source is None
-            else _LazyLLMEvents(source, idle_timeout=idle_timeout, on_complete=on_complete)
-        )
+        producer = None if source is None else _LazyLLMEvents(source, on_complete=on_complete)
 
         def open_stream(scope: Scope) -> AsyncIterator[bytes]:
             after = last_event_id(scope) if format == "sse" else None
@@ -468,7 +464,7 @@ class _LazyLLMEvents:
         source = self.source
         if callable(source) and not isinstance(source, AsyncIterable | Iterable):
             source = source()
-        return _llm_events(source, **self.options)
+        return _llm_events(source, on_complete=self.options.get("on_complete"))
 
     def close(self) -> None:
         _close_quietly(self.source)
