@@ -254,9 +254,7 @@ class _ChunkState:
                 continue  # n > 1 is not streamed; the first choice is the answer
             delta = getattr(choice, "delta", None)
             if delta is not None:
-                reasoning = getattr(delta, "reasoning_content", None) or getattr(
-                    delta, "reasoning", None
-                )
+                reasoning = _reasoning_of(delta)
                 if isinstance(reasoning, str) and reasoning:
                     events.append(ReasoningDelta(reasoning))
                 content = getattr(delta, "content", None)
@@ -319,6 +317,18 @@ class _ChunkState:
 
     def finish(self) -> Finish:
         return Finish(self.finish_reason or "stop", self.usage)
+
+
+def _reasoning_of(delta: Any) -> object:
+    """``reasoning_content`` (DeepSeek, vLLM) or ``reasoning`` (OpenRouter), if present.
+
+    Neither is a declared field of the SDK's delta model; reading its extras dict once is much
+    cheaper than two failing attribute lookups per token.
+    """
+    extra = getattr(delta, "__pydantic_extra__", None)
+    if isinstance(extra, dict):
+        return extra.get("reasoning_content") or extra.get("reasoning")
+    return getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
 
 
 def _upstream_type(code: object) -> str:
