@@ -1,0 +1,411 @@
+"""Per-token server cost of ``llm_stream`` against the hand-written loop over the same SDK stream.
+
+    python bench/llm.py             # full run: 5,000 tokens, up to 12 rounds, under 3 minutes
+    python bench/llm.py --quick     # 2 rounds, under 40 s
+    python bench/llm.py --diagnose  # also llm_stream with idle_timeout/send_timeout None
+    python bench/llm.py --profile   # then cProfile each route inside the app process
+
+Three kinds of process, as in ``bench/core.py``: the upstream (``bench/_openai_upstream.py``, a
+raw ASGI app in its own uvicorn, streaming 5,000 pre-encoded ``chat.completion.chunk`` events
+as fast as it can), the app server (``bench/_llm_apps.py`` in another uvicorn, one
+``AsyncOpenAI(max_retries=0)`` talking to the upstream) and, per request, a fresh client
+(``bench/_client.py``). Each round requests every route once, in an order rotated by one every
+round; every response must have status 200 and exactly the expected number of body bytes. The
+app server's CPU time for each request is read from its ``/cpu`` endpoint
+(``time.process_time()``) before and after.
+
+The table gives medians, CPU microseconds per token, the same above the ``sdk_only`` floor
+(what reading the stream with the SDK and sending nothing costs), and the ratios; the targets
+(issue 4, "Must show 9") are on the server CPU ratio of the same round's pair. Results go to
+``bench/results/llm.json``; ``bench/README.md`` explains them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import importlib.metadata
+import json
+import os
+import pstats
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from _openai_upstream import tokens, usage
+from core import ROOT, Server, environment, fetch, free_port, server_flavour
+from faststream_kit._llm_formats import Finish, SSEEncoder, TextDelta
+
+RESULTS = ROOT / "bench" / "results" / "llm.json"
+TOKENS = 5_000
+BUDGET_SECONDS = {False: 165.0, True: 34.0}
+"""A run stops adding rounds rather than end past this (full / quick), from its start."""
+PROFILE_REQUESTS = 3
+PROFILE_TOP = 25
+PROFILE_PRINT = 14
+
+IMPLEMENTATIONS = {
+    "ours_text": 'llm_stream(create(...), format="text")',
+    "ours_sse": 'llm_stream(create(...), format="sse")',
+    "hand_text": "StreamingResponse of delta.content (text/plain)",
+    "hand_sse": "StreamingResponse of f\"data: {json.dumps({'text': t})}\\n\\n\"",
+    "sdk_only": "read the SDK stream, send only the count (the floor)",
+}
+DIAGNOSTIC_IMPLEMENTATIONS = {
+    "ours_text_untimed": "ours_text with idle_timeout=None, send_timeout=None",
+    "ours_sse_untimed": "ours_sse with idle_timeout=None, send_timeout=None",
+}
+"""With ``--diagnose``: what the per-token timeout scopes cost."""
+
+
+@dataclass(frozen=True)
+class Ratio:
+    label: str
+    numerator: str
+    denominator: str
+    target: float | None = None
+
+
+RATIOS = (
+    Ratio("ours text / hand text", "ours_text", "hand_text", 1.2),
+    Ratio("ours sse / hand sse", "ours_sse", "hand_sse", 1.2),
+    Ratio("ours sse / hand text", "ours_sse", "hand_text"),
+    Ratio("hand sse / hand text", "hand_sse", "hand_text"),
+)
+DIAGNOSTIC_RATIOS = (
+    Ratio("untimed text / hand text", "ours_text_untimed", "hand_text"),
+    Ratio("untimed sse / hand sse", "ours_sse_untimed", "hand_sse"),
+)
+
+
+class AppServer(Server):
+    """``uvicorn <app>`` in a subprocess, with ``core.Server``'s probes, stop and log."""
+
+    def __init__(self, app: str, http: str, loop: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(http, loop)
+        self.app = app
+        self.env = {**os.environ, **(env or {})}
+
+    def __enter__(self) -> AppServer:
+        for _attempt in range(3):  # a free port can be taken between probe and bind
+            self.port = free_port()
+            command = [
+                sys.executable, "-m", "uvicorn", self.app, "--app-dir", str(ROOT),
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--log-level", "warning", "--no-access-log", "--lifespan", "off",
+                "--http", self.http, "--loop", self.loop,
+            ]  # fmt: skip
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=self._log,
+            )
+            try:
+                if self._wait_ready():
+                    return self
+            except BaseException:
+                self.stop()
+                raise
+            self.stop()
+        raise RuntimeError(f"{self.app} did not start:\n{self.log_tail()}")
+
+    def get(self, path: str) -> bytes:
+        """A small control request (``/profile/...``) on a connection of its own."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{path}: {response.status} {body!r}")
+            return body
+        finally:
+            conn.close()
+
+
+def expected_bytes(count: int) -> dict[str, int]:
+    """Each route's exact body size for ``count`` tokens, so a lost token fails the run."""
+    pieces = [token for token in tokens(count) if token]
+    text = sum(len(token.encode()) for token in pieces)
+    encoder = SSEEncoder()
+    ours_sse = sum(len(encoder.encode(TextDelta(token))) for token in pieces)
+    ours_sse += len(encoder.encode(Finish("stop", usage(count))))
+    hand_sse = sum(len(f"data: {json.dumps({'text': token})}\n\n".encode()) for token in pieces)
+    return {
+        "ours_text": text,
+        "ours_sse": ours_sse,
+        "ours_text_untimed": text,
+        "ours_sse_untimed": ours_sse,
+        "hand_text": text,
+        "hand_sse": hand_sse,
+        "sdk_only": len(str(len(pieces))),
+    }
+
+
+def measure(
+    app: AppServer, upstream: AppServer, name: str, count: int, size: int
+) -> dict[str, float]:
+    upstream_before = upstream.cpu_seconds()
+    run = fetch(app, f"/llm/{name}?tokens={count}", size, "python")
+    run["upstream_cpu"] = upstream.cpu_seconds() - upstream_before
+    return run
+
+
+def run_rounds(
+    app: AppServer,
+    upstream: AppServer,
+    names: list[str],
+    count: int,
+    rounds: int,
+    deadline: float,
+) -> dict[str, list[dict[str, float]]]:
+    """Warm up, then ``rounds`` rounds, fewer if the next one would end past ``deadline``."""
+    warm_count = max(1, count // 8)
+    warm_sizes = expected_bytes(warm_count)
+    for _repeat in range(2):  # imports, pydantic caches, the upstream connection: uncounted
+        for name in names:
+            measure(app, upstream, name, warm_count, warm_sizes[name])
+    sizes = expected_bytes(count)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        round_started = time.monotonic()
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            runs[name].append(measure(app, upstream, name, count, sizes[name]))
+        print(".", end="", flush=True)
+        now = time.monotonic()
+        if round_index + 1 < rounds and now + (now - round_started) > deadline:
+            print(f" (time budget: stopped after {round_index + 1} rounds)", end="")
+            break
+    print()
+    return runs
+
+
+def summarize(
+    runs: dict[str, list[dict[str, float]]], count: int, ratios: tuple[Ratio, ...]
+) -> dict[str, Any]:
+    per_token = 1e6 / count
+    medians = {
+        name: {
+            "wall": statistics.median(run["wall"] for run in items),
+            "server_cpu": statistics.median(run["server_cpu"] for run in items),
+            "server_cpu_min": min(run["server_cpu"] for run in items),
+            "upstream_cpu": statistics.median(run["upstream_cpu"] for run in items),
+        }
+        for name, items in runs.items()
+    }
+    floor = medians["sdk_only"]["server_cpu"]
+    for median in medians.values():
+        median["cpu_us_per_token"] = median["server_cpu"] * per_token
+        median["above_floor_us_per_token"] = (median["server_cpu"] - floor) * per_token
+    rows = []
+    for ratio in ratios:
+        top, bottom = runs[ratio.numerator], runs[ratio.denominator]
+        paired_cpu = statistics.median(
+            a["server_cpu"] / b["server_cpu"] for a, b in zip(top, bottom, strict=True)
+        )
+        paired_wall = statistics.median(
+            a["wall"] / b["wall"] for a, b in zip(top, bottom, strict=True)
+        )
+        above_top = medians[ratio.numerator]["server_cpu"] - floor
+        above_bottom = medians[ratio.denominator]["server_cpu"] - floor
+        verdict = ""
+        if ratio.target is not None:
+            ok = paired_cpu <= ratio.target
+            verdict = f"{'ok  ' if ok else 'MISS'} (target <= {ratio.target})"
+        rows.append(
+            {
+                "label": ratio.label,
+                "numerator": ratio.numerator,
+                "denominator": ratio.denominator,
+                "target": ratio.target,
+                "cpu_ratio": medians[ratio.numerator]["server_cpu"]
+                / medians[ratio.denominator]["server_cpu"],
+                "paired_cpu_ratio": paired_cpu,
+                "paired_wall_ratio": paired_wall,
+                "above_floor_ratio": above_top / above_bottom if above_bottom > 0 else None,
+                "verdict": verdict,
+            }
+        )
+    return {"tokens": count, "rounds": len(runs["sdk_only"]), "medians": medians, "ratios": rows}
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print(f"\n{summary['tokens']:,} tokens per request  ({summary['rounds']} rounds, medians)")
+    print(
+        f"  {'route':<17} {'wall s':>7} {'server CPU s':>13} {'µs/token':>9}"
+        f" {'above floor':>12} {'upstream CPU s':>15}"
+    )
+    for name, median in summary["medians"].items():
+        print(
+            f"  {name:<17} {median['wall']:>7.3f} {median['server_cpu']:>13.3f}"
+            f" {median['cpu_us_per_token']:>9.1f} {median['above_floor_us_per_token']:>12.1f}"
+            f" {median['upstream_cpu']:>15.3f}"
+        )
+    print(f"  {'ratio':<26} {'CPU':>6} {'paired':>7} {'wall':>6} {'above floor':>12}")
+    for ratio in summary["ratios"]:
+        above = ratio["above_floor_ratio"]
+        above_text = f"{above:>12.2f}" if above is not None else f"{'-':>12}"
+        print(
+            f"  {ratio['label']:<26} {ratio['cpu_ratio']:>6.2f} {ratio['paired_cpu_ratio']:>7.2f}"
+            f" {ratio['paired_wall_ratio']:>6.2f} {above_text}  {ratio['verdict']}"
+        )
+
+
+def profile_routes(
+    app: AppServer, upstream: AppServer, names: list[str], count: int, directory: Path
+) -> dict[str, Any]:
+    """cProfile ``PROFILE_REQUESTS`` requests of each route inside the app process."""
+    sizes = expected_bytes(count)
+    report: dict[str, Any] = {}
+    for name in names:
+        path = directory / f"{name}.pstats"
+        app.get("/profile/start")
+        for _request in range(PROFILE_REQUESTS):
+            measure(app, upstream, name, count, sizes[name])
+        app.get(f"/profile/stop?file={path}")
+        report[name] = profile_summary(path, count * PROFILE_REQUESTS)
+    return report
+
+
+def profile_summary(path: Path, tokens_seen: int) -> dict[str, Any]:
+    """Per-token CPU microseconds: the total, the costliest functions, faststream_kit's own."""
+    stats = pstats.Stats(str(path))
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    scale = 1e6 / tokens_seen
+    rows = [
+        {
+            "function": f"{_short(filename)}:{line}({function})",
+            "calls_per_token": calls / tokens_seen,
+            "own_us": own * scale,
+            "cumulative_us": cumulative * scale,
+        }
+        for (filename, line, function), (
+            _primitive,
+            calls,
+            own,
+            cumulative,
+            _callers,
+        ) in raw.items()
+    ]
+    rows.sort(key=lambda row: row["own_us"], reverse=True)
+    ours = [row for row in rows if row["function"].startswith("faststream_kit/")]
+    return {
+        "file": str(path),
+        "total_us_per_token": sum(row["own_us"] for row in rows),
+        "faststream_kit_own_us_per_token": sum(row["own_us"] for row in ours),
+        "top": rows[:PROFILE_TOP],
+        "faststream_kit": ours[:PROFILE_TOP],
+    }
+
+
+def _short(filename: str) -> str:
+    """``.../site-packages/anyio/_core/_tasks.py`` -> ``anyio/_core/_tasks.py``."""
+    parts = Path(filename).parts
+    for marker in ("site-packages", "src", "lib"):
+        if marker in parts:
+            index = len(parts) - 1 - parts[::-1].index(marker)
+            if index + 1 < len(parts) and not parts[index + 1].startswith("python"):
+                return "/".join(parts[index + 1 :])
+    return filename
+
+
+def print_profile(report: dict[str, Any]) -> None:
+    print("\ncProfile of the event loop thread's CPU time, µs per token (profiler overhead in):")
+    for name, summary in report.items():
+        print(
+            f"  {name}: total {summary['total_us_per_token']:.1f},"
+            f" faststream_kit own {summary['faststream_kit_own_us_per_token']:.1f}"
+            f"  ({summary['file']})"
+        )
+        print(f"    {'own':>6} {'cum':>7} {'calls/token':>11}  function (costliest own time)")
+        for row in summary["top"][:PROFILE_PRINT]:
+            print(
+                f"    {row['own_us']:>6.2f} {row['cumulative_us']:>7.1f}"
+                f" {row['calls_per_token']:>11.2f}  {row['function']}"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 rounds (< 40 s)")
+    parser.add_argument("--rounds", type=int, help="rounds (default 12, quick 2)")
+    parser.add_argument("--tokens", type=int, default=TOKENS, help="tokens per request")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto")
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    parser.add_argument(
+        "--profile", action="store_true", help="then cProfile each route in the app process"
+    )
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="also run llm_stream with idle_timeout=None, send_timeout=None",
+    )
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (2 if args.quick else 12)
+    if not 1 <= rounds <= 50:
+        parser.error("--rounds must be between 1 and 50")
+    if not 1 <= args.tokens <= 100_000:
+        parser.error("--tokens must be between 1 and 100000")
+    # Turn a polite kill into SystemExit, so the servers are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    implementations = dict(IMPLEMENTATIONS)
+    ratios: tuple[Ratio, ...] = RATIOS
+    if args.diagnose:
+        implementations.update(DIAGNOSTIC_IMPLEMENTATIONS)
+        ratios += DIAGNOSTIC_RATIOS
+    http, loop = server_flavour(args.http, args.loop)
+    env = environment(http, loop, "python")
+    env["versions"]["openai"] = importlib.metadata.version("openai")
+    print(f"servers: {env['server']} (upstream and app, subprocesses); client: {env['client']}")
+    print(
+        f"cpus: {env['cpus']}, load average: {' '.join(f'{x:.2f}' for x in env['loadavg_before'])}"
+    )
+    started = time.monotonic()
+    with AppServer("bench._openai_upstream:app", http, loop) as upstream:
+        upstream_url = f"http://127.0.0.1:{upstream.port}/v1"
+        with AppServer(
+            "bench._llm_apps:app", http, loop, {"FSK_BENCH_UPSTREAM": upstream_url}
+        ) as app:
+            print("running ", end="", flush=True)
+            deadline = started + BUDGET_SECONDS[args.quick]
+            runs = run_rounds(app, upstream, list(implementations), args.tokens, rounds, deadline)
+            summary = summarize(runs, args.tokens, ratios)
+            profile = None
+            if args.profile:
+                directory = Path(tempfile.mkdtemp(prefix="llm-profile-"))
+                names = list(implementations)
+                profile = profile_routes(app, upstream, names, args.tokens, directory)
+    elapsed = time.monotonic() - started
+    env["loadavg_after"] = os.getloadavg()
+    print_summary(summary)
+    if profile is not None:
+        print_profile(profile)
+    print(f"\ntotal {elapsed:.1f} s; load average after: {env['loadavg_after'][0]:.2f}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "quick": args.quick,
+        "seconds": elapsed,
+        "environment": env,
+        "implementations": implementations,
+        "summary": summary,
+        "profile": profile,
+        "runs": runs,
+    }
+    args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(f"results: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
