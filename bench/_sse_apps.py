@@ -16,7 +16,8 @@ async generator that never suspends.
 ``/stream/preformatted``        ``StreamingResponse`` of ready-made ``b"data: {...}\\n\\n"``
                                 frames (built once per ``n``): the anchor
 ``/idle/<implementation>``      one event, then silence until the client leaves (``ours``,
-                                ``fastapi``, ``sse_starlette``), pings on at 15 s
+                                ``fastapi``, ``sse_starlette``: pings on at 15 s; and
+                                ``starlette``, a plain ``StreamingResponse``: the floor)
 ``/health``                     ``200 ok``, for the readiness probe
 ==============================  ===========================================================
 
@@ -153,3 +154,12 @@ async def idle_sse_starlette() -> Response:
         await anyio.sleep_forever()
 
     return SseStarletteResponse(events(), ping=int(PING_SECONDS))
+
+
+@app.get("/idle/starlette")
+async def idle_starlette() -> Response:
+    async def frames() -> AsyncIterator[bytes]:
+        yield f"data: {compact_json(payload(0))}\n\n".encode()
+        await anyio.sleep_forever()
+
+    return StreamingResponse(frames(), media_type="text/event-stream")

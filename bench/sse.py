@@ -76,6 +76,7 @@ IDLE_VARIANTS = [
     Variant("ours", "/idle/ours", "sse_response (ping=15)"),
     Variant("fastapi", "/idle/fastapi", "FastAPI native SSE (ping 15)"),
     Variant("sse_starlette", "/idle/sse_starlette", "sse-starlette (ping=15)"),
+    Variant("starlette", "/idle/starlette", "floor: StreamingResponse, no ping"),
 ]
 KIB_PER_CONNECTION_TARGETS = {"ours": 24.0}
 
@@ -104,6 +105,11 @@ class Server:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
+        self.start()
+        self.wait_ready()
+        return self
+
+    def start(self) -> None:
         command = [
             sys.executable,
             "-m",
@@ -122,13 +128,16 @@ class Server:
         self.process = subprocess.Popen(
             command, cwd=ROOT, preexec_fn=raise_open_files_limit, stdin=subprocess.DEVNULL
         )
+
+    def wait_ready(self) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + SERVER_START_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}")
             try:
                 if http_get(self.port, "/health", 2.0)["status"] == 200:
-                    return self
+                    return
             except OSError:
                 pass
             time.sleep(0.1)
@@ -303,7 +312,8 @@ class Client:
             self.process.wait()
 
     def ask(self, *words: object) -> dict[str, Any]:
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         self.process.stdin.write(" ".join(map(str, words)) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
@@ -327,8 +337,10 @@ def measure_throughput(client: Client, events: int, rounds: int) -> dict[str, An
     samples: dict[str, list[dict[str, float]]] = {v.name: [] for v in STREAM_VARIANTS}
     servers = {v.name: Server() for v in STREAM_VARIANTS}
     try:
+        for server in servers.values():  # start them all, then wait: imports overlap
+            server.start()
         for server in servers.values():
-            server.__enter__()
+            server.wait_ready()
         for variant in STREAM_VARIANTS:  # warm-up: imports, caches, the anchor's frames
             client.ask("get", servers[variant.name].port, f"{variant.path}?n={events}")
         for round_index in range(rounds):
@@ -372,7 +384,9 @@ def measure_throughput(client: Client, events: int, rounds: int) -> dict[str, An
     return summary
 
 
-def measure_idle_memory(client: Client, connections: int, rounds: int) -> dict[str, Any]:
+def measure_idle_memory(
+    client: Client, connections: int, rounds: int, settle_seconds: float
+) -> dict[str, Any]:
     samples: dict[str, list[dict[str, float]]] = {v.name: [] for v in IDLE_VARIANTS}
     for round_index in range(rounds):
         for variant in rotated(IDLE_VARIANTS, round_index):
@@ -380,13 +394,13 @@ def measure_idle_memory(client: Client, connections: int, rounds: int) -> dict[s
                 for _ in range(2):  # warm-up: the route, the response class, the parser
                     client.ask("hold", server.port, variant.path, 20)
                     client.ask("release")
-                time.sleep(SETTLE_SECONDS)
+                time.sleep(settle_seconds)
                 before = server.rss_kib()
                 opened = client.ask("hold", server.port, variant.path, connections)
-                time.sleep(SETTLE_SECONDS)
+                time.sleep(settle_seconds)
                 held = server.rss_kib()
                 client.ask("release")
-                time.sleep(SETTLE_SECONDS)
+                time.sleep(settle_seconds)
                 after = server.rss_kib()
             samples[variant.name].append(
                 {
@@ -519,7 +533,10 @@ def main() -> int:
         if not args.skip_throughput:
             result["throughput"] = measure_throughput(client, args.events, rounds)
         if not args.skip_memory:
-            result["idle_memory"] = measure_idle_memory(client, args.connections, memory_rounds)
+            settle = SETTLE_SECONDS / 2 if args.quick else SETTLE_SECONDS
+            result["idle_memory"] = measure_idle_memory(
+                client, args.connections, memory_rounds, settle
+            )
     result["seconds"] = time.monotonic() - started
     result["loadavg_at_end"] = os.getloadavg()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -9,19 +9,27 @@ laptop and fails them under ``CI=true`` (:func:`need_peer`).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from faststream_kit._s3 import s3_stream  # public as faststream_kit.s3_stream
 
 from .conftest import free_port, need_peer, wait_for_port
 
+BUCKET = "faststream-kit"
 ACCESS_KEY = "faststream-kit-test"
 SECRET_KEY = "s3cr3t-faststream-kit-test-key"
 REGION = "us-east-1"
@@ -167,6 +175,7 @@ def run_moto() -> Iterator[S3Peer]:
     except ImportError:
         need_peer(False, 'moto\'s server is not installed (pip install "moto[server]")')
         raise
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -176,20 +185,159 @@ def run_moto() -> Iterator[S3Peer]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Peer]:
+# Named fixtures (``name=``) so that test modules can import them without shadowing.
+@pytest.fixture(scope="session", name="seaweedfs")
+def seaweedfs_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Peer]:
     with run_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as peer:
         yield peer
 
 
-@pytest.fixture(scope="session")
-def moto_s3() -> Iterator[S3Peer]:
+@pytest.fixture(scope="session", name="moto_s3")
+def moto_s3_fixture() -> Iterator[S3Peer]:
     with run_moto() as peer:
         yield peer
 
 
-@pytest.fixture(scope="session", params=["seaweedfs", "moto_s3"], ids=["seaweedfs", "moto"])
-def s3_peer(request: pytest.FixtureRequest) -> S3Peer:
+@pytest.fixture(
+    scope="session", name="s3_peer", params=["seaweedfs", "moto_s3"], ids=["seaweedfs", "moto"]
+)
+def s3_peer_fixture(request: pytest.FixtureRequest) -> S3Peer:
     """Each S3 server in turn."""
     peer: S3Peer = request.getfixturevalue(request.param)
     return peer
+
+
+ClientKind = Literal["aiobotocore", "boto3"]
+
+
+@dataclass
+class SentRequests:
+    """What the app's S3 client put on the wire: ``(operation, Range header or None)``.
+
+    Filled by a botocore ``before-send`` event hook, which sees the final, signed request
+    just before it goes out, so "S3 saw a ranged GET" is checked on the request itself.
+    """
+
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, request: Any, event_name: str, **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        with self.lock:
+            self.requests.append((operation, request.headers.get("Range")))
+
+    def take(self) -> list[tuple[str, str | None]]:
+        with self.lock:
+            taken, self.requests = self.requests, []
+        return [(op, rng.decode() if isinstance(rng, bytes) else rng) for op, rng in taken]
+
+
+def make_app(
+    peer: S3Peer,
+    kind: ClientKind,
+    *,
+    sent: SentRequests | None = None,
+    wrap: Any = None,
+    **config: Any,
+) -> FastAPI:
+    """A FastAPI app serving ``/objects/{key}`` from ``peer`` with ``s3_stream``.
+
+    ``wrap(client)`` may wrap the client the routes use; ``config`` goes to botocore's
+    ``Config`` (e.g. ``max_pool_connections``).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if kind == "aiobotocore":
+            async with peer.async_client(**config) as client:
+                _install(app, client, sent, wrap)
+                yield
+        else:
+            client = peer.sync_client(**config)
+            _install(app, client, sent, wrap)
+            yield
+            client.close()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.api_route("/objects/{key:path}", methods=["GET", "HEAD"])
+    async def get_object(
+        key: str,
+        request: Request,
+        filename: str | None = None,
+        disposition: Literal["inline", "attachment"] = "inline",
+        bucket: str = BUCKET,
+    ) -> Response:
+        return await s3_stream(
+            request.app.state.s3,
+            bucket,
+            key,
+            request=request,
+            filename=filename,
+            disposition=disposition,
+        )
+
+    @app.api_route("/plain/{key:path}", methods=["GET", "HEAD"])
+    async def get_object_without_request(key: str, request: Request) -> Response:
+        return await s3_stream(request.app.state.s3, BUCKET, key)
+
+    return app
+
+
+def _install(app: FastAPI, client: Any, sent: SentRequests | None, wrap: Any) -> None:
+    if sent is not None:
+        client.meta.events.register("before-send.s3", sent.record)
+    app.state.s3 = wrap(client) if wrap is not None else client
+
+
+def app_from_env() -> FastAPI:
+    """For ``uvicorn --factory tests.s3_peers:app_from_env`` in a separate process."""
+    peer = S3Peer("env", os.environ["FASTSTREAM_KIT_S3_ENDPOINT"])
+    kind: ClientKind = (
+        "boto3" if os.environ["FASTSTREAM_KIT_S3_CLIENT"] == "boto3" else "aiobotocore"
+    )
+    pool = os.environ.get("FASTSTREAM_KIT_S3_MAX_POOL")
+    return make_app(peer, kind, **({"max_pool_connections": int(pool)} if pool else {}))
+
+
+@dataclass(frozen=True)
+class AppProcess:
+    url: str
+    pid: int
+
+
+@contextmanager
+def run_app_process(
+    peer: S3Peer, kind: ClientKind, *, max_pool_connections: int | None = None
+) -> Iterator[AppProcess]:
+    """:func:`make_app` in its own ``uvicorn`` process, as it runs in production.
+
+    Its memory is then its own to measure, and uvicorn binds the socket itself, so accepted
+    connections get ``TCP_NODELAY`` (a socket made without ``IPPROTO_TCP``, as
+    ``LiveServer`` does, leaves Nagle on and adds 40 ms delayed-ACK stalls to short replies).
+    """
+    port = free_port()
+    env = {
+        **os.environ,
+        "FASTSTREAM_KIT_S3_ENDPOINT": peer.endpoint_url,
+        "FASTSTREAM_KIT_S3_CLIENT": kind,
+        "FASTSTREAM_KIT_S3_MAX_POOL": str(max_pool_connections or ""),
+    }
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "--factory", "tests.s3_peers:app_from_env"),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        yield AppProcess(f"http://127.0.0.1:{port}", process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

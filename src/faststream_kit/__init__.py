@@ -9,6 +9,7 @@ a successful ``200``.
 from ._errors import StreamError
 from ._llm import Completion, llm_stream
 from ._response import StreamResponse, stream_response
+from ._s3 import s3_stream
 from ._sse import ServerSentEvent, sse_frame
 from ._sse_response import sse_response
 from ._threads import iterate_in_thread
@@ -21,6 +22,7 @@ __all__ = [
     "StreamResponse",
     "iterate_in_thread",
     "llm_stream",
+    "s3_stream",
     "sse_frame",
     "sse_response",
     "stream_response",

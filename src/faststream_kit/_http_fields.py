@@ -174,15 +174,19 @@ def format_http_date(moment: datetime) -> str:
 # "^" / "_" / "`" / "|" / "~"; everything else is percent-encoded UTF-8.
 _ATTR_CHAR_EXTRAS = "!#$&+-.^_`|~"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What may stand in the quoted ``filename="..."`` as it is. Anything else (quotes,
+# backslashes, and ``;``, ``=``, ``*``, ``'``, ``%`` that a naive parser could take for
+# parameter syntax) makes the name go in ``filename*`` with an approximation in ``filename``.
+_PLAIN_NAME_CHAR = re.compile(r"[A-Za-z0-9 !#$&+,.\-^_`|~()\[\]@{}]")
 
 
 def content_disposition(disposition: str, filename: str | None) -> str:
     """A ``Content-Disposition`` value per RFC 6266, safe for any ``filename``.
 
-    An ASCII name goes in ``filename="..."``; a name with anything else (non-ASCII, quotes,
-    backslashes) also gets ``filename*=UTF-8''...`` (RFC 8187), which browsers prefer, with an
-    ASCII approximation in ``filename`` for the rest. Control characters are dropped, so no
-    name can end the header line or start another one.
+    A plain ASCII name goes in ``filename="..."``; a name with anything else (non-ASCII,
+    quotes, backslashes, parameter syntax) also gets ``filename*=UTF-8''...`` (RFC 8187),
+    which browsers prefer, with an ASCII approximation in ``filename`` for the rest. Control
+    characters are dropped, so no name can end the header line or start another one.
     """
     if disposition not in ("inline", "attachment"):
         raise ValueError(f"disposition must be 'inline' or 'attachment', got {disposition!r}")
@@ -191,7 +195,7 @@ def content_disposition(disposition: str, filename: str | None) -> str:
     name = _CONTROL.sub("", filename).strip()
     if not name:
         return disposition
-    if name.isascii() and '"' not in name and "\\" not in name:
+    if all(_PLAIN_NAME_CHAR.fullmatch(char) for char in name):
         return f'{disposition}; filename="{name}"'
     fallback = _ascii_fallback(name)
     encoded = quote(name, safe=_ATTR_CHAR_EXTRAS, encoding="utf-8")
@@ -206,5 +210,5 @@ def _ascii_fallback(name: str) -> str:
     for char in decomposed:
         if unicodedata.combining(char):
             continue
-        chars.append(char if char.isascii() and char not in '"\\' else "_")
+        chars.append(char if _PLAIN_NAME_CHAR.fullmatch(char) else "_")
     return "".join(chars)

@@ -453,7 +453,13 @@ class _Wire:
         try:
             if not self.started:
                 await self._start()
-            await self._write({"type": "http.response.body", "body": data, "more_body": True})
+            # _write() inlined: this is the per-chunk path.
+            if self._timed_sends:
+                self.busy_since = monotonic()
+            await self._send({"type": "http.response.body", "body": data, "more_body": True})
+        except OSError as exc:  # ASGI 2.4: send() raises once the client is gone
+            self.gone = True
+            raise _ClientGone from exc
         finally:
             self.busy = False
         if self._idle_tracked:

@@ -81,7 +81,8 @@ class ResumableStreams:
 
     ``ttl_seconds`` is how long a stream stays resumable after its last event;
     ``heartbeat_seconds`` how often a producer proves it is alive (a reader gives up on a
-    producer silent for three heartbeats).
+    producer silent for three heartbeats); ``shutdown_grace_seconds`` how long leaving the
+    context waits for running producers before cancelling them.
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class ResumableStreams:
         prefix: str = "faststream-kit:",
         ttl_seconds: float = 3600.0,
         heartbeat_seconds: float = 2.0,
+        shutdown_grace_seconds: float = 30.0,
     ) -> None:
         if ttl_seconds <= 0:
             raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds!r}")
@@ -100,6 +102,9 @@ class ResumableStreams:
         self.prefix = prefix
         self.ttl_seconds = ttl_seconds
         self.heartbeat_seconds = heartbeat_seconds
+        self.shutdown_grace_seconds = shutdown_grace_seconds
+        self._idle = anyio.Event()  # no producer running in this process
+        self._idle.set()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._local: dict[str, anyio.CancelScope] = {}
         self._token = secrets.token_hex(8)
@@ -116,6 +121,10 @@ class ResumableStreams:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._task_group is not None
+        # Let running answers finish (their readers may already be reconnecting elsewhere),
+        # then cancel what is left: each records a "cancelled" error for its readers.
+        with anyio.move_on_after(self.shutdown_grace_seconds):
+            await self._idle.wait()
         self._task_group.cancel_scope.cancel()
         try:
             return await self._task_group.__aexit__(exc_type, exc, tb)
@@ -157,6 +166,8 @@ class ResumableStreams:
             return False
         scope = anyio.CancelScope()
         self._local[key] = scope
+        if self._idle.is_set():
+            self._idle = anyio.Event()
         self._task_group.start_soon(self._produce, key, producer, llm, scope)
         return True
 
@@ -203,6 +214,8 @@ class ResumableStreams:
             final = _error_fields(report.type, report.message, report.status_code, report.headers)
         finally:
             self._local.pop(key, None)
+            if not self._local:
+                self._idle.set()
         with anyio.CancelScope(shield=True):
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:

