@@ -18,6 +18,9 @@ import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# Apps served by subprocess workers, and the node validator: not test modules.
+collect_ignore = ["apps", "ui_schema"]
+
 CHROMIUM = os.environ.get("FASTSTREAM_KIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

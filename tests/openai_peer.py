@@ -6,7 +6,7 @@ reports what the client did (its headers and body, whether and when it went away
 that upstream. It knows nothing about faststream-kit: its streaming body is plain ASGI with its
 own ``receive()`` watcher, so a bug in the code under test cannot hide a disconnect here.
 
-```python
+```python notest
 with ScriptedOpenAI() as server:
     server.script("slow", Script(tokens=["a", "b"], delay_seconds=0.05))
     client = OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
