@@ -9,7 +9,7 @@ request was sent.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -67,10 +67,6 @@ class Recording:
         return [later - earlier for earlier, later in pairwise(times)]
 
 
-def _should_stop(recording: Recording, stop_after_chunks: int | None) -> bool:
-    return stop_after_chunks is not None and len(recording.chunks) >= stop_after_chunks
-
-
 def record_chunks(
     url: str,
     *,
@@ -88,6 +84,24 @@ def record_chunks(
     for testing that the server stops its work. ``http2=True`` speaks HTTP/2 with prior
     knowledge (needs ``h2`` and a server that supports it, such as hypercorn).
     """
+
+    def enough(recording: Recording) -> bool:
+        return stop_after_chunks is not None and len(recording.chunks) >= stop_after_chunks
+
+    return _record(url, method, headers, content, http2, timeout, client, enough)
+
+
+def _record(
+    url: str,
+    method: str,
+    headers: Mapping[str, str] | None,
+    content: bytes | str | None,
+    http2: bool,
+    timeout: float,
+    client: Any,
+    enough: Callable[[Recording], bool],
+) -> Recording:
+    """Read the response chunk by chunk until it ends or ``enough`` says stop."""
     import httpx
 
     own_client = client is None
@@ -105,7 +119,7 @@ def record_chunks(
             try:
                 for data in response.iter_raw():
                     recording.chunks.append(Chunk(time.perf_counter() - started, data))
-                    if _should_stop(recording, stop_after_chunks):
+                    if enough(recording):
                         return recording
                 recording.complete = True
             except httpx.HTTPError as exc:
@@ -145,7 +159,7 @@ async def arecord_chunks(
             try:
                 async for data in response.aiter_raw():
                     recording.chunks.append(Chunk(time.perf_counter() - started, data))
-                    if _should_stop(recording, stop_after_chunks):
+                    if stop_after_chunks is not None and len(recording.chunks) >= stop_after_chunks:
                         return recording
                 recording.complete = True
             except httpx.HTTPError as exc:
@@ -193,35 +207,16 @@ def read_sse(
     ``stop_after_events=N`` disconnects after the N-th event, like a browser tab closing.
     Each event carries the time its final byte arrived.
     """
-    import httpx
-
     parser = SSEParser()
     events: list[TimedEvent] = []
-    own_client = client is None
-    if client is None:
-        client = httpx.Client(http1=not http2, http2=http2, timeout=timeout)
-    try:
-        started = time.perf_counter()
-        with client.stream(method, url, headers=headers, content=content) as response:
-            recording = Recording(
-                status_code=response.status_code,
-                headers=dict(response.headers),
-                http_version=response.http_version,
-                headers_at=time.perf_counter() - started,
-            )
-            try:
-                for data in response.iter_raw():
-                    at = time.perf_counter() - started
-                    recording.chunks.append(Chunk(at, data))
-                    events.extend(TimedEvent(at, event) for event in parser.feed(data))
-                    if stop_after_events is not None and len(events) >= stop_after_events:
-                        return SSERecording(recording, events, parser.comments)
-                recording.complete = True
-            except httpx.HTTPError as exc:
-                recording.error = exc
-            at = time.perf_counter() - started
-            events.extend(TimedEvent(at, event) for event in parser.close())
-            return SSERecording(recording, events, parser.comments)
-    finally:
-        if own_client:
-            client.close()
+
+    def enough(recording: Recording) -> bool:
+        chunk = recording.chunks[-1]
+        events.extend(TimedEvent(chunk.at, event) for event in parser.feed(chunk.data))
+        return stop_after_events is not None and len(events) >= stop_after_events
+
+    recording = _record(url, method, headers, content, http2, timeout, client, enough)
+    if stop_after_events is None or len(events) < stop_after_events:
+        at = recording.chunks[-1].at if recording.chunks else recording.headers_at
+        events.extend(TimedEvent(at, event) for event in parser.close())
+    return SSERecording(recording, events, parser.comments)
