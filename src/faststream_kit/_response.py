@@ -19,6 +19,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from . import _shutdown
+from ._eager import EagerIterator
 from ._errors import StreamError, report_error
 from ._formats import ErrorFrame, default_error_frame, default_keepalive_frame
 from ._threads import DEFAULT_READ_AHEAD, ThreadIterator, iterate_in_thread
@@ -157,6 +158,13 @@ class StreamResponse(StreamingResponse):
             return content
         return iterate_in_thread(content, limiter=self._thread_limiter, read_ahead=self._read_ahead)
 
+    def _ready_source(self) -> ThreadIterator[Any] | EagerIterator[Any]:
+        """The source as an iterator that can also hand over what is already produced."""
+        source = self.body_iterator
+        if not isinstance(source, ThreadIterator | EagerIterator):
+            source = self.body_iterator = EagerIterator(source)
+        return source
+
     def _encode_text(self, chunk: Any) -> bytes:
         if type(chunk) is bytes:
             return chunk
@@ -234,8 +242,9 @@ class StreamResponse(StreamingResponse):
                 self.body_iterator = self._as_async(self._open(scope))
         except Exception as exc:
             return exc
-        source = self.body_iterator
-        coalesce = source.take_ready if isinstance(source, ThreadIterator) else None
+        source = self._ready_source()
+        take_ready = source.take_ready
+        read_ahead = self._read_ahead
         encode = self._encode
         preamble = self._preamble
         plain_bytes = encode == self._encode_text  # bytes pass through untouched
@@ -244,10 +253,10 @@ class StreamResponse(StreamingResponse):
         try:
             async for chunk in source:
                 data = chunk if type(chunk) is bytes and plain_bytes else encode(chunk)
-                if coalesce is not None:
-                    ready = coalesce(self._read_ahead)
-                    if ready:
-                        data = b"".join([data, *map(encode, ready)])
+                # Items already produced go out in the same write; nothing waits for more.
+                ready = take_ready(read_ahead)
+                if ready:
+                    data = b"".join([data, *map(encode, ready)])
                 if preamble:
                     data, preamble = preamble + data, b""
                 if data:

@@ -29,7 +29,8 @@ class LiveServer:
 
     ``server="hypercorn"`` also speaks HTTP/2 over cleartext (h2c with prior knowledge), which
     ``httpx.Client(http1=False, http2=True)`` uses. ``graceful_shutdown_seconds`` bounds how
-    long stopping waits for open streams.
+    long stopping waits for open streams; ``uvicorn_options`` go to ``uvicorn.Config`` (for
+    example ``{"http": "h11"}``).
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class LiveServer:
         host: str = "127.0.0.1",
         graceful_shutdown_seconds: float = 2.0,
         log_level: str = "warning",
+        uvicorn_options: dict[str, Any] | None = None,
     ) -> None:
         if server not in ("uvicorn", "hypercorn"):
             raise ValueError(f"server must be 'uvicorn' or 'hypercorn', got {server!r}")
@@ -48,6 +50,7 @@ class LiveServer:
         self.host = host
         self.graceful_shutdown_seconds = graceful_shutdown_seconds
         self.log_level = log_level
+        self.uvicorn_options = dict(uvicorn_options or {})
         self.port = 0
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
@@ -104,6 +107,7 @@ class LiveServer:
             log_level=self.log_level,
             lifespan="auto",
             timeout_graceful_shutdown=int(max(1, self.graceful_shutdown_seconds)),
+            **self.uvicorn_options,
         )
         server = uvicorn.Server(config)
 

@@ -1,0 +1,118 @@
+"""Take the items an async iterator has already produced, without waiting for more.
+
+An async generator that yields several items between two real waits (a network read that
+brought ten SSE events, a replay from a cursor, a loop that never awaits) is read one
+``send()`` per item by Starlette. Here the response asks :meth:`EagerIterator.take_ready`
+for what is available *now* and writes it in one go.
+
+"Available now" is decided by running the next step of ``__anext__()`` once: if it
+finishes without suspending, its item was ready; if it suspends, the step is kept and the
+response awaits it next, exactly where it stopped (the same protocol ``await`` uses, so the
+event loop and cancellation see nothing unusual).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from collections.abc import AsyncIterable, AsyncIterator, Generator
+from time import monotonic
+from typing import Any, Generic, TypeVar
+
+__all__ = ["EagerIterator"]
+
+T = TypeVar("T")
+
+_POLL_SECONDS = 0.001
+"""Computing more ready items may delay the first of them by at most this much."""
+
+
+@types.coroutine
+def _finish(step: Any, yielded: Any) -> Generator[Any, Any, Any]:
+    """Await a step that was started by hand and suspended, yielding ``yielded``."""
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:  # cancellation and friends go to where it waits
+            try:
+                yielded = step.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            continue
+        try:
+            yielded = step.send(sent)
+        except StopIteration as stop:
+            return stop.value
+
+
+class EagerIterator(AsyncIterator[T], Generic[T]):
+    """Wraps an async iterator; :meth:`take_ready` returns what it can give without waiting."""
+
+    __slots__ = ("_done", "_error", "_iterable", "_pending", "_source")
+
+    def __init__(self, iterable: AsyncIterable[T]) -> None:
+        self._iterable = iterable
+        self._source = aiter(iterable)
+        self._pending: tuple[Any, Any] | None = None  # a started, suspended __anext__ step
+        self._done = False
+        self._error: Exception | None = None
+
+    def __aiter__(self) -> EagerIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._pending is not None:
+            step, yielded = self._pending
+            self._pending = None
+            result: T = await _finish(step, yielded)
+            return result
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        if self._done:
+            raise StopAsyncIteration
+        return await self._source.__anext__()
+
+    def take_ready(self, limit: int) -> list[T]:
+        """Up to ``limit`` items that the source produces without suspending."""
+        items: list[T] = []
+        deadline = monotonic() + _POLL_SECONDS
+        while len(items) < limit and self._pending is None:
+            if self._done or self._error is not None:
+                break
+            step = self._source.__anext__().__await__()
+            try:
+                yielded = step.send(None)
+            except StopIteration as stop:
+                items.append(stop.value)
+            except StopAsyncIteration:
+                self._done = True
+            except Exception as exc:
+                self._error = exc  # raised after the items produced before it
+            else:
+                self._pending = (step, yielded)
+            if monotonic() > deadline:
+                break
+        return items
+
+    async def aclose(self) -> None:
+        if self._pending is not None:
+            # GeneratorExit where the source waits, so its finally blocks run (and may
+            # await), as aclose() would do for a generator that is not mid-step.
+            step, _ = self._pending
+            self._pending = None
+            try:
+                yielded = step.throw(GeneratorExit())
+            except (GeneratorExit, StopIteration, StopAsyncIteration):
+                pass
+            else:
+                with contextlib.suppress(GeneratorExit, StopAsyncIteration):
+                    await _finish(step, yielded)
+        # The iterator, and the iterable too when __aiter__ returned another object: it may
+        # own what must be closed (an SDK stream, an upstream response).
+        for closeable in (self._source, self._iterable):
+            aclose = getattr(closeable, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            if self._iterable is self._source:
+                break

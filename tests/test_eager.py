@@ -1,0 +1,101 @@
+"""Coalescing what an async source has already produced, without waiting for more."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from faststream_kit._eager import EagerIterator
+
+
+async def burst_then_wait(log: list[str]) -> AsyncIterator[int]:
+    try:
+        for i in range(3):
+            yield i  # produced without suspending
+        await anyio.sleep(0.01)
+        yield 3
+        await anyio.sleep(0.01)
+        raise KeyError("after four")
+    finally:
+        log.append("closed")
+
+
+def test_ready_items_are_taken_and_a_suspension_is_awaited_where_it_stopped() -> None:
+    log: list[str] = []
+
+    async def main() -> list[list[int]]:
+        items = EagerIterator(burst_then_wait(log))
+        batches = [[await items.__anext__(), *items.take_ready(32)]]
+        batches.append([await items.__anext__(), *items.take_ready(32)])
+        with pytest.raises(KeyError):
+            await items.__anext__()
+        return batches
+
+    assert anyio.run(main) == [[0, 1, 2], [3]]
+    assert log == ["closed"]
+
+
+def test_an_error_comes_after_the_items_produced_before_it() -> None:
+    async def source() -> AsyncIterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("boom")
+
+    async def main() -> list[int]:
+        items = EagerIterator(source())
+        seen = [await items.__anext__(), *items.take_ready(32)]
+        with pytest.raises(ValueError, match="boom"):
+            await items.__anext__()
+        return seen
+
+    assert anyio.run(main) == [1, 2]
+
+
+def test_closing_with_a_suspended_step_runs_the_source_finally() -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        items = EagerIterator(burst_then_wait(log))
+        await items.__anext__()
+        items.take_ready(32)  # leaves the step suspended in the sleep
+        await items.aclose()
+
+    anyio.run(main)
+    assert log == ["closed"]
+
+
+def test_cancelling_a_resumed_step_reaches_the_source() -> None:
+    log: list[str] = []
+
+    async def source() -> AsyncIterator[int]:
+        try:
+            yield 0
+            await anyio.sleep(30)
+            yield 1
+        except anyio.get_cancelled_exc_class():
+            log.append("cancelled")
+            raise
+
+    async def main() -> None:
+        items = EagerIterator(source())
+        await items.__anext__()
+        assert items.take_ready(32) == []
+        with anyio.move_on_after(0.05):
+            await items.__anext__()
+
+    anyio.run(main)
+    assert log == ["cancelled"]
+
+
+def test_limit_bounds_a_batch() -> None:
+    async def numbers() -> AsyncIterator[int]:
+        for i in range(100):
+            yield i
+
+    async def main() -> list[int]:
+        items = EagerIterator(numbers())
+        return [await items.__anext__(), *items.take_ready(5)]
+
+    assert anyio.run(main) == [0, 1, 2, 3, 4, 5]
