@@ -14,12 +14,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
 
-    import uvicorn
+    try:
+        import uvicorn
 
-    from ._demo import create_app
+        from ._demo import DemoSettings, create_app
+    except ImportError as exc:
+        parser.exit(2, f"the demo needs {exc.name}: pip install 'faststream-kit[demo]'\n")
 
+    settings = DemoSettings.from_env()
+    model = f"OpenAI {settings.openai_model}" if settings.openai_model else "a scripted model"
+    bucket = f"s3://{settings.bucket}/{settings.prefix}" if settings.bucket else "an embedded S3"
     print(f"faststream-kit demo on http://{args.host}:{args.port}  (Ctrl+C to stop)")
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+    print(f"chat: {model}; gallery: {bucket}", flush=True)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
     return 0
 
 

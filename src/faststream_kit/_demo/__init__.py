@@ -1,5 +1,6 @@
-"""The demo app served by ``faststream-kit demo`` (needs the ``demo`` extra: uvicorn)."""
+"""The demo app served by ``faststream-kit demo`` (needs the ``demo`` extra)."""
 
 from ._app import create_app
+from ._settings import DemoSettings
 
-__all__ = ["create_app"]
+__all__ = ["DemoSettings", "create_app"]

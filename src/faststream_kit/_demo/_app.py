@@ -1,89 +1,39 @@
-"""A one-page demo: a streamed chat, an SSE clock, and the buffering trap side by side.
+"""A one-page demo: chat, S3 gallery, upstream proxy, the buffering trap, an SSE clock.
 
-The chat uses a built-in scripted model, so it runs without keys or network.
+Everything runs locally without keys or accounts: the chat has a scripted model, the gallery
+an embedded S3 server, the proxy an upstream service mounted in the same app.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
 
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
 
-from .._llm import llm_stream
 from .._response import stream_response
 from .._sse import ServerSentEvent
 from .._sse_response import sse_response
+from ._chat import about, chat
+from ._gallery import gallery_info, media, running_gallery
+from ._settings import DemoSettings
+from ._ticker import proxied_ticker, upstream_service
 
-SCRIPTED_ANSWER = (
-    "Streaming works when every layer lets each chunk through as soon as it exists: "
-    "the browser must not sniff, the proxy must not buffer, gzip must not wait for more, "
-    "and the server must notice when you leave. This answer arrives token by token. "
-    "監視カメラの映像もストリーミングできます。"
-)
-
-
-def scripted_tokens(prompt: str) -> Iterator[str]:
-    """A stand-in model: split the answer into small tokens."""
-    words = f"You asked: “{prompt.strip()[:200]}”. {SCRIPTED_ANSWER}".split(" ")
-    for word in words:
-        yield word + " "
-
-
-async def chat(request: Request) -> Response:
-    """POST {"prompt", "format"}: the scripted model, or OpenAI when OPENAI_API_KEY is set."""
-    body = await request.json()
-    prompt = str(body.get("prompt") or "Why does my stream arrive all at once?")
-    answer_format = body.get("format", "sse")
-    if answer_format not in ("text", "sse", "ndjson", "openai", "ui"):
-        return JSONResponse({"error": {"type": "bad_request", "message": "unknown format"}}, 400)
-    return llm_stream(model_source(prompt), format=answer_format, model=model_name())
-
-
-def model_name() -> str:
-    return os.environ.get("OPENAI_MODEL", "gpt-4o-mini") if use_openai() else "scripted"
-
-
-def use_openai() -> bool:
-    return bool(os.environ.get("OPENAI_API_KEY"))
-
-
-def model_source(prompt: str) -> Any:
-    if use_openai():
-        from openai import AsyncOpenAI
-
-        client = AsyncOpenAI()  # reads OPENAI_API_KEY and OPENAI_BASE_URL
-        return client.chat.completions.create(
-            model=model_name(),
-            messages=[{"role": "user", "content": prompt}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    return scripted_model(prompt)
-
-
-async def scripted_model(prompt: str) -> AsyncIterator[str]:
-    for token in scripted_tokens(prompt):
-        await anyio.sleep(0.06)
-        yield token
-
-
-async def about(request: Request) -> Response:
-    return JSONResponse({"model": model_name(), "openai": use_openai()})
+TRAP_LINES = 10
+TRAP_LINE_SECONDS = 0.3
 
 
 def trap_source() -> Iterator[str]:
     # A few short lines, 300 ms apart: below the ~1 KiB a browser sniffs before rendering.
-    for n in range(1, 11):
-        yield f"line {n} of 10\n"
-        time.sleep(0.3)
+    for number in range(1, TRAP_LINES + 1):
+        yield f"line {number} of {TRAP_LINES}\n"
+        time.sleep(TRAP_LINE_SECONDS)  # a blocking source on purpose: both run it in a thread
 
 
 async def trap_plain(request: Request) -> Response:
@@ -108,15 +58,36 @@ async def index(request: Request) -> Response:
     return HTMLResponse(page)
 
 
-def create_app() -> Starlette:
-    """The demo as a Starlette app (``uvicorn --factory faststream_kit._demo:create_app``)."""
-    return Starlette(
+def create_app(settings: DemoSettings | None = None) -> Starlette:
+    """The demo as a Starlette app (``uvicorn --factory faststream_kit._demo:create_app``).
+
+    ``settings`` defaults to :meth:`DemoSettings.from_env`.
+    """
+    settings = settings or DemoSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        import httpx
+
+        async with httpx.AsyncClient() as client, running_gallery(settings) as gallery:
+            app.state.http = client  # one pool for every proxied request
+            app.state.gallery = gallery
+            yield
+
+    app = Starlette(
         routes=[
             Route("/", index),
             Route("/chat", chat, methods=["POST"]),
             Route("/about", about),
-            Route("/clock", clock),
+            Route("/gallery", gallery_info),
+            Route("/media/{name}", media, methods=["GET", "HEAD"]),
+            Route("/proxy/ticker", proxied_ticker),
+            Mount("/upstream", upstream_service()),
             Route("/trap/plain", trap_plain),
             Route("/trap/ours", trap_ours),
-        ]
+            Route("/clock", clock),
+        ],
+        lifespan=lifespan,
     )
+    app.state.settings = settings
+    return app
