@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -30,11 +33,43 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--strict", "src")
 
 
+BENCHES = ("core", "sse", "llm", "s3", "upstream", "resume")
+
+
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Side-by-side benchmarks against the anchors; prints ratios."""
-    session.install("-e", ".[bench]")
-    session.run("python", "bench/core.py", *session.posargs)
+    """Every benchmark, one after another, then the charts and ``docs/benchmarks.md``.
+
+    ``nox -s bench`` runs each bench with ``--quick``; ``nox -s bench -- --full`` runs the full
+    sizes (about 7 minutes on 2 cores). Name benches to run only those (``-- --full core sse``);
+    ``-- --report-only`` redraws the page from the results already in ``bench/results/``.
+    """
+    options = {arg for arg in session.posargs if arg.startswith("--")}
+    names = [arg for arg in session.posargs if not arg.startswith("--")] or list(BENCHES)
+    unknown = sorted(options - {"--full", "--report-only"}) + sorted(set(names) - set(BENCHES))
+    if unknown:
+        session.error(f"unknown arguments {unknown}; use --full, --report-only or {BENCHES}")
+    # pytest: bench/s3.py borrows its SeaweedFS peer from tests/s3_peers.py, which imports it.
+    session.install("-e", ".[bench]", "matplotlib", "pytest")
+    size = [] if "--full" in options else ["--quick"]
+    if "--report-only" not in options:
+        for name in names:
+            run_bench(session, name, size)
+    session.run("python", "bench/report.py")
+
+
+def run_bench(session: nox.Session, name: str, size: list[str]) -> None:
+    """One bench, leaving its results in ``bench/results/<name>.json`` for the report."""
+    # One at a time: the benches measure CPU and wall time, and each wants two cores.
+    if name == "resume":
+        session.run("python", "bench/resume.py", *size, "--json", "bench/results/resume.json")
+    elif name == "upstream":
+        # bench/upstream.py prints its table and writes no JSON: keep the table for the report.
+        output = str(session.run("python", "bench/upstream.py", *size, silent=True))
+        print(output)
+        Path("bench/results/upstream.json").write_text(json.dumps({"stdout": output}) + "\n")
+    else:
+        session.run("python", f"bench/{name}.py", *size)
 
 
 @nox.session(python=PYTHON)
