@@ -5,10 +5,8 @@ from __future__ import annotations
 import statistics
 import subprocess
 import time
-from collections.abc import AsyncIterator
 from itertools import pairwise
 
-import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,25 +15,13 @@ from starlette.routing import Route
 from faststream_kit import stream_response
 from faststream_kit.testing import LiveServer
 
+from .sources import TimedLines
+
 LINES = [f"token {i}\n".encode() for i in range(5)]
 INTERVAL_SECONDS = 0.2
 
 
-class Source:
-    """Five lines, 200 ms apart, remembering when each one was produced."""
-
-    def __init__(self) -> None:
-        self.produced_at: list[float] = []
-
-    async def lines(self) -> AsyncIterator[bytes]:
-        for index, line in enumerate(LINES):
-            if index:
-                await anyio.sleep(INTERVAL_SECONDS)
-            self.produced_at.append(time.perf_counter())
-            yield line
-
-
-def make_app(source: Source) -> Starlette:
+def make_app(source: TimedLines) -> Starlette:
     async def tokens(request: Request) -> Response:
         return stream_response(source.lines())
 
@@ -43,7 +29,7 @@ def make_app(source: Source) -> Starlette:
 
 
 def test_curl_no_buffer_prints_each_line_as_it_is_produced(curl: str) -> None:
-    source = Source()
+    source = TimedLines(LINES, INTERVAL_SECONDS)
     with (
         LiveServer(make_app(source)) as server,
         # bufsize=0: read the pipe itself, so Python adds no buffering of its own.

@@ -11,9 +11,8 @@ from __future__ import annotations
 import gzip
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -27,23 +26,11 @@ from starlette.routing import Route
 from faststream_kit import stream_response
 from faststream_kit.testing import LiveServer, Recording, record_chunks
 
+from .sources import TimedLines
+
 LINES = [f"line {i}: the quick brown fox jumps over the lazy dog\n".encode() for i in range(5)]
 INTERVAL_SECONDS = 0.2
 ACCEPT_GZIP = {"Accept-Encoding": "gzip"}
-
-
-class Source:
-    """Five text lines, 200 ms apart, remembering when each one was produced."""
-
-    def __init__(self) -> None:
-        self.produced_at: list[float] = []
-
-    async def lines(self) -> AsyncIterator[bytes]:
-        for index, line in enumerate(LINES):
-            if index:
-                await anyio.sleep(INTERVAL_SECONDS)
-            self.produced_at.append(time.perf_counter())
-            yield line
 
 
 async def add_request_id(
@@ -54,7 +41,7 @@ async def add_request_id(
     return response
 
 
-def make_app(source: Source, middleware: list[Middleware]) -> Starlette:
+def make_app(source: TimedLines, middleware: list[Middleware]) -> Starlette:
     async def plain(request: Request) -> Response:
         return StreamingResponse(source.lines(), media_type="text/plain")
 
@@ -71,7 +58,9 @@ def record(url: str, headers: dict[str, str]) -> tuple[float, Recording]:
         return requested_at, record_chunks(url, headers=headers, client=client)
 
 
-def assert_arrived_as_produced(source: Source, requested_at: float, recording: Recording) -> None:
+def assert_arrived_as_produced(
+    source: TimedLines, requested_at: float, recording: Recording
+) -> None:
     # Every chunk on the wire is exactly one line the source produced: not compressed, not
     # merged, not held back.
     assert [chunk.data for chunk in recording.chunks] == LINES
@@ -80,7 +69,7 @@ def assert_arrived_as_produced(source: Source, requested_at: float, recording: R
 
 
 def test_gzip_middleware_leaves_stream_response_uncompressed_and_incremental() -> None:
-    source = Source()
+    source = TimedLines(LINES, INTERVAL_SECONDS)
     app = make_app(source, [Middleware(GZipMiddleware, minimum_size=0)])
     with LiveServer(app) as server:
         requested_at, recording = record(server.url + "/kit", ACCEPT_GZIP)
@@ -93,7 +82,7 @@ def test_gzip_middleware_leaves_stream_response_uncompressed_and_incremental() -
 
 
 def test_default_gzip_middleware_leaves_stream_response_uncompressed() -> None:
-    source = Source()
+    source = TimedLines(LINES, INTERVAL_SECONDS)
     app = make_app(source, [Middleware(GZipMiddleware)])
     with LiveServer(app) as server:
         requested_at, recording = record(server.url + "/kit", ACCEPT_GZIP)
@@ -103,7 +92,7 @@ def test_default_gzip_middleware_leaves_stream_response_uncompressed() -> None:
 
 
 def test_stream_response_streams_through_cors_base_http_and_gzip_middleware() -> None:
-    source = Source()
+    source = TimedLines(LINES, INTERVAL_SECONDS)
     app = make_app(
         source,
         [
@@ -129,7 +118,7 @@ def test_stream_response_streams_through_cors_base_http_and_gzip_middleware() ->
 def test_gzip_middleware_compresses_a_plain_streaming_response() -> None:
     # The control: without faststream-kit the same source, behind the same middleware, reaches
     # the client gzip-compressed, so the tests above would notice if the opt-out broke.
-    source = Source()
+    source = TimedLines(LINES, INTERVAL_SECONDS)
     app = make_app(source, [Middleware(GZipMiddleware, minimum_size=0)])
     with LiveServer(app) as server:
         _, recording = record(server.url + "/plain", ACCEPT_GZIP)

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
-import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,25 +25,13 @@ from starlette.routing import Route
 from faststream_kit import stream_response
 from faststream_kit.testing import LiveServer, record_chunks
 
+from .sources import TimedLines
+
 LINES = [f"token {i:02d}\n".encode() for i in range(5)]
 INTERVAL_SECONDS = 0.2
 
 
-class Source:
-    """Five short lines, 200 ms apart, remembering when each one was produced."""
-
-    def __init__(self) -> None:
-        self.produced_at: list[float] = []
-
-    async def lines(self) -> AsyncIterator[bytes]:
-        for index, line in enumerate(LINES):
-            if index:
-                await anyio.sleep(INTERVAL_SECONDS)
-            self.produced_at.append(time.perf_counter())
-            yield line
-
-
-def make_app(source: Source) -> Starlette:
+def make_app(source: TimedLines) -> Starlette:
     async def plain(request: Request) -> Response:
         return StreamingResponse(source.lines(), media_type="text/plain")
 
@@ -57,7 +44,7 @@ def make_app(source: Source) -> Starlette:
 def test_nginx_holds_a_plain_streaming_response_until_it_ends(
     nginx_proxy: Callable[[str], str],
 ) -> None:
-    source = Source()
+    source = TimedLines(LINES, INTERVAL_SECONDS)
     # uvicorn's h11 protocol, whose small chunked writes nginx's default buffering holds
     # (with httptools nginx happened to pass these 9-byte lines on; the kit route streams
     # under both, see the next test).
@@ -81,7 +68,7 @@ def test_nginx_holds_a_plain_streaming_response_until_it_ends(
 def test_stream_response_streams_through_nginx_default_config(
     nginx_proxy: Callable[[str], str],
 ) -> None:
-    source = Source()
+    source = TimedLines(LINES, INTERVAL_SECONDS)
     with LiveServer(make_app(source)) as upstream:
         proxy = nginx_proxy(upstream.url)
         with httpx.Client() as client:

@@ -1,0 +1,24 @@
+"""A source that remembers when it produced each line, so tests can compare with arrivals."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+
+
+class TimedLines:
+    """``lines`` yielded ``interval_seconds`` apart; ``produced_at`` holds perf_counter times."""
+
+    def __init__(self, lines: list[bytes], interval_seconds: float = 0.2) -> None:
+        self._lines = lines
+        self._interval_seconds = interval_seconds
+        self.produced_at: list[float] = []
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        for index, line in enumerate(self._lines):
+            if index:
+                await anyio.sleep(self._interval_seconds)
+            self.produced_at.append(time.perf_counter())
+            yield line
