@@ -10,9 +10,13 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +61,50 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
         except OSError:
             time.sleep(0.02)
     raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+
+
+APPS = Path(__file__).parent / "apps"
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class ServedApp:
+    url: str
+    port: int
+    process: subprocess.Popen[Any]
+
+
+@contextmanager
+def uvicorn_process(
+    target: str, *, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+) -> Iterator[ServedApp]:
+    """Serve ``tests/apps/<module>:<app>`` with uvicorn in a process of its own.
+
+    For measurements the test process must not disturb (its GIL, its CPU) and for signals.
+    """
+    port = free_port()
+    python_path = os.pathsep.join(filter(None, [str(APPS), os.environ.get("PYTHONPATH")]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning", "--no-access-log", *args],
+        env={**os.environ, "PYTHONPATH": python_path, **(env or {})},
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        yield ServedApp(f"http://127.0.0.1:{port}", port, process)
+    finally:
+        stop_process(process)
 
 
 @pytest.fixture

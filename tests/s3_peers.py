@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from faststream_kit._s3 import s3_stream  # public as faststream_kit.s3_stream
 
-from .conftest import free_port, need_peer, wait_for_port
+from .conftest import free_port, need_peer, stop_process, wait_for_port
 
 BUCKET = "faststream-kit"
 ACCESS_KEY = "faststream-kit-test"
@@ -143,12 +143,7 @@ def run_seaweedfs(data_dir: Path) -> Iterator[S3Peer]:
         _wait_until_writable(peer)
         yield peer
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
 
 
@@ -335,9 +330,4 @@ def run_app_process(
         wait_for_port(port, timeout=30)
         yield AppProcess(f"http://127.0.0.1:{port}", process.pid)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

@@ -10,21 +10,18 @@ uvicorn in a subprocess so that the measuring client does not share its GIL.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import free_port, wait_for_port
+from .conftest import APPS, stop_process, uvicorn_process
 
-APPS = Path(__file__).parent / "apps"
 STREAMS = 50
 PINGS = 200
 ROUNDS = 3
@@ -81,8 +78,7 @@ class PeerProcess:
         return records
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 @pytest.fixture
@@ -96,40 +92,12 @@ def peer() -> Iterator[PeerProcess]:
 
 @pytest.fixture
 def app_port(peer: PeerProcess) -> Iterator[int]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(APPS), os.environ.get("PYTHONPATH")])),
-        "FASTSTREAM_KIT_OPENAI_BASE_URL": peer.base_url,
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "llm_sync_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--timeout-graceful-shutdown",
-            "2",
-        ],
-        env=env,
-    )
-    try:
-        wait_for_port(port)
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with uvicorn_process(
+        "llm_sync_app:app",
+        env={"FASTSTREAM_KIT_OPENAI_BASE_URL": peer.base_url},
+        args=["--timeout-graceful-shutdown", "2"],
+    ) as served:
+        yield served.port
 
 
 def open_streams(port: int, path: str, count: int) -> list[socket.socket]:

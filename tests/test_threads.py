@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import httpx
@@ -18,9 +14,7 @@ import pytest
 from faststream_kit import iterate_in_thread
 from faststream_kit._threads import default_thread_limiter
 
-from .conftest import free_port, wait_for_port
-
-APPS = Path(__file__).parent / "apps"
+from .conftest import uvicorn_process
 
 
 def test_items_arrive_in_order_and_the_thread_is_not_the_loop() -> None:
@@ -55,25 +49,30 @@ def test_exception_is_raised_after_the_items_produced_before_it() -> None:
 
 
 def test_read_ahead_bounds_how_far_the_thread_runs() -> None:
+    # One taken, four buffered, and one more in hand while waiting for space.
+    bound = 1 + 4 + 1
     produced: list[int] = []
+    at_bound = threading.Event()
+    past_bound = threading.Event()
 
     def produce() -> Iterator[int]:
         for i in range(100):
             produced.append(i)
+            if len(produced) == bound:
+                at_bound.set()
+            elif len(produced) > bound:
+                past_bound.set()
             yield i
 
-    async def main() -> int:
+    async def main() -> None:
         items = iterate_in_thread(produce(), read_ahead=4)
         await items.__anext__()
-        # Give the worker every chance to run ahead; it must stop at the bound.
-        for _ in range(50):
-            await anyio.sleep(0.002)
-        count = len(produced)
+        assert at_bound.wait(2), "the worker did not read ahead at all"
+        # The worker is now blocked on the full buffer; it must not produce one more.
+        assert not past_bound.wait(0.1)
         await items.aclose()
-        return count
 
-    # One taken, four buffered, and one more in hand while waiting for space.
-    assert anyio.run(main) <= 1 + 4 + 1
+    anyio.run(main)
 
 
 def test_aclose_closes_the_generator_in_its_thread_and_frees_the_token() -> None:
@@ -120,30 +119,8 @@ def test_read_ahead_must_be_positive() -> None:
 
 @pytest.fixture
 def load_server() -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(APPS)}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "sync_load:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env=env,
-    )
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with uvicorn_process("sync_load:app") as served:
+        yield served.url
 
 
 def open_stream(port: int) -> socket.socket:

@@ -23,7 +23,7 @@ import pytest
 
 from faststream_kit.testing import LiveServer, record_chunks
 
-from .conftest import free_port, need_peer, wait_for_port
+from .conftest import free_port, need_peer, stop_process, wait_for_port
 from .upstream_peers import CLIENT_KINDS, PAYLOAD, POOL_SIZE, Upstream, proxy_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,8 +248,7 @@ def proxy_process(upstream: tuple[Upstream, str]) -> Iterator[tuple[int, str]]:
         wait_for_port(port, timeout=20)
         yield process.pid, f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process)
 
 
 def _upload(url: str, total: int, chunk: int = MiB) -> httpx.Response:

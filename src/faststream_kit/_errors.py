@@ -12,7 +12,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["ErrorReport", "StreamError", "report_error"]
+from starlette.responses import Response
+
+__all__ = ["ErrorReport", "StreamError", "error_response", "report_error"]
 
 
 class StreamError(Exception):
@@ -54,6 +56,30 @@ class ErrorReport:
 
     def json_body(self) -> bytes:
         return json.dumps({"error": self.as_dict()}, separators=(",", ":")).encode()
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers of the JSON error response, ASGI-encoded."""
+        body_length = str(len(self.json_body())).encode()
+        raw = [
+            (b"content-type", b"application/json"),
+            (b"content-length", body_length),
+            (b"cache-control", b"no-store"),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        return raw
+
+
+def error_response(exc: BaseException) -> Response:
+    """The JSON error response a stream sends when it fails before its first chunk.
+
+    For helpers that must answer an error before any stream exists (a missing S3 object, an
+    unreachable upstream); a plain ``Response``, so ``HEAD`` gets the status too.
+    """
+    report = report_error(exc)
+    response = Response(report.json_body(), status_code=report.status_code)
+    response.raw_headers = report.raw_headers()
+    return response
 
 
 def report_error(exc: BaseException) -> ErrorReport:

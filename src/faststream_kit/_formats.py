@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 
 from ._errors import report_error
+from ._sse import sse_frame
 
 __all__ = ["ErrorFrame", "default_error_frame", "default_keepalive_frame"]
 
@@ -28,8 +29,7 @@ def _base_type(media_type: str | None) -> str:
 
 def sse_error_frame(exc: BaseException) -> bytes:
     """``event: error`` with a JSON body of the error's public type and message."""
-    payload = json.dumps(report_error(exc).as_dict(), separators=(",", ":"), ensure_ascii=False)
-    return b"event: error\ndata: " + payload.encode() + b"\n\n"
+    return sse_frame(report_error(exc).as_dict(), event="error")
 
 
 def ndjson_error_frame(exc: BaseException) -> bytes:

@@ -17,7 +17,16 @@ from typing import Any, Literal
 import anyio
 
 from ._errors import StreamError
-from ._llm_formats import FORMATS, Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
+from ._llm_formats import (
+    FORMATS,
+    Encoder,
+    Finish,
+    FormatSpec,
+    LLMEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+)
 from ._response import StreamResponse, stop_reason
 from ._threads import ThreadIterator, iterate_in_thread
 
@@ -96,18 +105,44 @@ def llm_stream(
         raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout!r}")
     spec = FORMATS[format]
     encoder = spec.make_encoder(model)
-    events = _llm_events(source, on_complete=on_complete)
+    return format_response(
+        _llm_events(source, on_complete=on_complete),
+        spec,
+        encoder,
+        encode=encoder.encode,
+        ping=ping,
+        send_timeout=send_timeout,
+        idle_timeout=idle_timeout,
+        headers=headers,
+    )
+
+
+def format_response(
+    content: Any,
+    spec: FormatSpec,
+    encoder: Encoder,
+    *,
+    encode: Callable[[Any], bytes],
+    ping: float | None,
+    send_timeout: float | None,
+    idle_timeout: float | None = None,
+    headers: dict[str, str] | None = None,
+    preamble: bytes = b"",
+    shutdown_frame: bytes | None = None,
+) -> StreamResponse:
+    """A ``StreamResponse`` in one of the LLM wire formats (also for resumable answers)."""
     return StreamResponse(
-        events,
+        content,
         media_type=spec.media_type,
         headers={**spec.headers, **(headers or {})},
         keepalive=ping if spec.keepalive_frame and ping else None,
         keepalive_frame=spec.keepalive_frame,
         send_timeout=send_timeout,
-        encode=encoder.encode,
-        preamble=encoder.preamble(),
+        encode=encode,
+        preamble=encoder.preamble() + preamble,
         error_frame=encoder.error_frame if spec.has_error_frame else None,
         idle_timeout=idle_timeout,
+        shutdown_frame=shutdown_frame,
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import report_error
+from ._formats import sse_error_frame
 from ._sse import PING_FRAME
 
 __all__ = [
@@ -118,7 +119,7 @@ class SSEEncoder(Encoder):
         return _sse(_json({"finish_reason": event.finish_reason, "usage": event.usage}), "done")
 
     def error_frame(self, exc: BaseException) -> bytes:
-        return _sse(_json(_error_body(exc)), "error")
+        return sse_error_frame(exc)
 
 
 class NDJSONEncoder(Encoder):

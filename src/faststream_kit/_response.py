@@ -20,7 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from . import _shutdown
 from ._eager import EagerIterator
-from ._errors import StreamError, report_error
+from ._errors import ErrorReport, StreamError, report_error
 from ._formats import ErrorFrame, default_error_frame, default_keepalive_frame
 from ._threads import DEFAULT_READ_AHEAD, ThreadIterator, iterate_in_thread
 
@@ -358,7 +358,7 @@ class StreamResponse(StreamingResponse):
         if not wire.started:
             if not report.expected:
                 logger.error("stream failed before its first chunk", exc_info=exc)
-            await wire.send_error_response(report.status_code, report.headers, report.json_body())
+            await wire.send_error_response(report)
             return
         if self.error_frame is not None:
             if not report.expected:
@@ -502,19 +502,11 @@ class _Wire:
             done.set()
         self.last_send = monotonic()
 
-    async def send_error_response(
-        self, status_code: int, headers: Mapping[str, str], body: bytes
-    ) -> None:
-        raw = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-            (b"x-content-type-options", b"nosniff"),
-        ]
-        raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    async def send_error_response(self, report: ErrorReport) -> None:
+        status, body = report.status_code, report.json_body()
         try:
             await self._write(
-                {"type": "http.response.start", "status": status_code, "headers": raw}
+                {"type": "http.response.start", "status": status, "headers": report.raw_headers()}
             )
             await self._write({"type": "http.response.body", "body": body, "more_body": False})
         except _ClientGone:

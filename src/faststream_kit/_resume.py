@@ -26,7 +26,7 @@ import anyio
 from starlette.types import Scope
 
 from ._errors import StreamError, report_error
-from ._llm import OnComplete, _llm_events
+from ._llm import OnComplete, _llm_events, format_response
 from ._llm_formats import FORMATS, Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
 from ._response import StreamResponse
 from ._sse import ServerSentEvent, data_text, sse_frame
@@ -343,16 +343,14 @@ class ResumableStreams:
             after = last_event_id(scope) if format == "sse" else None
             return self._llm_frames(key, producer, encoder, after, with_ids=format == "sse")
 
-        return StreamResponse(
+        return format_response(
             open_stream,
-            media_type=spec.media_type,
-            headers=dict(spec.headers),
-            keepalive=ping or None,
-            keepalive_frame=spec.keepalive_frame,
-            send_timeout=send_timeout,
+            spec,
+            encoder,
             encode=_pass_frames,
-            preamble=encoder.preamble() + (sse_frame(retry=retry) if retry is not None else b""),
-            error_frame=encoder.error_frame,
+            ping=ping,
+            send_timeout=send_timeout,
+            preamble=sse_frame(retry=retry) if retry is not None else b"",
             shutdown_frame=SHUTDOWN_EVENT.encode() if format == "sse" else b"",
         )
 

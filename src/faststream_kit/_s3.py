@@ -23,7 +23,7 @@ import anyio
 import anyio.to_thread
 from starlette.responses import Response
 
-from ._errors import StreamError, report_error
+from ._errors import StreamError, error_response
 from ._http_fields import (
     ByteRange,
     EntityTag,
@@ -34,7 +34,12 @@ from ._http_fields import (
     parse_range,
 )
 from ._response import StreamResponse
-from ._threads import DEFAULT_READ_AHEAD, ThreadIterator, default_thread_limiter
+from ._threads import (
+    DEFAULT_READ_AHEAD,
+    ThreadIterator,
+    default_thread_limiter,
+    iterate_in_thread,
+)
 
 __all__ = ["s3_stream"]
 
@@ -305,10 +310,10 @@ async def _close_body(body: Any) -> None:
 
 def _open_source(
     calls: _S3Calls, body: Any, chunk_bytes: int, limiter: anyio.CapacityLimiter | None
-) -> _AsyncObjectBody | _SyncObjectStream:
+) -> _AsyncObjectBody | ThreadIterator[bytes]:
     if calls.is_async:
         return _AsyncObjectBody(body, chunk_bytes)
-    return _SyncObjectStream(
+    return iterate_in_thread(
         _SyncObjectBody(body, chunk_bytes), limiter=limiter, read_ahead=_read_ahead(chunk_bytes)
     )
 
@@ -363,25 +368,6 @@ class _SyncObjectBody:
         if not self._closed:
             self._closed = True
             self._body.close()
-
-
-class _SyncObjectStream(ThreadIterator[bytes]):
-    """The core's thread iterator, plus: a body that was never read is closed too.
-
-    ``ThreadIterator.aclose()`` leaves an iterable it never started alone (a generator has
-    nothing to clean up then); an S3 body holds a pooled connection either way, e.g. when a
-    ``HEAD`` is answered without reading it.
-    """
-
-    def __init__(
-        self, body: _SyncObjectBody, *, limiter: anyio.CapacityLimiter | None, read_ahead: int
-    ) -> None:
-        super().__init__(body, limiter=limiter, read_ahead=read_ahead)
-        self._object_body = body
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        self._object_body.close()  # a no-op if the worker thread closed it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,7 +443,7 @@ async def _nothing() -> AsyncIterator[bytes]:  # a HEAD response never reads its
 
 def _answer_precondition(status: int, etag: str | None, shape: _Shape) -> Response:
     if status == 412:
-        return _error_response(
+        return error_response(
             StreamError(
                 "A precondition (If-Match or If-Unmodified-Since) does not hold.",
                 status_code=412,
@@ -474,28 +460,13 @@ def _answer_precondition(status: int, etag: str | None, shape: _Shape) -> Respon
 def _answer_unsatisfiable(size: int | None) -> Response:
     # RFC 9110 §15.5.17: a 416 to a byte range request says the current length.
     headers = {"content-range": f"bytes */{size}"} if size is not None else {}
-    return _error_response(
+    return error_response(
         StreamError(
             "The requested range is not satisfiable.",
             status_code=416,
             type="range_not_satisfiable",
             headers=headers,
         )
-    )
-
-
-def _error_response(error: StreamError) -> Response:
-    """The same JSON error the core sends for a failure before the first chunk."""
-    report = report_error(error)
-    return Response(
-        report.json_body(),
-        status_code=report.status_code,
-        headers={
-            "cache-control": "no-store",
-            "x-content-type-options": "nosniff",
-            **report.headers,
-        },
-        media_type="application/json",
     )
 
 
@@ -512,19 +483,19 @@ async def _answer_failure(
     if code in _RANGE_NOT_SATISFIABLE or status == 416:
         return _answer_unsatisfiable(await _object_size(calls, params, wire_headers))
     if code in _NOT_FOUND or status == 404:
-        return _error_response(StreamError("No such object.", status_code=404, type="not_found"))
+        return error_response(StreamError("No such object.", status_code=404, type="not_found"))
     if code in _FORBIDDEN or (status == 403 and code not in _BAD_CREDENTIALS):
-        return _error_response(
+        return error_response(
             StreamError("Access to the object is denied.", status_code=403, type="forbidden")
         )
     if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
         logger.warning("S3 did not answer in time for %s", params.get("Key"), exc_info=exc)
-        return _error_response(
+        return error_response(
             StreamError("The object store did not answer in time.", status_code=504, type="timeout")
         )
     # Log the cause for the operator; the client learns only that the upstream failed.
     logger.warning("S3 failed for %s (%s)", params.get("Key"), code or type(exc).__name__)
-    return _error_response(
+    return error_response(
         StreamError("The object store failed.", status_code=502, type="bad_gateway")
     )
 

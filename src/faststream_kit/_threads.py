@@ -193,11 +193,18 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
     def stop(self) -> None:
         """Ask the worker to stop and close the iterator in its thread; do not wait.
 
-        The worker notices after its current ``next()`` returns.
+        The worker notices after its current ``next()`` returns. An iterable that was never
+        started is closed here: a generator's code does not run then, while an SDK body or
+        stream gives back its pooled connection.
         """
-        self._closed = True
         if not self._started:
+            if not self._closed:
+                self._closed = True
+                close = getattr(self._iterable, "close", None)
+                if close is not None:
+                    close()
             return
+        self._closed = True
         with self._lock:
             self._stopping = True
             self._buffer.clear()

@@ -31,7 +31,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._errors import StreamError, report_error
+from ._errors import StreamError, error_response
 from ._hop_by_hop import accepts, coding_qualities, end_to_end, without
 from ._response import StreamResponse
 
@@ -174,7 +174,7 @@ async def upstream_stream(
         )
     except StreamError as exc:
         logger.warning("upstream %s request failed: %s (%r)", method, exc.message, exc.__cause__)
-        return _error_response(exc)
+        return error_response(exc)
 
     codings = _codings(_get(upstream.headers, "content-encoding"))
     qualities = coding_qualities(_get(outgoing, "accept-encoding"))
@@ -382,15 +382,3 @@ def _codings(content_encoding: str | None) -> list[str]:
 
 def _encode(fields: list[Header]) -> list[tuple[bytes, bytes]]:
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in fields]
-
-
-def _error_response(exc: StreamError) -> Response:
-    # The same JSON error the core sends for a stream that fails before its first chunk; a
-    # plain Response so that HEAD gets the status too.
-    report = report_error(exc)
-    return Response(
-        report.json_body(),
-        status_code=report.status_code,
-        media_type="application/json",
-        headers={"cache-control": "no-store", "x-content-type-options": "nosniff"},
-    )
