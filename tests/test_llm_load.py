@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -20,11 +19,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import APPS, stop_process, uvicorn_process
+from .conftest import APPS, median_p99, stop_process, uvicorn_process
 
 STREAMS = 50
-PINGS = 200
-ROUNDS = 3
 TOKENS = [f"t{i} " for i in range(200)]  # 20 s at 100 ms a token: outlives the measurement
 # 50 streams x 10 tokens/s = 500 SDK chunks/s, which the SDK parses at ~0.3-0.5 ms of CPU
 # each, in 50 threads under one GIL. At 20 tokens/s a stream the app, the peer and the client
@@ -121,49 +118,12 @@ def open_streams(port: int, path: str, count: int) -> list[socket.socket]:
     return streams
 
 
-PING_CLIENT = """
-import json, sys, time, httpx
-url = sys.argv[1]
-latencies = []
-with httpx.Client() as client:
-    client.get(url)  # open the keep-alive connection first
-    for _ in range(int(sys.argv[2])):
-        started = time.perf_counter()
-        response = client.get(url)
-        latencies.append(time.perf_counter() - started)
-        assert response.json() == {"ok": True}
-print(json.dumps(latencies))
-"""
-
-
-def ping_latencies(port: int) -> list[float]:
-    """``PINGS`` sequential requests to the ``def`` endpoint, sorted seconds.
-
-    The client runs in its own process: this one also runs the scripted peer, whose GIL
-    would otherwise add its own delays to the measurement.
-    """
-    result = subprocess.run(
-        [sys.executable, "-c", PING_CLIENT, f"http://127.0.0.1:{port}/ping", str(PINGS)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return sorted(json.loads(result.stdout))
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
-
-
 def test_def_endpoint_answers_within_10ms_p99_while_50_sync_openai_streams_run(
     peer: PeerProcess, app_port: int
 ) -> None:
     streams = open_streams(app_port, "/chat", STREAMS)
     try:
-        # Three rounds, judged by the median round: one round that a neighbour on this
-        # shared 2-core machine disturbs must not decide the outcome.
-        rounds = [ping_latencies(app_port) for _ in range(ROUNDS)]
+        p50, p99, p99s = median_p99(app_port)
         # Every stream was still producing while we measured.
         for sock in streams:
             assert sock.recv(65536)
@@ -182,9 +142,6 @@ def test_def_endpoint_answers_within_10ms_p99_while_50_sync_openai_streams_run(
     assert slowest <= 1.0, f"the last upstream disconnect came {slowest:.3f} s after closing"
     assert all(record["tokens_sent"] < len(TOKENS) for record in records)
 
-    p99s = sorted(percentile(latencies, 0.99) for latencies in rounds)
-    p50 = statistics.median(percentile(latencies, 0.50) for latencies in rounds)
-    p99 = p99s[len(p99s) // 2]
     per_round = [round(x * 1000, 1) for x in p99s]
     print(f"llm_stream: /ping p50 {p50 * 1000:.2f} ms, p99 per round {per_round} ms")
     assert p99 <= 0.010, f"median p99 {p99 * 1000:.1f} ms, p50 {p50 * 1000:.1f} ms"
