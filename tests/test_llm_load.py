@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import APPS, median_p99, stop_process, uvicorn_process
+from .conftest import APPS, PRODUCTION_SERVER, median_p99, stop_process, uvicorn_process
 
 STREAMS = 50
 TOKENS = [f"t{i} " for i in range(200)]  # 20 s at 100 ms a token: outlives the measurement
@@ -92,7 +92,7 @@ def app_port(peer: PeerProcess) -> Iterator[int]:
     with uvicorn_process(
         "llm_sync_app:app",
         env={"FASTSTREAM_KIT_OPENAI_BASE_URL": peer.base_url},
-        args=["--timeout-graceful-shutdown", "2"],
+        args=["--timeout-graceful-shutdown", "2", *PRODUCTION_SERVER],
     ) as served:
         yield served.port
 
