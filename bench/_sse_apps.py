@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import anyio
@@ -36,7 +36,9 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from fastapi.sse import EventSourceResponse as FastAPIEventSourceResponse
 from sse_starlette import EventSourceResponse as SseStarletteResponse
+from starlette.applications import Starlette
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from faststream_kit import ServerSentEvent, sse_response
 
@@ -163,3 +165,19 @@ async def idle_starlette() -> Response:
         await anyio.sleep_forever()
 
     return StreamingResponse(frames(), media_type="text/event-stream")
+
+
+async def _plain(endpoint: Any, request: Any) -> Response:
+    response: Response = await endpoint()
+    return response
+
+
+starlette_app = Starlette(
+    routes=[
+        Route("/health", partial(_plain, health)),
+        Route("/idle/ours", partial(_plain, idle_ours)),
+        Route("/idle/sse_starlette", partial(_plain, idle_sse_starlette)),
+        Route("/idle/starlette", partial(_plain, idle_starlette)),
+    ]
+)
+"""The same idle routes as plain Starlette routes: the lightest app each of these can live in."""

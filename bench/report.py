@@ -232,9 +232,13 @@ SSE_NAMES = {
     "sse_starlette": "sse-starlette",
     "handwritten": "StreamingResponse, f-string",
     "preformatted": "StreamingResponse, ready-made",
-    "ours": "sse_response",
-    "starlette": "floor: StreamingResponse, no ping",
+    "ours": "sse_response · FastAPI",
+    "starlette": "floor: StreamingResponse · FastAPI",
+    "ours_plain": "sse_response · Starlette",
+    "sse_starlette_plain": "sse-starlette · Starlette",
+    "starlette_plain": "floor: StreamingResponse · Starlette",
 }
+SSE_MEMORY_NAMES = {**SSE_NAMES, "sse_starlette": "sse-starlette · FastAPI"}
 
 
 def sse_section(data: dict[str, Any], path: Path) -> Section:
@@ -296,11 +300,11 @@ def sse_section(data: dict[str, Any], path: Path) -> Section:
                 title=f"{connections:,} idle SSE connections, pings on "
                 f"({data['params']['memory_rounds']} rounds)",
                 axis="server RSS per connection, KiB (lower is leaner)",
-                labels=[SSE_NAMES.get(name, memory[name]["label"]) for name in names],
+                labels=[SSE_MEMORY_NAMES.get(name, memory[name]["label"]) for name in names],
                 series={
                     "KiB / connection": [memory[n]["kib_per_connection_median"] for n in names]
                 },
-                kinds=[kind(n, "starlette", "ours") for n in names],
+                kinds=[kind(n.removesuffix("_plain"), "starlette", "ours") for n in names],
                 value_format="{:.1f} KiB",
                 target=target or None,
                 target_label=f"target for sse_response: ≤ {target:g} KiB",

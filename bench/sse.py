@@ -14,7 +14,8 @@ Two measurements, each server a uvicorn (``bench/_sse_apps.py``) in its own proc
 2. **Idle memory**: a fresh server per implementation and round; after a warm-up, its RSS
    (``VmRSS``) is read, then 1,000 connections are opened and each receives its first event,
    then RSS is read again (pings on at 15 s, so none fires meanwhile). The difference divided
-   by the number of connections is the memory one idle SSE stream holds.
+   by the number of connections is the memory one idle SSE stream holds. Each is measured
+   as a FastAPI path operation and, where it can be one, as a plain Starlette route.
 
 Ratios are what to compare across machines and runs; the absolute numbers move with the
 machine's load. Results go to ``bench/results/sse.json``; ``bench/SSE.md`` explains them.
@@ -58,6 +59,7 @@ class Variant:
     name: str
     path: str
     label: str
+    app: str = "app"  # the ASGI app in bench/_sse_apps.py: FastAPI, or plain Starlette
 
 
 STREAM_VARIANTS = [
@@ -73,12 +75,23 @@ CPU_TARGETS = {"ours_dict": 1.2, "ours_event": 1.2}
 """Upper bounds on server CPU time relative to the anchor."""
 
 IDLE_VARIANTS = [
-    Variant("ours", "/idle/ours", "sse_response (ping=15)"),
-    Variant("fastapi", "/idle/fastapi", "FastAPI native SSE (ping 15)"),
-    Variant("sse_starlette", "/idle/sse_starlette", "sse-starlette (ping=15)"),
-    Variant("starlette", "/idle/starlette", "floor: StreamingResponse, no ping"),
-]
-KIB_PER_CONNECTION_TARGETS = {"ours": 24.0}
+    Variant("ours", "/idle/ours", "sse_response, FastAPI route"),
+    Variant("fastapi", "/idle/fastapi", "FastAPI native SSE"),
+    Variant("sse_starlette", "/idle/sse_starlette", "sse-starlette, FastAPI route"),
+    Variant("starlette", "/idle/starlette", "floor: StreamingResponse, FastAPI route"),
+    # The same routes in a plain Starlette app, which sse-starlette and sse_response also
+    # serve: FastAPI's path-operation wrapper holds ~5 KiB per open request of its own.
+    Variant("ours_plain", "/idle/ours", "sse_response, Starlette route", "starlette_app"),
+    Variant(
+        "sse_starlette_plain", "/idle/sse_starlette", "sse-starlette, Starlette route",
+        "starlette_app",
+    ),
+    Variant(
+        "starlette_plain", "/idle/starlette", "floor: StreamingResponse, Starlette route",
+        "starlette_app",
+    ),
+]  # fmt: skip
+KIB_PER_CONNECTION_TARGETS = {"ours": 24.0, "ours_plain": 24.0}
 
 
 # --- the server ----------------------------------------------------------------------------
@@ -100,7 +113,8 @@ def free_port() -> int:
 class Server:
     """``uvicorn bench._sse_apps:app`` in a subprocess, on a free loopback port."""
 
-    def __init__(self) -> None:
+    def __init__(self, app: str = "app") -> None:
+        self.app = app
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -114,7 +128,7 @@ class Server:
             sys.executable,
             "-m",
             "uvicorn",
-            "bench._sse_apps:app",
+            f"bench._sse_apps:{self.app}",
             "--host",
             "127.0.0.1",
             "--port",
@@ -390,7 +404,7 @@ def measure_idle_memory(
     samples: dict[str, list[dict[str, float]]] = {v.name: [] for v in IDLE_VARIANTS}
     for round_index in range(rounds):
         for variant in rotated(IDLE_VARIANTS, round_index):
-            with Server() as server:
+            with Server(variant.app) as server:
                 for _ in range(2):  # warm-up: the route, the response class, the parser
                     client.ask("hold", server.port, variant.path, 20)
                     client.ask("release")

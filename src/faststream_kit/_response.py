@@ -6,6 +6,7 @@ here once; the helpers (SSE, LLM, S3, upstream) only produce bytes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
@@ -209,24 +210,39 @@ class StreamResponse(StreamingResponse):
             await self.background()
 
     async def _stream(self, scope: Scope, receive: Receive, wire: _Wire) -> BaseException | None:
-        """Run the pump beside the client watch; return the source's exception, if any."""
+        """Run the pump beside the client watch; return the source's exception, if any.
+
+        The pump runs in the response's own task; the watch is one plain asyncio task and the
+        timers one loop timer (:class:`_Clock`). No task group and no timeout scope: an idle
+        stream holds a few hundred bytes for this machinery instead of several KiB.
+        """
+        pump_task = asyncio.current_task()
+        assert pump_task is not None
+        stop = wire.stop_pump = _PumpStop(pump_task)
         relay = _BodyRelay(self._request) if self._request is not None else None
-        pump_scope = anyio.CancelScope()
         shutdown_watch = None
         if self.shutdown_frame is not None:
 
             def stop_for_shutdown() -> None:
                 wire.shutting_down = True
-                pump_scope.cancel()
+                stop()
 
             shutdown_watch = _shutdown.register(stop_for_shutdown)
+        watch = asyncio.get_running_loop().create_task(self._watch_client(receive, wire, relay))
+        timed = self.keepalive or self.idle_timeout or self.send_timeout
+        clock = _Clock(self, wire) if timed else None
         failure: BaseException | None = None
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(self._watch_client, receive, wire, pump_scope, relay)
-            with pump_scope:
+        try:
+            try:
                 failure = await self._pump(scope, wire)
-            task_group.cancel_scope.cancel()
-        del shutdown_watch
+            finally:
+                stopped = stop.disarm()
+        except asyncio.CancelledError:
+            if not stopped or _cancelled_by_others(pump_task):
+                raise
+        finally:
+            del shutdown_watch
+            await _stop_watching(watch, clock)
         if wire.stop_reason == "idle_timeout":
             failure = StreamError(
                 f"the stream produced nothing for {self.idle_timeout:g} s",
@@ -274,72 +290,22 @@ class StreamResponse(StreamingResponse):
             _current_wire.reset(token)
         return None
 
-    async def _watch_client(
-        self,
-        receive: Receive,
-        wire: _Wire,
-        pump_scope: anyio.CancelScope,
-        relay: _BodyRelay | None,
-    ) -> None:
-        """Wait for ``http.disconnect`` and relay the rest; meanwhile keep the timers.
-
-        One task per response does it all (keepalives, the source's idle timeout, the
-        client's send timeout), so the per-chunk path carries no timeout scope at all.
-        """
-        timed = self.keepalive or self.idle_timeout or self.send_timeout
+    async def _watch_client(self, receive: Receive, wire: _Wire, relay: _BodyRelay | None) -> None:
+        """Wait for ``http.disconnect``, handing request-body messages on to ``relay``."""
         try:
             while True:
-                if not timed:
-                    message = await receive()
-                else:
-                    delay = await self._keep_time(wire, pump_scope)
-                    if delay is None:
-                        return
-                    with anyio.move_on_after(delay) as waited:
-                        message = await receive()
-                    if waited.cancelled_caught:
-                        continue
+                message = await receive()
                 if message["type"] == "http.disconnect":
                     wire.gone = True
-                    wire.stop_reason = wire.stop_reason or "disconnect"
                     if relay is not None:
                         relay.put(message)
-                    pump_scope.cancel()
+                    wire.stop("disconnect")
                     return
                 if relay is not None:
                     await relay.put_waiting(message)
-        except _ClientGone:
-            pump_scope.cancel()
-
-    async def _keep_time(self, wire: _Wire, pump_scope: anyio.CancelScope) -> float | None:
-        """Act on the timers that are due; return seconds until the next, None to stop."""
-        now = monotonic()
-        waits = [60.0]
-        send_timeout = self.send_timeout
-        if send_timeout is not None:
-            if wire.busy and now - wire.busy_since >= send_timeout:
-                wire.stop("send_timeout", pump_scope)
-                return None
-            # A write may start at any moment: look again within half the timeout.
-            waits.append(wire.busy_since + send_timeout - now if wire.busy else send_timeout / 2)
-        if self.idle_timeout is not None:
-            # The source is not idle while the pump writes: that is the client's time.
-            remaining = self.idle_timeout if wire.busy else wire.last_item + self.idle_timeout - now
-            if remaining <= 0:
-                wire.stop("idle_timeout", pump_scope)
-                return None
-            waits.append(remaining)
-        if self.keepalive is not None:
-            remaining = self.keepalive if wire.busy else wire.last_send + self.keepalive - now
-            if remaining <= 0:
-                with anyio.move_on_after(send_timeout or float("inf")) as sending:
-                    await wire.send_keepalive()
-                if sending.cancelled_caught:
-                    wire.stop("send_timeout", pump_scope)
-                    return None
-                remaining = self.keepalive
-            waits.append(remaining)
-        return max(min(waits), 0.001)
+        except Exception:
+            wire.stop_pump()  # nobody would notice the client leaving: stop, then raise
+            raise
 
     async def _close_source(self) -> None:
         source = getattr(self, "body_iterator", None)
@@ -410,6 +376,7 @@ class _Wire:
         "last_send",
         "shutting_down",
         "started",
+        "stop_pump",
         "stop_reason",
         "timed_out",
     )
@@ -423,17 +390,19 @@ class _Wire:
         self.timed_out = False
         self.shutting_down = False
         self.stop_reason: StopReason | None = None
+        self.stop_pump: Callable[[], None] = _nothing_to_stop
         self.last_send = self.last_item = self.busy_since = monotonic()
         self._keepalive_done: anyio.Event | None = None
         self._timed_sends = response.send_timeout is not None
         self._idle_tracked = response.keepalive is not None
 
-    def stop(self, reason: StopReason, pump_scope: anyio.CancelScope) -> None:
-        """Stop the pump for ``reason`` (a timer ran out)."""
-        self.stop_reason = reason
-        if reason == "send_timeout":
-            self.gone = self.timed_out = True
-        pump_scope.cancel()
+    def stop(self, reason: StopReason) -> None:
+        """Stop the pump for ``reason``: the client left, or a timer ran out."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            if reason == "send_timeout":
+                self.gone = self.timed_out = True
+        self.stop_pump()
 
     async def _write(self, message: Message) -> None:
         if self._timed_sends:
@@ -511,6 +480,133 @@ class _Wire:
             await self._write({"type": "http.response.body", "body": body, "more_body": False})
         except _ClientGone:
             pass
+
+
+def _nothing_to_stop() -> None:
+    pass
+
+
+def _cancelled_by_others(task: asyncio.Task[Any]) -> bool:
+    """Whether someone besides :class:`_PumpStop` is cancelling ``task`` (Python 3.11+)."""
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is not None and cancelling() > 0
+
+
+class _PumpStop:
+    """Stops the pump, the response's own task, by cancelling it where it waits; at most once.
+
+    Only ever called from the event loop (the watch task, the clock's timer, the shutdown
+    callback), so the cancellation always lands on an ``await`` of the pump.
+    """
+
+    __slots__ = ("_armed", "_task", "requested")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self._task = task
+        self._armed = True
+        self.requested = False
+
+    def __call__(self) -> None:
+        if self._armed and not self.requested:
+            self.requested = True
+            self._task.cancel()
+
+    def disarm(self) -> bool:
+        """Stop nothing from now on; return whether a stop was requested (and take it back)."""
+        self._armed = False
+        if self.requested:
+            uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
+            if uncancel is not None:
+                uncancel()
+        return self.requested
+
+
+class _Clock:
+    """A response's timers on one event-loop timer: keepalive, ``idle_timeout``, ``send_timeout``.
+
+    Each tick acts on what is due and schedules the next, so the per-chunk path carries no
+    timeout scope and an idle stream holds one timer handle. A due keepalive is sent by a
+    short-lived task of its own.
+    """
+
+    __slots__ = ("_handle", "_keepalive", "_loop", "_response", "_wire", "failure")
+
+    def __init__(self, response: StreamResponse, wire: _Wire) -> None:
+        self._response = response
+        self._wire = wire
+        self._loop = asyncio.get_running_loop()
+        self._keepalive: asyncio.Task[None] | None = None
+        self.failure: BaseException | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._tick()
+
+    def _tick(self) -> None:
+        self._handle = None
+        wire, response = self._wire, self._response
+        if wire.stop_reason is not None:
+            return
+        now = monotonic()
+        waits = [60.0]
+        sending = wire.busy or self._keepalive is not None
+        send_timeout = response.send_timeout
+        if send_timeout is not None:
+            if sending and now - wire.busy_since >= send_timeout:
+                wire.stop("send_timeout")
+                return
+            # A write may start at any moment: look again within half the timeout.
+            waits.append(wire.busy_since + send_timeout - now if sending else send_timeout / 2)
+        idle_timeout = response.idle_timeout
+        if idle_timeout is not None:
+            # The source is not idle while the pump writes: that is the client's time.
+            remaining = idle_timeout if wire.busy else wire.last_item + idle_timeout - now
+            if remaining <= 0:
+                wire.stop("idle_timeout")
+                return
+            waits.append(remaining)
+        keepalive = response.keepalive
+        if keepalive is not None:
+            remaining = keepalive if sending else wire.last_send + keepalive - now
+            if remaining <= 0:
+                self._keepalive = self._loop.create_task(self._send_keepalive())
+                remaining = keepalive
+            waits.append(remaining)
+        self._handle = self._loop.call_later(max(min(waits), 0.001), self._tick)
+
+    async def _send_keepalive(self) -> None:
+        try:
+            await self._wire.send_keepalive()
+        except _ClientGone:
+            self._wire.stop("disconnect")
+        except Exception as exc:
+            self.failure = exc
+            self._wire.stop_pump()
+        finally:
+            self._keepalive = None
+
+    def cancel(self) -> asyncio.Task[None] | None:
+        """Stop ticking; return the keepalive task still in flight, cancelled, if any."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        keepalive = self._keepalive
+        if keepalive is not None:
+            keepalive.cancel()
+        return keepalive
+
+
+async def _stop_watching(watch: asyncio.Task[None], clock: _Clock | None) -> None:
+    """Cancel the watch and the clock, wait for them, and raise what failed in them."""
+    watch.cancel()
+    tasks = {watch}
+    if clock is not None:
+        keepalive = clock.cancel()
+        if keepalive is not None:
+            tasks.add(keepalive)
+    await asyncio.wait(tasks)
+    if clock is not None and clock.failure is not None:
+        raise clock.failure
+    if not watch.cancelled() and watch.exception() is not None:
+        raise watch.exception()  # type: ignore[misc]
 
 
 class _BodyRelay:
