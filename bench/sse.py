@@ -489,7 +489,7 @@ def print_throughput(summary: dict[str, Any], events: int) -> None:
 def print_memory(summary: dict[str, Any], connections: int) -> None:
     print(f"\nIdle memory: {connections:,} open SSE streams, pings on (server RSS, medians)")
     header = (
-        f"{'implementation':<32} {'RSS before MiB':>14} {'KiB/conn':>9} {'× ours':>7}  "
+        f"{'implementation':<42} {'RSS before MiB':>14} {'KiB/conn':>9} {'× ours':>7}  "
         f"{'per round':<22} target"
     )
     print(header)
@@ -501,7 +501,7 @@ def print_memory(summary: dict[str, Any], connections: int) -> None:
         rounds = " ".join(f"{r['kib_per_connection']:.1f}" for r in row["samples"])
         ratio = row["ratio_to_ours"]
         print(
-            f"{row['label']:<32} {row['rss_before_kib_median'] / KiB:>14.1f} "
+            f"{row['label']:<42} {row['rss_before_kib_median'] / KiB:>14.1f} "
             f"{row['kib_per_connection_median']:>9.1f} "
             f"{ratio if ratio is not None else float('nan'):>7.2f}  {rounds:<22} {verdict}"
         )

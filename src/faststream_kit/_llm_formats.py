@@ -15,7 +15,7 @@ from typing import Any
 
 from ._errors import report_error
 from ._formats import sse_error_frame
-from ._sse import PING_FRAME
+from ._sse import PING_FRAME, compact_json
 
 __all__ = [
     "FORMATS",
@@ -26,7 +26,7 @@ __all__ = [
     "ToolCallDelta",
 ]
 
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_json = compact_json  # per token: the encoder built once
 
 
 class TextDelta:
