@@ -40,6 +40,11 @@ _CONNECTION_HEADERS = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
 
+_COALESCE_BELOW_BYTES = 16 * 1024
+"""Chunks smaller than this take the items already produced after them into the same write.
+Measured (``bench/core.py``): joining 64 KiB chunks made 256 MiB take 1.8-2.4x a raw ASGI
+loop; 32-byte items gain ~3x from joining."""
+
 _CLOSE_SOURCE_SECONDS = 5.0
 """How long a closing source may take before we stop waiting for it."""
 
@@ -269,10 +274,12 @@ class StreamResponse(StreamingResponse):
         try:
             async for chunk in source:
                 data = chunk if type(chunk) is bytes and plain_bytes else encode(chunk)
-                # Items already produced go out in the same write; nothing waits for more.
-                ready = take_ready(read_ahead)
-                if ready:
-                    data = b"".join([data, *map(encode, ready)])
+                # Small items already produced go out in the same write; nothing waits for
+                # more. A large chunk is a write of its own: joining it would only copy it.
+                if len(data) < _COALESCE_BELOW_BYTES:
+                    ready = take_ready(read_ahead)
+                    if ready:
+                        data = b"".join([data, *map(encode, ready)])
                 if preamble:
                     data, preamble = preamble + data, b""
                 if data:
