@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import types
-from collections.abc import AsyncIterable, AsyncIterator, Generator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Generator
 from time import monotonic
 from typing import Any, Generic, TypeVar
 
@@ -60,7 +60,14 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
     def __aiter__(self) -> EagerIterator[T]:
         return self
 
-    async def __anext__(self) -> T:
+    def __anext__(self) -> Awaitable[T]:
+        # Not a coroutine: with nothing kept, the source's own awaitable is handed out, so
+        # the per-item path costs no extra coroutine frame.
+        if self._pending is None and self._error is None and not self._done:
+            return self._source.__anext__()
+        return self._next_kept()
+
+    async def _next_kept(self) -> T:
         if self._pending is not None:
             step, yielded = self._pending
             self._pending = None
@@ -69,9 +76,7 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
         if self._error is not None:
             error, self._error = self._error, None
             raise error
-        if self._done:
-            raise StopAsyncIteration
-        return await self._source.__anext__()
+        raise StopAsyncIteration
 
     def take_ready(self, limit: int) -> list[T]:
         """Up to ``limit`` items that the source produces without suspending."""
