@@ -74,6 +74,33 @@ def test_read_ahead_bounds_how_far_the_thread_runs() -> None:
     anyio.run(main)
 
 
+def test_read_ahead_bytes_bounds_a_backlog_of_large_chunks() -> None:
+    # 100 KiB chunks, 256 KiB allowed: one taken, three buffered (the third crosses the
+    # bound), and one more in hand while waiting for space.
+    bound = 1 + 3 + 1
+    produced: list[int] = []
+    at_bound = threading.Event()
+    past_bound = threading.Event()
+
+    def produce() -> Iterator[bytes]:
+        for i in range(100):
+            produced.append(i)
+            if len(produced) == bound:
+                at_bound.set()
+            elif len(produced) > bound:
+                past_bound.set()
+            yield b"x" * 100_000
+
+    async def main() -> None:
+        items = iterate_in_thread(produce(), read_ahead=1000, read_ahead_bytes=256 * 1024)
+        await items.__anext__()
+        assert at_bound.wait(2), "the worker did not read ahead at all"
+        assert not past_bound.wait(0.1)
+        await items.aclose()
+
+    anyio.run(main)
+
+
 def test_aclose_closes_the_generator_in_its_thread_and_frees_the_token() -> None:
     closed_in: list[str] = []
 
@@ -114,6 +141,8 @@ def test_unstarted_iterator_is_never_touched() -> None:
 def test_read_ahead_must_be_positive() -> None:
     with pytest.raises(ValueError, match="read_ahead"):
         iterate_in_thread([], read_ahead=0)
+    with pytest.raises(ValueError, match="read_ahead_bytes"):
+        iterate_in_thread([], read_ahead_bytes=0)
 
 
 @pytest.fixture

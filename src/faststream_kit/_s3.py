@@ -314,7 +314,10 @@ def _open_source(
     if calls.is_async:
         return _AsyncObjectBody(body, chunk_bytes)
     return iterate_in_thread(
-        _SyncObjectBody(body, chunk_bytes), limiter=limiter, read_ahead=_read_ahead(chunk_bytes)
+        _SyncObjectBody(body, chunk_bytes),
+        limiter=limiter,
+        read_ahead=_read_ahead(chunk_bytes),
+        read_ahead_bytes=READ_AHEAD_BYTES,
     )
 
 

@@ -86,12 +86,16 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
         *,
         limiter: anyio.CapacityLimiter | None = None,
         read_ahead: int = DEFAULT_READ_AHEAD,
+        read_ahead_bytes: int = READ_AHEAD_BYTES,
     ) -> None:
         if read_ahead < 1:
             raise ValueError(f"read_ahead must be at least 1, got {read_ahead!r}")
+        if read_ahead_bytes < 1:
+            raise ValueError(f"read_ahead_bytes must be at least 1, got {read_ahead_bytes!r}")
         self._iterable = iterable
         self._limiter = limiter
         self._read_ahead = read_ahead
+        self._read_ahead_bytes = read_ahead_bytes
         self._buffer: deque[T] = deque()
         self._buffered_bytes = 0
         self._lock = threading.Lock()
@@ -123,12 +127,13 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
         try:
             iterator = iter(self._iterable)
             # Locals: this loop runs once per item, so it reads no attribute it can avoid.
-            lock, buffer, read_ahead = self._lock, self._buffer, self._read_ahead
+            lock, buffer = self._lock, self._buffer
+            read_ahead, read_ahead_bytes = self._read_ahead, self._read_ahead_bytes
             for item in iterator:
                 size = _size(item)
                 with lock:
                     while not self._stopping and (
-                        len(buffer) >= read_ahead or self._buffered_bytes >= READ_AHEAD_BYTES
+                        len(buffer) >= read_ahead or self._buffered_bytes >= read_ahead_bytes
                     ):
                         self._space.wait()
                     if self._stopping:
@@ -244,12 +249,13 @@ def iterate_in_thread(
     *,
     limiter: anyio.CapacityLimiter | None = None,
     read_ahead: int = DEFAULT_READ_AHEAD,
+    read_ahead_bytes: int = READ_AHEAD_BYTES,
 ) -> ThreadIterator[T]:
     """Iterate a blocking (sync) iterable from async code without blocking the event loop.
 
     One worker thread runs the whole iterable; items cross to the event loop through a
-    buffer of at most ``read_ahead`` items and 256 KiB of ``bytes``/``str`` (the thread
-    blocks when it is full). The thread
+    buffer of at most ``read_ahead`` items and ``read_ahead_bytes`` of ``bytes``/``str`` items
+    (the thread blocks when it is full; one larger item always gets through). The thread
     holds one token of ``limiter`` (by default :func:`default_thread_limiter`, not anyio's
     shared default) for as long as it runs. ``await iterator.aclose()`` stops the thread
     and calls the iterable's ``close()`` in that thread, so a generator's ``finally`` runs
@@ -261,4 +267,6 @@ def iterate_in_thread(
         ...
     ```
     """
-    return ThreadIterator(iterable, limiter=limiter, read_ahead=read_ahead)
+    return ThreadIterator(
+        iterable, limiter=limiter, read_ahead=read_ahead, read_ahead_bytes=read_ahead_bytes
+    )
