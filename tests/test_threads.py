@@ -47,37 +47,21 @@ def test_exception_is_raised_after_the_items_produced_before_it() -> None:
     assert anyio.run(main) == [1, 2]
 
 
-def test_read_ahead_bounds_how_far_the_thread_runs() -> None:
-    # One taken, four buffered, and one more in hand while waiting for space.
-    bound = 1 + 4 + 1
-    produced: list[int] = []
-    at_bound = threading.Event()
-    past_bound = threading.Event()
-
-    def produce() -> Iterator[int]:
-        for i in range(100):
-            produced.append(i)
-            if len(produced) == bound:
-                at_bound.set()
-            elif len(produced) > bound:
-                past_bound.set()
-            yield i
-
-    async def main() -> None:
-        items = iterate_in_thread(produce(), read_ahead=4)
-        await items.__anext__()
-        assert at_bound.wait(2), "the worker did not read ahead at all"
-        # The worker is now blocked on the full buffer; it must not produce one more.
-        assert not past_bound.wait(0.1)
-        await items.aclose()
-
-    anyio.run(main)
-
-
-def test_read_ahead_bytes_bounds_a_backlog_of_large_chunks() -> None:
-    # 100 KiB chunks, 256 KiB allowed: one taken, three buffered (the third crosses the
-    # bound), and one more in hand while waiting for space.
-    bound = 1 + 3 + 1
+@pytest.mark.parametrize(
+    ("item", "limits", "buffered"),
+    [
+        # Small items: read_ahead counts them; four fit.
+        (b"x", {"read_ahead": 4}, 4),
+        # 100 KB items, 256 KiB allowed: three fit (the third crosses the bound).
+        (b"x" * 100_000, {"read_ahead": 1000, "read_ahead_bytes": 256 * 1024}, 3),
+    ],
+    ids=["items", "bytes"],
+)
+def test_read_ahead_bounds_how_far_the_thread_runs(
+    item: bytes, limits: dict[str, int], buffered: int
+) -> None:
+    # One taken, the buffer full, and one more in hand while waiting for space.
+    bound = 1 + buffered + 1
     produced: list[int] = []
     at_bound = threading.Event()
     past_bound = threading.Event()
@@ -89,12 +73,13 @@ def test_read_ahead_bytes_bounds_a_backlog_of_large_chunks() -> None:
                 at_bound.set()
             elif len(produced) > bound:
                 past_bound.set()
-            yield b"x" * 100_000
+            yield item
 
     async def main() -> None:
-        items = iterate_in_thread(produce(), read_ahead=1000, read_ahead_bytes=256 * 1024)
+        items = iterate_in_thread(produce(), **limits)
         await items.__anext__()
         assert at_bound.wait(2), "the worker did not read ahead at all"
+        # The worker is now blocked on the full buffer; it must not produce one more.
         assert not past_bound.wait(0.1)
         await items.aclose()
 
