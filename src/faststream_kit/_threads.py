@@ -22,10 +22,11 @@ __all__ = ["ThreadIterator", "default_thread_limiter", "iterate_in_thread"]
 
 T = TypeVar("T")
 
-DEFAULT_READ_AHEAD = 256
+DEFAULT_READ_AHEAD = 1024
 """Items the worker may produce before the consumer takes them. Each time a full buffer is
-taken costs two thread switches (~50 µs each on a virtual machine); at 32 items that was
-~4 µs per small item, at 256 under 1 µs (``bench/core.py``, ``small``)."""
+taken costs two thread switches (~50-150 µs each on a busy virtual machine): 20,000 items
+of 32 B took ~3x an async generator at 32 items, 1.2-2.7x at 256, 1.0-1.2x at 1,024
+(``bench/core.py``, ``small``)."""
 
 READ_AHEAD_BYTES = 256 * 1024
 """And at most this many bytes of ``bytes``/``str`` items (a slow client's backlog stays
