@@ -157,11 +157,19 @@ def free_port() -> int:
 
 
 class Server:
-    """``uvicorn bench._apps:app`` in a subprocess on 127.0.0.1; stopped on exit, always."""
+    """``uvicorn <app>`` in a subprocess on 127.0.0.1; stopped on exit, always."""
 
-    def __init__(self, http: str, loop: str) -> None:
+    def __init__(
+        self,
+        http: str,
+        loop: str,
+        app: str = "bench._apps:app",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.http = http
         self.loop = loop
+        self.app = app
+        self.env = {**os.environ, **(env or {})}
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._probe: http.client.HTTPConnection | None = None
@@ -172,7 +180,7 @@ class Server:
         for _attempt in range(3):  # a free port can be taken between probe and bind
             self.port = free_port()
             command = [
-                sys.executable, "-m", "uvicorn", "bench._apps:app", "--app-dir", str(ROOT),
+                sys.executable, "-m", "uvicorn", self.app, "--app-dir", str(ROOT),
                 "--host", "127.0.0.1", "--port", str(self.port),
                 "--log-level", "warning", "--no-access-log", "--lifespan", "off",
                 "--http", self.http, "--loop", self.loop,
@@ -180,6 +188,7 @@ class Server:
             self.process = subprocess.Popen(
                 command,
                 cwd=ROOT,
+                env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=self._log,
@@ -191,7 +200,7 @@ class Server:
                 self.stop()
                 raise
             self.stop()
-        raise RuntimeError(f"uvicorn did not start:\n{self.log_tail()}")
+        raise RuntimeError(f"{self.app} did not start:\n{self.log_tail()}")
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()

@@ -30,7 +30,6 @@ import os
 import pstats
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from _openai_upstream import tokens, usage
-from core import ROOT, Server, environment, fetch, free_port, server_flavour
+from core import ROOT, Server, environment, fetch, server_flavour
 from faststream_kit._llm_formats import Finish, SSEEncoder, TextDelta
 
 RESULTS = ROOT / "bench" / "results" / "llm.json"
@@ -85,38 +84,10 @@ DIAGNOSTIC_RATIOS = (
 
 
 class AppServer(Server):
-    """``uvicorn <app>`` in a subprocess, with ``core.Server``'s probes, stop and log."""
+    """``core.Server`` for another app, plus control requests."""
 
     def __init__(self, app: str, http: str, loop: str, env: dict[str, str] | None = None) -> None:
-        super().__init__(http, loop)
-        self.app = app
-        self.env = {**os.environ, **(env or {})}
-
-    def __enter__(self) -> AppServer:
-        for _attempt in range(3):  # a free port can be taken between probe and bind
-            self.port = free_port()
-            command = [
-                sys.executable, "-m", "uvicorn", self.app, "--app-dir", str(ROOT),
-                "--host", "127.0.0.1", "--port", str(self.port),
-                "--log-level", "warning", "--no-access-log", "--lifespan", "off",
-                "--http", self.http, "--loop", self.loop,
-            ]  # fmt: skip
-            self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=self._log,
-            )
-            try:
-                if self._wait_ready():
-                    return self
-            except BaseException:
-                self.stop()
-                raise
-            self.stop()
-        raise RuntimeError(f"{self.app} did not start:\n{self.log_tail()}")
+        super().__init__(http, loop, app=app, env=env)
 
     def get(self, path: str) -> bytes:
         """A small control request (``/profile/...``) on a connection of its own."""

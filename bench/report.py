@@ -93,6 +93,18 @@ class Section:
     versions: dict[str, str] = field(default_factory=dict)
 
 
+def environment_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The ``Section`` fields that bench/core.py and bench/llm.py record under ``environment``."""
+    environment = data.get("environment", {})
+    return {
+        "load": load_text(environment.get("loadavg_before"), environment.get("loadavg_after")),
+        "python": environment.get("python", ""),
+        "cpus": environment.get("cpus"),
+        "server": environment.get("server", ""),
+        "versions": environment.get("versions", {}),
+    }
+
+
 def kind(name: str, anchor: str, ours_prefix: str) -> str:
     """How a bar is coloured: the anchor grey, ours blue, everyone else orange."""
     if name == anchor:
@@ -207,7 +219,6 @@ def core_section(data: dict[str, Any], path: Path) -> Section:
             rows,
         )
         details.append("")
-    environment = data.get("environment", {})
     return Section(
         name="core",
         panels=panels,
@@ -215,11 +226,7 @@ def core_section(data: dict[str, Any], path: Path) -> Section:
         details=details,
         mode="quick" if data.get("quick") else "full",
         date=file_date(path),
-        load=load_text(environment.get("loadavg_before"), environment.get("loadavg_after")),
-        python=environment.get("python", ""),
-        cpus=environment.get("cpus"),
-        server=environment.get("server", ""),
-        versions=environment.get("versions", {}),
+        **environment_fields(data),
     )
 
 
@@ -409,7 +416,6 @@ def llm_section(data: dict[str, Any], path: Path) -> Section:
         for name in names
     ]
     details = table(["route", "what it is", "CPU µs/token", "above floor", "wall s"], rows)
-    environment = data.get("environment", {})
     return Section(
         name="llm",
         panels=panels,
@@ -417,11 +423,7 @@ def llm_section(data: dict[str, Any], path: Path) -> Section:
         details=details,
         mode="quick" if data.get("quick") else "full",
         date=file_date(path),
-        load=load_text(environment.get("loadavg_before"), environment.get("loadavg_after")),
-        python=environment.get("python", ""),
-        cpus=environment.get("cpus"),
-        server=environment.get("server", ""),
-        versions=environment.get("versions", {}),
+        **environment_fields(data),
     )
 
 

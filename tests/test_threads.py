@@ -13,7 +13,7 @@ import pytest
 from faststream_kit import iterate_in_thread
 from faststream_kit._threads import default_thread_limiter
 
-from .conftest import ATTEMPTS, PRODUCTION_SERVER, median_p99, uvicorn_process
+from .conftest import PRODUCTION_SERVER, latency_windows, uvicorn_process
 
 
 def test_items_arrive_in_order_and_the_thread_is_not_the_loop() -> None:
@@ -158,11 +158,7 @@ def test_def_endpoint_answers_within_10ms_p99_while_50_sync_streams_run(
         time.sleep(max(0.0, started + index * ITEM_SECONDS / 50 - time.monotonic()))
         streams.append(open_stream(port))
     try:
-        windows = []
-        for _ in range(ATTEMPTS):
-            windows.append(median_p99(port))
-            if windows[-1][1] <= 0.010:
-                break
+        windows = latency_windows(port, p99_limit=0.010)
         p50, p99, p99s = windows[-1]
         # The streams are still producing while we measured.
         for sock in streams:

@@ -8,11 +8,12 @@ with its traceback on the server, never sent to the client.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from starlette.responses import Response
+
+from ._sse import compact_json
 
 __all__ = ["ErrorReport", "StreamError", "error_response", "report_error"]
 
@@ -55,7 +56,7 @@ class ErrorReport:
         return {"type": self.type, "message": self.message}
 
     def json_body(self) -> bytes:
-        return json.dumps({"error": self.as_dict()}, separators=(",", ":")).encode()
+        return compact_json({"error": self.as_dict()}).encode()
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """The headers of the JSON error response, ASGI-encoded."""

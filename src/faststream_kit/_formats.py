@@ -7,11 +7,10 @@ gets none unless the caller brings its own.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from ._errors import report_error
-from ._sse import sse_frame
+from ._sse import compact_json, sse_frame
 
 __all__ = ["ErrorFrame", "default_error_frame", "default_keepalive_frame"]
 
@@ -34,9 +33,7 @@ def sse_error_frame(exc: BaseException) -> bytes:
 
 def ndjson_error_frame(exc: BaseException) -> bytes:
     """One NDJSON line ``{"error": {"type": ..., "message": ...}}``."""
-    return (
-        json.dumps({"error": report_error(exc).as_dict()}, separators=(",", ":")).encode() + b"\n"
-    )
+    return compact_json({"error": report_error(exc).as_dict()}).encode() + b"\n"
 
 
 def default_keepalive_frame(media_type: str | None) -> bytes | None:

@@ -29,7 +29,7 @@ from ._errors import StreamError, report_error
 from ._llm import OnComplete, _llm_events, format_response
 from ._llm_formats import FORMATS, Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
 from ._response import StreamResponse
-from ._sse import ServerSentEvent, data_text, sse_frame
+from ._sse import ServerSentEvent, compact_json, data_text, sse_frame
 from ._sse_response import SHUTDOWN_EVENT, encode_event, last_event_id, sse_response
 from ._threads import iterate_in_thread
 
@@ -445,7 +445,7 @@ def _encode_llm_event(event: LLMEvent) -> bytes:
     else:
         assert type(event) is Finish
         record = {"t": "finish", "r": event.finish_reason, "u": event.usage}
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    return compact_json(record).encode()
 
 
 def _decode_llm_event(raw: bytes) -> LLMEvent:

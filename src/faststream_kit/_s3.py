@@ -33,7 +33,7 @@ from ._http_fields import (
     parse_http_date,
     parse_range,
 )
-from ._response import StreamResponse
+from ._response import DEFAULT_CACHE_CONTROL, StreamResponse
 from ._threads import (
     DEFAULT_READ_AHEAD,
     ThreadIterator,
@@ -454,7 +454,7 @@ def _answer_precondition(status: int, etag: str | None, shape: _Shape) -> Respon
             )
         )
     # RFC 9110 §15.4.5: a 304 carries the ETag and Cache-Control a 200 would have had.
-    headers = {"cache-control": shape.cache_control or "no-cache, no-transform"}
+    headers = {"cache-control": shape.cache_control or DEFAULT_CACHE_CONTROL}
     if etag:
         headers["etag"] = etag
     return Response(status_code=304, headers=headers)
