@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -63,11 +60,6 @@ def run_bench(session: nox.Session, name: str, size: list[str]) -> None:
     # One at a time: the benches measure CPU and wall time, and each wants two cores.
     if name == "resume":
         session.run("python", "bench/resume.py", *size, "--json", "bench/results/resume.json")
-    elif name == "upstream":
-        # bench/upstream.py prints its table and writes no JSON: keep the table for the report.
-        output = str(session.run("python", "bench/upstream.py", *size, silent=True))
-        print(output)
-        Path("bench/results/upstream.json").write_text(json.dumps({"stdout": output}) + "\n")
     else:
         session.run("python", f"bench/{name}.py", *size)
 

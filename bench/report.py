@@ -494,37 +494,22 @@ UPSTREAM_NAMES = {
     "ours_httpx": "upstream_stream, httpx",
     "ours_aiohttp": "upstream_stream, aiohttp",
     "fastapi_proxy": "fastapi-proxy-lib",
+    "splice": "reference: socket splice",
+    "nginx": "reference: nginx",
 }
 UPSTREAM_TARGET = 1.2
 
 
-def parse_upstream(stdout: str) -> dict[str, Any]:
-    """bench/upstream.py's printed table, the only record it leaves."""
-    found: dict[str, Any] = {"rows": {}}
-    heading = re.search(r"^(\d+) MiB, (\d+) rounds, uvicorn (.*?), (\d+) CPUs", stdout, re.M)
-    if heading:
-        found["mib"], found["rounds"] = int(heading[1]), int(heading[2])
-        found["server"], found["cpus"] = f"uvicorn {heading[3]}", int(heading[4])
-    row = re.compile(r"^(direct|ours_\w+|fastapi_proxy)\s+([\d.]+)\s+(\d+)\s+([\d.]+)", re.M)
-    for name, seconds, rate, ratio in row.findall(stdout):
-        found["rows"][name] = {"seconds": float(seconds), "mib_s": int(rate), "ratio": float(ratio)}
-    found["versus_proxy_lib"] = {
-        name: float(ratio)
-        for name, ratio in re.findall(r"^(ours_\w+) / fastapi_proxy: ([\d.]+)", stdout, re.M)
-    }
-    return found
-
-
 def upstream_section(data: dict[str, Any], path: Path) -> Section:
-    parsed = parse_upstream(data["stdout"]) if "stdout" in data else data
+    parsed = data  # bench/upstream.py's JSON
     rows = parsed["rows"]
     if not rows:
         raise ValueError("no result table in the upstream output")
     names = list(rows)
     names.sort(key=lambda name: name != "direct")
     panel = Panel(
-        title=f"{parsed.get('mib', '?')} MiB through the proxy ({parsed.get('rounds', '?')} rounds,"
-        " curl)",
+        title=f"{parsed['mib']} MiB through the proxy ({parsed['rounds']} rounds, "
+        f"{parsed['client']})",
         axis="download time × direct from the upstream (lower is faster)",
         labels=[UPSTREAM_NAMES.get(name, name) for name in names],
         series={"wall time (median)": [rows[name]["ratio"] for name in names]},
@@ -543,8 +528,12 @@ def upstream_section(data: dict[str, Any], path: Path) -> Section:
         if name.startswith("ours")
     ]
     headlines += [
-        Headline(f"{UPSTREAM_NAMES.get(name, name)} / fastapi-proxy-lib", ratio_text(r))
-        for name, r in parsed.get("versus_proxy_lib", {}).items()
+        Headline(
+            f"{UPSTREAM_NAMES.get(name, name)} / {UPSTREAM_NAMES.get(other, other)}",
+            ratio_text(r),
+        )
+        for other, ratios in parsed.get("versus", {}).items()
+        for name, r in ratios.items()
     ]
     table_rows = [
         [
@@ -562,7 +551,7 @@ def upstream_section(data: dict[str, Any], path: Path) -> Section:
         details=table(["implementation", "median s", "MiB/s", "× direct"], table_rows),
         mode="full" if parsed.get("mib", 0) >= 256 else "quick",
         date=file_date(path),
-        load="not recorded",
+        load=load_text(parsed.get("load_before"), parsed.get("load_after")),
         cpus=parsed.get("cpus"),
         server=parsed.get("server", ""),
     )
