@@ -116,7 +116,7 @@ def build_scenarios(quick: bool, rounds: int | None = None) -> list[Scenario]:
             # One request takes a fraction of a second: more rounds cost little, steady the median.
             rounds=3 * rounds,
             ratios=(
-                Ratio("ours / raw ASGI", "ours", "raw_asgi", 1.05),
+                BULK_RATIO,
                 Ratio("Starlette / raw ASGI", "starlette", "raw_asgi"),
                 Ratio("ours / Starlette", "ours", "starlette"),
             ),
@@ -135,6 +135,7 @@ def build_scenarios(quick: bool, rounds: int | None = None) -> list[Scenario]:
     ]
 
 
+BULK_RATIO = Ratio("ours / raw ASGI", "ours", "raw_asgi", 1.05)
 ROUTE = {"raw_asgi": "raw"}  # implementation name -> path segment, where they differ
 
 
@@ -287,6 +288,86 @@ def fetch(server: Server, path: str, expected_bytes: int, client: str) -> dict[s
             f"{server.log_tail()}"
         )
     return {"wall": float(seconds), "server_cpu": cpu_after - cpu_before}
+
+
+# --- what one chunk costs, without the socket ------------------------------------------------
+
+IN_PROCESS_CHUNKS = 100_000
+
+
+def per_chunk_microseconds(loop: str, repeats: int = 5) -> dict[str, float]:
+    """Best-of-``repeats`` µs per 64 KiB chunk of the bulk routes, in this process, with a
+    ``send`` that does nothing: what each implementation adds on top of the socket write.
+
+    On two shared cores the bulk wall time swings by 3× between identical runs (the client
+    and the server competing for a core, neighbours' steal time); with no socket and no
+    second process this measurement repeats within a few percent.
+    """
+    import asyncio
+
+    sys.path.insert(0, str(ROOT))
+    from bench._apps import ROUTES
+
+    async def measure() -> dict[str, float]:
+        never = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            await never.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            return None
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1", "method": "GET", "path": "/", "query_string": b"",
+            "headers": [],
+        }  # fmt: skip
+        params = {"total": IN_PROCESS_CHUNKS << 16, "chunk": 1 << 16}
+        best: dict[str, float] = {}
+        for _ in range(repeats):
+            for name in ("raw_asgi", "ours"):
+                handler = ROUTES[f"/bulk/{ROUTE.get(name, name)}"]
+                started = time.perf_counter()
+                await handler(scope, receive, send, params)
+                micros = (time.perf_counter() - started) / IN_PROCESS_CHUNKS * 1e6
+                best[name] = min(best.get(name, micros), micros)
+        return best
+
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(measure())
+    return asyncio.run(measure())
+
+
+def in_process_summary(bulk: dict[str, Any], loop: str) -> dict[str, Any]:
+    """The bulk ratio projected from the per-chunk costs and the raw server's CPU per chunk."""
+    costs = per_chunk_microseconds(loop)
+    chunks = bulk["params"]["total"] // bulk["params"]["chunk"]
+    raw_cpu = bulk["medians"]["raw_asgi"]["server_cpu"] / chunks * 1e6
+    added = costs["ours"] - costs["raw_asgi"]
+    projected = (raw_cpu + added) / raw_cpu
+    return {
+        "microseconds_per_chunk": costs,
+        "raw_server_cpu_microseconds_per_chunk": raw_cpu,
+        "added_microseconds_per_chunk": added,
+        "projected_ratio": projected,
+        "verdict": BULK_RATIO.verdict(projected),
+    }
+
+
+def print_in_process(found: dict[str, Any]) -> None:
+    costs = found["microseconds_per_chunk"]
+    added, raw_cpu = (
+        found["added_microseconds_per_chunk"],
+        found["raw_server_cpu_microseconds_per_chunk"],
+    )
+    print(
+        f"  in process, no socket: ours {costs['ours']:.2f} µs/chunk, raw ASGI "
+        f"{costs['raw_asgi']:.2f} µs/chunk; ours adds {added:.2f} µs to a chunk that costs the"
+        f" raw server {raw_cpu:.1f} µs of CPU: {found['projected_ratio']:.3f}×  {found['verdict']}"
+    )
 
 
 # --- running and reporting --------------------------------------------------------------------
@@ -449,7 +530,12 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     env["loadavg_after"] = os.getloadavg()
     for summary in summaries:
+        if summary["name"] == "bulk":
+            summary["in_process"] = in_process_summary(summary, loop)
+    for summary in summaries:
         print_summary(summary)
+        if "in_process" in summary:
+            print_in_process(summary["in_process"])
     print(f"\ntotal {elapsed:.1f} s; load average after: {env['loadavg_after'][0]:.2f}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     result = {"quick": args.quick, "seconds": elapsed, "environment": env, "scenarios": summaries}
