@@ -191,6 +191,18 @@ def core_section(data: dict[str, Any], path: Path) -> Section:
                 verdict(paired, target, targeted["at_most"]),
             )
         )
+        if "in_process" in scenario:
+            found = scenario["in_process"]
+            costs = found["microseconds_per_chunk"]
+            headlines.append(
+                Headline(
+                    f"`{scenario['name']}`: {targeted['label']}, from the in-process cost per"
+                    f" chunk ({costs['ours']:.2f} vs {costs['raw_asgi']:.2f} µs, no socket)",
+                    ratio_text(found["projected_ratio"], target),
+                    f"{sign} {target:g}×",
+                    verdict(found["projected_ratio"], target, targeted["at_most"]),
+                )
+            )
         size = scenario.get("expected_bytes", 0)
         rows = []
         for name, w, c in zip(names, wall, cpu, strict=True):
