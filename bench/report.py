@@ -123,7 +123,7 @@ def ratio_text(value: float, target: float | None = None) -> str:
 
 
 def file_date(path: Path) -> str:
-    stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+    stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.UTC)
     return stamp.strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -447,6 +447,7 @@ S3_NAMES = {
     "kit_sync": "s3_stream, boto3",
     "starlette_async": "StreamingResponse(Body), aiobotocore",
     "starlette_sync": "StreamingResponse(Body), boto3",
+    "splice": "reference: socket splice",
 }
 
 
@@ -455,7 +456,8 @@ def s3_section(data: dict[str, Any], path: Path) -> Section:
     ratios, medians, target = data["ratios_to_direct"], data["medians"], data["target"]
     names = list(ratios)
     panel = Panel(
-        title=f"{size // MiB} MiB object from SeaweedFS through the app",
+        title=f"{size // MiB} MiB object from SeaweedFS through the app (response checksums "
+        f"{data.get('response_checksum_validation', 'when_supported')})",
         axis="download time × direct boto3 download (lower is faster)",
         labels=[S3_NAMES.get(name, name) for name in names],
         series={"wall time (median)": [ratios[name] for name in names]},
@@ -477,6 +479,11 @@ def s3_section(data: dict[str, Any], path: Path) -> Section:
         Headline(f"{S3_NAMES[name]} (the anchor)", ratio_text(ratios[name]))
         for name in names
         if name.startswith("starlette")
+    ]
+    headlines += [
+        Headline(f"{S3_NAMES[name]}, time × direct boto3", ratio_text(ratios[name]))
+        for name in names
+        if name == "splice"
     ]
     rows = [
         [

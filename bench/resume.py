@@ -40,6 +40,8 @@ from typing import Any
 
 import httpx
 
+from core import free_port
+
 PATHS = ("direct", "resumable")
 
 
@@ -98,12 +100,6 @@ def serve(port: int, redis_socket: str) -> None:
 
 
 # --------------------------------------------------------------------------- peers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ping(socket_path: str) -> bool:

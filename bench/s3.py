@@ -46,6 +46,8 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
+from core import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "s3.json"
 MiB = 1 << 20
@@ -108,14 +110,6 @@ def create_app() -> FastAPI:
         return StreamingResponse(iterate_in_threadpool(iter(found["Body"])))
 
     return app
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _download(client: str, port: int, path: str, expected: int) -> float:
@@ -210,7 +204,7 @@ def main() -> None:
         client = peer.sync_client()
         client.create_bucket(Bucket=BUCKET)
         client.put_object(Bucket=BUCKET, Key=KEY, Body=os.urandom(size))
-        port, splice_port = _free_port(), _free_port()
+        port, splice_port = free_port(), free_port()
         presigned = client.generate_presigned_url(
             "get_object", Params={"Bucket": BUCKET, "Key": KEY}, ExpiresIn=3600
         )
@@ -242,7 +236,7 @@ def main() -> None:
                     return _download(args.client, splice_port, f"/{presigned_path}", size)
                 return _download(args.client, port, f"/{name}/{KEY}", size)
 
-            for name in ("direct", "kit_async", "kit_sync"):  # warm-up, not counted
+            for name in ("direct", "kit_async", "kit_sync", "splice"):  # warm-up, not counted
                 run(name)
             names = list(counts)
             for round_index in range(max(counts.values())):
@@ -252,9 +246,9 @@ def main() -> None:
                         times[name].append(run(name))
                         print(f"  round {round_index + 1}: {name:16} {times[name][-1]:7.3f} s")
         finally:
-            splice.terminate()
-            server.terminate()
-            server.wait(timeout=10)
+            for process in (splice, server):
+                process.terminate()
+                process.wait(timeout=10)
     _report(size, times, load_before, time.monotonic() - started, validation)
 
 

@@ -17,12 +17,12 @@ uvloop`` when installed, as ``bench/core.py`` picks them):
 
 ``splice`` and ``nginx`` are references, not competitors: what any proxy process costs on this
 machine. On two cores a proxied download runs three processes (upstream, proxy, client)
-where a direct one runs two, and the proxy pays two socket copies per byte, so even these
-land well above the direct download.
+where a direct one runs two, and the proxy pays two socket copies per byte: here the splice
+measured 1.1–1.5× the direct download and nginx 1.2–1.4×.
 
 Each download is a fresh ``curl -o /dev/null`` (``--client python``: ``bench/_client.py``, which
 reads with ``recv_into`` into 1 MiB where curl reads 16 KiB at a time; the direct download then
-runs at ~2.6 GB/s here and every proxy, splice and nginx included, measures 3× it or more),
+runs at ~2.6 GB/s here and every proxy, splice and nginx included, measured 3× it or more),
 every response is checked for status 200 and
 the full size, and the implementations run in rounds in a rotating order so load from
 elsewhere hits all of them. The table shows median seconds and each proxy's ratio to the
@@ -51,8 +51,11 @@ from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request  # at module level: FastAPI resolves the annotations here
 
+from core import free_port, server_flavour
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "upstream.json"
+sys.path.insert(0, str(ROOT))  # nginx comes with the tests' config: tests/conftest.py
 MiB = 1 << 20
 TARGET_RATIO = 1.2
 REFERENCES = ("splice", "nginx")
@@ -145,49 +148,26 @@ STREAMING_LOCATION = """proxy_pass {upstream};
 the default 4 KiB one nginx measured 3× the direct download here."""
 
 
-def nginx_conf(tmp: Path, port: int, upstream: str) -> str:
-    """The tests' nginx config (foreground, temp paths under ``tmp``) with our location."""
-    sys.path.insert(0, str(ROOT))
-    from tests.conftest import NGINX_CONF
+def nginx_command(tmp: Path, port: int, upstream: str) -> list[str]:
+    """nginx in the foreground with the tests' config (tests/conftest.py) and our location."""
+    from tests.conftest import NGINX_CONF, nginx_binary
 
+    conf = tmp / "nginx.conf"
     template = NGINX_CONF.replace("proxy_pass {upstream};", STREAMING_LOCATION)
-    return template.format(tmp=tmp, port=port, upstream=upstream)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def flavour() -> tuple[str, str]:
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    return http, loop
-
-
-def nginx_binary() -> str | None:
-    return shutil.which("nginx") or next(
-        (path for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(path)),
-        None,
-    )
+    conf.write_text(template.format(tmp=tmp, port=port, upstream=upstream))
+    return [str(nginx_binary()), "-c", str(conf), "-e", str(tmp / "error.log")]
 
 
 class Server:
     def __init__(self, name: str, upstream: str, workdir: Path) -> None:
         self.name = name
         self.port = free_port()
-        http, loop = flavour()
+        http, loop = server_flavour()
         if name == "splice":
             command = [sys.executable, str(ROOT / "bench" / "_splice.py"), str(self.port), upstream]
         elif name == "nginx":
-            tmp = workdir / "nginx"
-            tmp.mkdir(exist_ok=True)
-            conf = tmp / "nginx.conf"
-            conf.write_text(nginx_conf(tmp, self.port, upstream))
-            command = [str(nginx_binary()), "-c", str(conf), "-e", str(tmp / "error.log")]
+            (workdir / "nginx").mkdir(exist_ok=True)
+            command = nginx_command(workdir / "nginx", self.port, upstream)
         else:
             command = [sys.executable, __file__, "--serve", name, "--port", str(self.port)]
             command += ["--upstream", upstream, "--http", http, "--loop", loop]
@@ -263,11 +243,13 @@ def main() -> None:
     else:
         print("fastapi-proxy-lib is not installed (pip install fastapi-proxy-lib): left out")
     names.append("splice")
+    from tests.conftest import nginx_binary
+
     if nginx_binary():
         names.append("nginx")
     else:
         print("nginx is not installed (apt-get install nginx-light): left out")
-    http, loop = flavour()
+    http, loop = server_flavour()
     client = "curl" if args.client == "curl" else "bench/_client.py"
     print(f"{total // MiB} MiB, {rounds} rounds, uvicorn --http {http} --loop {loop}, "
           f"{os.cpu_count()} CPUs, client {client}")  # fmt: skip

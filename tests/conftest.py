@@ -132,12 +132,18 @@ sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 def answer():
     data = b""
     while b"\\r\\n\\r\\n" not in data:
-        data += sock.recv(65536)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {data!r}")
+        data += chunk
     head, _, body = data.partition(b"\\r\\n\\r\\n")
     assert head.startswith(b"HTTP/1.1 200"), head
     length = int(head.lower().split(b"content-length:")[1].split(b"\\r\\n")[0])
     while len(body) < length:
-        body += sock.recv(65536)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {len(body)} of {length} body bytes")
+        body += chunk
     assert json.loads(body) == {"ok": True}
 
 latencies = []
@@ -155,8 +161,8 @@ print(json.dumps(latencies))
 def ping_latencies(port: int) -> list[float]:
     """``PINGS`` sequential requests to the ``def`` endpoint, sorted seconds.
 
-    The client runs in its own process: this one also runs the scripted peer, whose GIL
-    would otherwise add its own delays to the measurement.
+    The client runs in its own process, so that nothing else in the test process (a
+    scripted peer, a GC pass) holds the client's GIL while it measures.
     """
     result = subprocess.run(
         [sys.executable, "-c", PING_CLIENT, "127.0.0.1", str(port), str(PINGS)],
@@ -205,7 +211,7 @@ def curl() -> str:
     return path
 
 
-def _nginx_binary() -> str | None:
+def nginx_binary() -> str | None:
     return shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None
     )
@@ -241,7 +247,7 @@ def nginx_proxy(tmp_path: Path) -> Iterator[Callable[[str], str]]:
 
     Call it with the upstream base URL; it returns nginx's base URL.
     """
-    binary = _nginx_binary()
+    binary = nginx_binary()
     need_peer(binary is not None, "nginx is not installed (apt-get install nginx-light)")
     assert binary is not None
     processes: list[subprocess.Popen[bytes]] = []

@@ -7,7 +7,15 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
+from faststream_kit import _eager
 from faststream_kit._eager import EagerIterator
+
+
+@pytest.fixture(autouse=True)
+def patient_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ready items are taken within ``_POLL_SECONDS``; on a busy machine 1 ms can pass between
+    two of them, which would split the batches these tests expect."""
+    monkeypatch.setattr(_eager, "_POLL_SECONDS", 10.0)
 
 
 async def burst_then_wait(log: list[str]) -> AsyncIterator[int]:
@@ -56,14 +64,15 @@ def test_an_error_comes_after_the_items_produced_before_it() -> None:
 def test_closing_with_a_suspended_step_runs_the_source_finally() -> None:
     log: list[str] = []
 
-    async def main() -> None:
+    async def main() -> list[str]:
         items = EagerIterator(burst_then_wait(log))
         await items.__anext__()
-        items.take_ready(32)  # leaves the step suspended in the sleep
+        assert items.take_ready(32) == [1, 2]  # and the next step is suspended in the sleep
         await items.aclose()
+        # Checked here: once the loop ends, asyncio would finalize the generator anyway.
+        return list(log)
 
-    anyio.run(main)
-    assert log == ["closed"]
+    assert anyio.run(main) == ["closed"]
 
 
 def test_cancelling_a_resumed_step_reaches_the_source() -> None:
@@ -99,3 +108,46 @@ def test_limit_bounds_a_batch() -> None:
         return [await items.__anext__(), *items.take_ready(5)]
 
     assert anyio.run(main) == [0, 1, 2, 3, 4, 5]
+
+
+async def read_with_its_own_timeout(log: list[str]) -> AsyncIterator[str]:
+    """Like an httpx read: the wait for the next item sits inside anyio's ``fail_after``."""
+    try:
+        yield "first"
+        with anyio.fail_after(0.05):
+            await anyio.sleep(30)
+        yield "never"
+    finally:
+        log.append("closed")
+
+
+def test_a_kept_step_inside_the_source_timeout_closes_cleanly() -> None:
+    log: list[str] = []
+
+    async def main() -> list[str]:
+        items = EagerIterator(read_with_its_own_timeout(log))
+        await items.__anext__()
+        assert items.take_ready(32) == []
+        assert items.pending
+        await items.close_pending()  # no "cancel scope that isn't the current" RuntimeError
+        return list(log)
+
+    assert anyio.run(main) == ["closed"]
+
+
+def test_the_source_timeout_expiring_elsewhere_reaches_the_source_as_its_timeout() -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        items = EagerIterator(read_with_its_own_timeout(log))
+        await items.__anext__()
+        items.take_ready(32)
+        try:
+            await anyio.sleep(1)  # the consumer writing to a slow client meanwhile
+        except anyio.get_cancelled_exc_class() as cancelled:
+            await items.throw_into_pending(cancelled)
+        raise AssertionError("the source's timeout did not cancel the waiting task")
+
+    with pytest.raises(TimeoutError):
+        anyio.run(main)
+    assert log == ["closed"]

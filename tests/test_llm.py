@@ -207,7 +207,8 @@ def test_real_sdk_stream_arrives_token_by_token_and_reassembles(
     answer = decode(fmt, recording.body)
     assert answer["text"] == "The weather in Oslo"
     # Scripted 80 ms apart: the first token reached the client before the model sent the
-    # last one (same monotonic clock: the peer runs in this process).
+    # last one (the peer runs in this process and stamps time.monotonic(), like requested_at;
+    # chunks[0].at is a duration since the request).
     sent_at = peer.wait_for_request(before + 1).token_sent_at
     assert requested_at + recording.chunks[0].at < sent_at[-1]
     assert len(recording.chunks) >= 2

@@ -13,6 +13,7 @@ import pytest
 from faststream_kit import iterate_in_thread
 from faststream_kit._threads import default_thread_limiter
 
+from .apps.sync_load import ITEM_SECONDS
 from .conftest import PRODUCTION_SERVER, latency_windows, uvicorn_process
 
 
@@ -134,9 +135,6 @@ def test_read_ahead_must_be_positive() -> None:
 def load_server() -> Iterator[str]:
     with uvicorn_process("sync_load:app", args=PRODUCTION_SERVER) as served:
         yield served.url
-
-
-ITEM_SECONDS = 0.05  # tests/apps/sync_load.py
 
 
 def open_stream(port: int) -> socket.socket:

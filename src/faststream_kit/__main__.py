@@ -19,7 +19,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from ._demo import DemoSettings, create_app
     except ImportError as exc:
-        parser.exit(2, f"the demo needs {exc.name}: pip install 'faststream-kit[demo]'\n")
+        parser.exit(2, f"the demo needs {exc.name or exc}: pip install 'faststream-kit[demo]'\n")
 
     settings = DemoSettings.from_env()
     model = f"OpenAI {settings.openai_model}" if settings.openai_model else "a scripted model"

@@ -100,19 +100,54 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
                 break
         return items
 
+    @property
+    def pending(self) -> bool:
+        """Whether a step of the source is kept, suspended where the source waits.
+
+        That step may have entered the source's own timeouts or cancel scopes (httpx reads
+        inside anyio's ``fail_after``), which belong to the task that took it: whatever that
+        task awaits meanwhile can receive their cancellation. See :meth:`throw_into_pending`.
+        """
+        return self._pending is not None
+
+    async def throw_into_pending(self, exc: BaseException) -> None:
+        """Deliver ``exc`` (a cancellation) where the kept step waits; raise what comes out.
+
+        A timeout of the source that expired while the task waited elsewhere turns the
+        cancellation into its own ``TimeoutError`` here, as it would have had the task been
+        waiting in the source. A step that recovers and yields an item has the item dropped and
+        the cancellation raised again: the task was cancelled either way.
+        """
+        assert self._pending is not None
+        step, _ = self._pending
+        self._pending = None
+        try:
+            yielded = step.throw(exc)
+        except StopIteration:
+            raise exc from None
+        await _finish(step, yielded)
+        raise exc
+
+    async def close_pending(self) -> None:
+        """Close a kept step: ``GeneratorExit`` where the source waits, so its ``finally``
+        blocks run (and may await), as ``aclose()`` would for a generator not mid-step.
+
+        Call it with no cancel scope entered since the step was taken, so that the source's
+        own scopes exit in the order they were entered.
+        """
+        if self._pending is None:
+            return
+        step, _ = self._pending
+        self._pending = None
+        try:
+            yielded = step.throw(GeneratorExit())
+        except (GeneratorExit, StopIteration, StopAsyncIteration):
+            return
+        with contextlib.suppress(GeneratorExit, StopAsyncIteration):
+            await _finish(step, yielded)
+
     async def aclose(self) -> None:
-        if self._pending is not None:
-            # GeneratorExit where the source waits, so its finally blocks run (and may
-            # await), as aclose() would do for a generator that is not mid-step.
-            step, _ = self._pending
-            self._pending = None
-            try:
-                yielded = step.throw(GeneratorExit())
-            except (GeneratorExit, StopIteration, StopAsyncIteration):
-                pass
-            else:
-                with contextlib.suppress(GeneratorExit, StopAsyncIteration):
-                    await _finish(step, yielded)
+        await self.close_pending()
         # The iterator, and the iterable too when __aiter__ returned another object: it may
         # own what must be closed (an SDK stream, an upstream response).
         for closeable in (self._source, self._iterable):

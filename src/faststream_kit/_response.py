@@ -74,7 +74,8 @@ class StreamResponse(StreamingResponse):
       closes the source at once (``aclose()``, or ``close()`` in the worker thread for a
       sync generator); body messages it receives are handed on to ``request`` if given;
     * runs a sync iterable in one worker thread (:func:`iterate_in_thread`) on its own
-      capacity limiter, coalescing items that are already produced into one write;
+      capacity limiter; small items (under 16 KiB) that a source, sync or async, has
+      already produced go out in one write, and nothing waits for more;
     * sends the headers with the first chunk, or with the first keepalive if that is due
       earlier, so an exception before either becomes a real HTTP error (JSON body);
       after that, formats with an error frame (SSE, NDJSON) end with it, and the others
@@ -204,8 +205,8 @@ class StreamResponse(StreamingResponse):
             await self._answer_head(send)
             return
         wire = _Wire(self, send)
-        failure = await self._stream(scope, receive, wire)
         try:
+            failure = await self._stream(scope, receive, wire)
             if failure is not None and not wire.gone:
                 await self._fail(wire, failure)  # the error goes out first; closing may be slow
             elif wire.shutting_down and not wire.gone and self.shutdown_frame is not None:
@@ -286,7 +287,14 @@ class StreamResponse(StreamingResponse):
                 if preamble:
                     data, preamble = preamble + data, b""
                 if data:
-                    await wire.send_body(data)
+                    try:
+                        await wire.send_body(data)
+                    except asyncio.CancelledError as cancelled:
+                        # Maybe the source's own timeout, set in a step take_ready kept: it
+                        # cancels this task wherever it waits. The step sees it first.
+                        if not (isinstance(source, EagerIterator) and source.pending):
+                            raise
+                        await source.throw_into_pending(cancelled)
                 if track_idle:
                     wire.last_item = monotonic()  # the wait for the next item starts now
             if preamble:
@@ -319,6 +327,14 @@ class StreamResponse(StreamingResponse):
 
     async def _close_source(self) -> None:
         source = getattr(self, "body_iterator", None)
+        if isinstance(source, EagerIterator) and source.pending:
+            # The kept step may sit inside the source's own cancel scopes: close it before
+            # entering ours, so that they exit in order (asyncio.timeout is no anyio scope).
+            try:
+                async with asyncio.timeout(_CLOSE_SOURCE_SECONDS):
+                    await source.close_pending()
+            except Exception:
+                logger.exception("closing the stream source failed")
         aclose = getattr(source, "aclose", None)
         if aclose is None:
             return
@@ -456,6 +472,7 @@ class _Wire:
     async def send_end(self) -> None:
         if self._keepalive_done is not None:
             await self._keepalive_done.wait()
+        self.busy = True  # no keepalive may be scheduled after the last message
         if not self.started:
             await self._start()
         await self._write({"type": "http.response.body", "body": b"", "more_body": False})
@@ -468,17 +485,28 @@ class _Wire:
         except _ClientGone:
             pass
 
+    def keepalive_due(self) -> None:
+        """The clock is starting a keepalive: from now on, writes wait until it is out.
+
+        Set when the keepalive task is created, not when it first runs: in between, the pump
+        could otherwise start a write of its own beside it.
+        """
+        self._keepalive_done = anyio.Event()
+
+    def keepalive_finished(self) -> None:
+        done, self._keepalive_done = self._keepalive_done, None
+        if done is not None:
+            done.set()
+
     async def send_keepalive(self) -> None:
         frame = self._response.keepalive_frame
         assert frame is not None
-        done = self._keepalive_done = anyio.Event()
         try:
             if not self.started:
                 await self._start()
             await self._write({"type": "http.response.body", "body": frame, "more_body": True})
         finally:
-            self._keepalive_done = None
-            done.set()
+            self.keepalive_finished()
         self.last_send = monotonic()
 
     async def send_error_response(self, report: ErrorReport) -> None:
@@ -577,6 +605,7 @@ class _Clock:
         if keepalive is not None:
             remaining = keepalive if sending else wire.last_send + keepalive - now
             if remaining <= 0:
+                wire.keepalive_due()
                 self._keepalive = self._loop.create_task(self._send_keepalive())
                 remaining = keepalive
             waits.append(remaining)
@@ -592,6 +621,11 @@ class _Clock:
             self._wire.stop_pump()
         finally:
             self._keepalive = None
+
+    def wire_released(self) -> None:
+        """After the keepalive task ended: release the writes waiting for it, also when it
+        was cancelled before it ever ran (its ``finally`` never executed then)."""
+        self._wire.keepalive_finished()
 
     def cancel(self) -> asyncio.Task[None] | None:
         """Stop ticking; return the keepalive task still in flight, cancelled, if any."""
@@ -613,6 +647,8 @@ async def _stop_watching(watch: asyncio.Task[None], clock: _Clock | None) -> Non
         if keepalive is not None:
             tasks.add(keepalive)
     await asyncio.wait(tasks)
+    if clock is not None:
+        clock.wire_released()
     if clock is not None and clock.failure is not None:
         raise clock.failure
     if not watch.cancelled() and watch.exception() is not None:

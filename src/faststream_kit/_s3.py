@@ -35,7 +35,6 @@ from ._http_fields import (
 )
 from ._response import DEFAULT_CACHE_CONTROL, StreamResponse
 from ._threads import (
-    DEFAULT_READ_AHEAD,
     ThreadIterator,
     default_thread_limiter,
     iterate_in_thread,
@@ -50,7 +49,7 @@ DEFAULT_CHUNK_BYTES = 1024 * 1024
 took ~1.8x a direct boto3 download with either SDK, 1 MiB reads 0.7-1.7x. aiobotocore's
 ``read(n)`` returns what has arrived (up to ``n``), so a large ``n`` adds no latency."""
 
-READ_AHEAD_BYTES = 2 * 1024 * 1024
+BODY_READ_AHEAD_BYTES = 2 * 1024 * 1024
 """At most this much of a boto3 body is read ahead of a slow client (in whole chunks)."""
 
 _GENERIC_TYPES = frozenset({"", "binary/octet-stream", "application/octet-stream"})
@@ -106,7 +105,7 @@ async def s3_stream(
 
     A missing bucket or key is a ``404``, a refusal a ``403``, any other S3 failure a ``502``
     (``504`` for a timeout), each with a JSON body that names no credentials. The body is
-    read ``chunk_bytes`` at a time (a boto3 body at most ``READ_AHEAD_BYTES`` ahead of the
+    read ``chunk_bytes`` at a time (a boto3 body at most ``BODY_READ_AHEAD_BYTES`` ahead of the
     client) and closed on completion, failure and disconnect.
     """
     if chunk_bytes < 1:
@@ -142,7 +141,6 @@ async def s3_stream(
         headers=shape.headers(found),
         send_timeout=send_timeout,
         thread_limiter=thread_limiter,
-        read_ahead=_read_ahead(chunk_bytes),  # also bounds how many chunks one write joins
     )
 
 
@@ -316,13 +314,8 @@ def _open_source(
     return iterate_in_thread(
         _SyncObjectBody(body, chunk_bytes),
         limiter=limiter,
-        read_ahead=_read_ahead(chunk_bytes),
-        read_ahead_bytes=READ_AHEAD_BYTES,
+        read_ahead_bytes=BODY_READ_AHEAD_BYTES,
     )
-
-
-def _read_ahead(chunk_bytes: int) -> int:
-    return min(DEFAULT_READ_AHEAD, max(2, READ_AHEAD_BYTES // chunk_bytes))
 
 
 class _AsyncObjectBody:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,7 +44,7 @@ async def open_aiohttp(
         if connecting:
             raise upstream_timeout("connect", connect_timeout) from exc
         raise upstream_timeout("read", read_timeout) from exc
-    except asyncio.TimeoutError as exc:
+    except TimeoutError as exc:
         raise upstream_timeout("connect", connect_timeout) from exc
     except aiohttp.ClientConnectorError as exc:
         raise cannot_connect(type(exc).__name__) from exc
@@ -70,7 +69,7 @@ class AiohttpUpstream:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise upstream_timeout("read", self._read_timeout) from exc
         except aiohttp.ClientError as exc:
             raise bad_upstream(type(exc).__name__) from exc

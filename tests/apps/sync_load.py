@@ -10,6 +10,9 @@ from starlette.responses import StreamingResponse
 
 from faststream_kit import stream_response
 
+ITEM_SECONDS = 0.05
+"""How long each stream of ``/slow-sync`` sleeps between items."""
+
 app = FastAPI()
 
 
@@ -18,7 +21,7 @@ def slow_sync() -> StreamingResponse:
     def produce() -> Iterator[str]:
         for i in range(400):  # 20 s at most
             yield f"item {i}\n"
-            time.sleep(0.05)
+            time.sleep(ITEM_SECONDS)
 
     return stream_response(produce())
 

@@ -9,6 +9,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .._errors import StreamError, error_response
 from .._llm import llm_stream
 from ._settings import DemoSettings
 
@@ -59,12 +60,11 @@ async def chat(request: Request) -> Response:
     answer_format = body.get("format", "sse")
     if answer_format not in FORMATS:
         message = f"format must be one of {', '.join(FORMATS)}"
-        return JSONResponse({"error": {"type": "bad_request", "message": message}}, 400)
-    model = settings.openai_model or "scripted"
-    return llm_stream(model_source(settings, prompt), format=answer_format, model=model)
+        return error_response(StreamError(message, status_code=400, type="bad_request"))
+    source = model_source(settings, prompt)
+    return llm_stream(source, format=answer_format, model=settings.chat_model)
 
 
 async def about(request: Request) -> Response:
     settings: DemoSettings = request.app.state.settings
-    model = settings.openai_model or "scripted"
-    return JSONResponse({"model": model, "openai": settings.openai_model is not None})
+    return JSONResponse({"model": settings.chat_model, "openai": settings.openai_model is not None})

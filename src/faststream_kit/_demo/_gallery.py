@@ -20,6 +20,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .._errors import StreamError, error_response
 from .._s3 import s3_stream
 from ._samples import sample_png, sample_video
 from ._settings import DemoSettings
@@ -197,10 +198,10 @@ async def media(request: Request) -> Response:
     """GET/HEAD /media/{name}: the object, with Range, conditional GET and HEAD."""
     name = request.path_params["name"]
     if name not in MEDIA_TYPES:
-        return JSONResponse({"error": {"type": "not_found", "message": "no such sample"}}, 404)
+        return error_response(StreamError("no such sample", status_code=404, type="not_found"))
     gallery = await _ready_gallery(request)
     if gallery.store is None or name not in gallery.sizes:
         why = gallery.problems.get(name) or gallery.problems.get("store") or "still preparing"
-        return JSONResponse({"error": {"type": "unavailable", "message": why}}, 503)
+        return error_response(StreamError(why, status_code=503, type="unavailable"))
     store = gallery.store
     return await s3_stream(store.client, store.bucket, store.key(name), request=request)

@@ -27,6 +27,11 @@ class DemoSettings:
     prefix: str = "faststream-kit-demo/"
     cache_dir: Path | None = None  # where the generated video is kept between runs
 
+    @property
+    def chat_model(self) -> str:
+        """The model name the chat reports: the OpenAI model, or ``scripted``."""
+        return self.openai_model or "scripted"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> DemoSettings:
         openai_model = None

@@ -26,7 +26,7 @@ TICK_SECONDS = 0.2
 
 
 async def ticker(request: Request) -> Response:
-    """A price ticker as NDJSON: one line every quarter second, twenty lines."""
+    """A price ticker as NDJSON: one line every ``TICK_SECONDS``, ``TICKS`` lines."""
 
     async def ticks() -> AsyncIterator[str]:
         price = 100.0

@@ -138,7 +138,7 @@ async def arecord_chunks(
     content: bytes | str | None = None,
     http2: bool = False,
     stop_after_chunks: int | None = None,
-    timeout: float = 30.0,
+    timeout: float = 30.0,  # noqa: ASYNC109 - public parameter; bounds the whole recording
     client: Any = None,
 ) -> Recording:
     """The async twin of :func:`record_chunks`, with ``httpx.AsyncClient``."""

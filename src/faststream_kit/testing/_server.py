@@ -19,6 +19,11 @@ __all__ = ["LiveServer"]
 ServerName = Literal["uvicorn", "hypercorn"]
 
 
+_SET_BY_LIVE_SERVER = frozenset(
+    {"app", "host", "port", "uds", "fd", "log_level", "lifespan", "timeout_graceful_shutdown"}
+)
+
+
 class LiveServer:
     """Serve ``app`` on ``http://127.0.0.1:<random port>`` while the ``with`` block runs.
 
@@ -45,6 +50,12 @@ class LiveServer:
     ) -> None:
         if server not in ("uvicorn", "hypercorn"):
             raise ValueError(f"server must be 'uvicorn' or 'hypercorn', got {server!r}")
+        if uvicorn_options and server != "uvicorn":
+            raise ValueError("uvicorn_options is for server='uvicorn' only")
+        taken = _SET_BY_LIVE_SERVER & set(uvicorn_options or {})
+        if taken:
+            names = ", ".join(sorted(taken))
+            raise ValueError(f"uvicorn_options may not set {names}: LiveServer sets them")
         self.app = app
         self.server = server
         self.host = host
