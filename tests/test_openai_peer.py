@@ -225,7 +225,9 @@ def test_rate_limit_raises_rate_limit_error_with_retry_after(
     assert caught.value.status_code == 429
     assert caught.value.response.headers["retry-after"] == "7"
     assert caught.value.code == "rate_limit_exceeded"
-    assert server.wait_for_request(1).outcome == "http_error"
+    record = server.wait_for_request(1)
+    assert record.wait_finished(timeout=2)  # the peer records after its answer went out
+    assert record.outcome == "http_error"
 
 
 def test_unauthorized_raises_authentication_error_that_echoes_the_key(
