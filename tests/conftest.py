@@ -110,9 +110,11 @@ def uvicorn_process(
 
 PINGS = 200
 ROUNDS = 5
-ATTEMPTS = 3
-"""Latency windows a test may measure before judging: a neighbour on this shared 2-core
-machine can spoil one window of a few seconds (every round slow), rarely three."""
+QUIET_STEAL = 0.05
+"""A latency window counts when the hypervisor took at most this share of the CPU time."""
+LATENCY_SECONDS = 90.0
+"""How long a latency test may keep measuring windows; the load it measures under must
+outlive this."""
 
 # The server FastAPI's own install (``fastapi[standard]``) deploys: uvloop and httptools. The
 # latency tests run under it because fifty threads share one GIL with the event loop there,
@@ -178,29 +180,94 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
 
 
-def median_p99(port: int) -> tuple[float, float, list[float]]:
-    """``ROUNDS`` rounds of pings: (median p50, median p99, every round's p99).
+def host_cpu_ticks() -> tuple[int, int]:
+    """(stolen, total) CPU ticks since boot, from ``/proc/stat``; (0, 0) where there is none.
 
-    Judged by the median round, so one round a neighbour on a shared 2-core machine
-    disturbs does not decide the outcome.
+    Steal is the time a virtual CPU was ready to run but the hypervisor ran something else.
     """
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except OSError:
+        return 0, 0
+    # user nice system idle iowait irq softirq steal ...
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+@dataclass
+class LatencyWindow:
+    """``ROUNDS`` rounds of pings, judged by the median round, so one round a neighbour
+    disturbs does not decide the outcome."""
+
+    p50: float
+    p99: float
+    round_p99s: list[float]
+    steal: float
+    """The share of the machine's CPU time the hypervisor took while this window ran."""
+
+    @property
+    def quiet(self) -> bool:
+        return self.steal <= QUIET_STEAL
+
+    def __str__(self) -> str:
+        rounds = ", ".join(f"{p99 * 1000:.1f}" for p99 in self.round_p99s)
+        return (
+            f"p99 {self.p99 * 1000:.1f} ms (rounds {rounds}), p50 {self.p50 * 1000:.1f} ms, "
+            f"steal {self.steal:.0%}"
+        )
+
+
+def median_p99(port: int) -> LatencyWindow:
+    stolen_before, total_before = host_cpu_ticks()
     rounds = [ping_latencies(port) for _ in range(ROUNDS)]
+    stolen_after, total_after = host_cpu_ticks()
     p50s = sorted(percentile(latencies, 0.50) for latencies in rounds)
     p99s = sorted(percentile(latencies, 0.99) for latencies in rounds)
-    return p50s[len(p50s) // 2], p99s[len(p99s) // 2], p99s
+    steal = (stolen_after - stolen_before) / max(1, total_after - total_before)
+    return LatencyWindow(p50s[len(p50s) // 2], p99s[len(p99s) // 2], p99s, steal)
 
 
-def latency_windows(port: int, p99_limit: float) -> list[tuple[float, float, list[float]]]:
-    """Up to ``ATTEMPTS`` :func:`median_p99` windows, until one's p99 is within ``p99_limit``.
+@dataclass
+class Latency:
+    windows: list[LatencyWindow]
 
-    The test judges the last one; the others say how the machine behaved before it.
+    @property
+    def judged(self) -> LatencyWindow | None:
+        """The last quiet window; ``None`` when the hypervisor took the CPU in every one."""
+        return next((window for window in reversed(self.windows) if window.quiet), None)
+
+    def __str__(self) -> str:
+        return "; ".join(f"window {i}: {window}" for i, window in enumerate(self.windows, 1))
+
+
+def latency_windows(port: int, p99_limit: float) -> Latency:
+    """:func:`median_p99` windows until a quiet one's p99 is within ``p99_limit``.
+
+    This 2-core VM shares its host. A window in which the hypervisor took more than
+    ``QUIET_STEAL`` of the CPU time measures the host, not the server (for the same load,
+    0 % steal gives a p99 of 3-5 ms here and 20-50 % steal 13-180 ms), so it is not judged.
+    Contention that steal does not show (a busy neighbour on the same cores) slows a few
+    windows in a row as well, so windows are measured for up to ``LATENCY_SECONDS``: the test
+    asserts that the server meets the limit under its load when the host lets it, and a
+    server that cannot, fails in every window.
     """
-    windows = []
-    for _ in range(ATTEMPTS):
-        windows.append(median_p99(port))
-        if windows[-1][1] <= p99_limit:
+    latency = Latency([])
+    deadline = time.monotonic() + LATENCY_SECONDS
+    while time.monotonic() < deadline:
+        window = median_p99(port)
+        latency.windows.append(window)
+        if window.quiet and window.p99 <= p99_limit:
             break
-    return windows
+    return latency
+
+
+def assert_p99_within(latency: Latency, p99_limit: float) -> None:
+    judged = latency.judged
+    assert judged is not None, (
+        f"the hypervisor took over {QUIET_STEAL:.0%} of the CPU in every window for "
+        f"{LATENCY_SECONDS:.0f} s, so the latency could not be measured: {latency}"
+    )
+    assert judged.p99 <= p99_limit, f"p99 over {p99_limit * 1000:.0f} ms: {latency}"
 
 
 @pytest.fixture

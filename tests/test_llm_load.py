@@ -22,13 +22,14 @@ import pytest
 from .conftest import (
     APPS,
     PRODUCTION_SERVER,
+    assert_p99_within,
     latency_windows,
     stop_process,
     uvicorn_process,
 )
 
 STREAMS = 50
-TOKENS = [f"t{i} " for i in range(200)]  # 20 s at 100 ms a token: outlives the measurement
+TOKENS = [f"t{i} " for i in range(1500)]  # 150 s at 100 ms a token: outlives the measurement
 # 50 streams x 10 tokens/s = 500 SDK chunks/s, which the SDK parses at ~0.3-0.5 ms of CPU
 # each, in 50 threads under one GIL. At 20 tokens/s a stream the app, the peer and the client
 # saturate this 2-core machine and the tail measures the machine: p99 9-30 ms here, with a
@@ -129,8 +130,7 @@ def test_def_endpoint_answers_within_10ms_p99_while_50_sync_openai_streams_run(
 ) -> None:
     streams = open_streams(app_port, "/chat", STREAMS)
     try:
-        windows = latency_windows(app_port, p99_limit=0.010)
-        p50, p99, p99s = windows[-1]
+        latency = latency_windows(app_port, p99_limit=0.010)
         # Every stream was still producing while we measured.
         for sock in streams:
             assert sock.recv(65536)
@@ -149,9 +149,5 @@ def test_def_endpoint_answers_within_10ms_p99_while_50_sync_openai_streams_run(
     assert slowest <= 1.0, f"the last upstream disconnect came {slowest:.3f} s after closing"
     assert all(record["tokens_sent"] < len(TOKENS) for record in records)
 
-    per_round = [round(x * 1000, 1) for x in p99s]
-    print(f"llm_stream: /ping p50 {p50 * 1000:.2f} ms, p99 per round {per_round} ms")
-    per_window = [round(window[1] * 1000, 1) for window in windows]
-    assert p99 <= 0.010, (
-        f"median p99 {p99 * 1000:.1f} ms, p50 {p50 * 1000:.1f} ms; windows {per_window} ms"
-    )
+    print(f"llm_stream: /ping {latency}")
+    assert_p99_within(latency, 0.010)

@@ -19,7 +19,7 @@ app = FastAPI()
 @app.get("/slow-sync")
 def slow_sync() -> StreamingResponse:
     def produce() -> Iterator[str]:
-        for i in range(400):  # 20 s at most
+        for i in range(3000):  # 150 s at most: longer than a latency test may measure
             yield f"item {i}\n"
             time.sleep(ITEM_SECONDS)
 
