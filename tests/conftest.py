@@ -6,6 +6,7 @@ missing peer fails them, so CI can never pass by skipping.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -268,6 +269,22 @@ def assert_p99_within(latency: Latency, p99_limit: float) -> None:
         f"{LATENCY_SECONDS:.0f} s, so the latency could not be measured: {latency}"
     )
     assert judged.p99 <= p99_limit, f"p99 over {p99_limit * 1000:.0f} ms: {latency}"
+
+
+@pytest.fixture
+def without_gc() -> Iterator[None]:
+    """Garbage collection off during a test that times a server running in this process.
+
+    This process's heap holds what the whole suite left behind, and a full collection of it
+    stalls every thread here, the server's included, for longer than some of the gaps the
+    tests measure. A server in its own process never pays for this heap.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -27,6 +28,9 @@ from faststream_kit import stream_response
 from faststream_kit.testing import LiveServer, Recording, record_chunks
 
 from .sources import TimedLines
+
+# The server runs in this process and the tests time its chunks.
+pytestmark = pytest.mark.usefixtures("without_gc")
 
 LINES = [f"line {i}: the quick brown fox jumps over the lazy dog\n".encode() for i in range(5)]
 INTERVAL_SECONDS = 0.2
