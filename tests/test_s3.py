@@ -7,12 +7,14 @@ curl-free, and headless Chromium. What the app's S3 client sent is observed with
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import re
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -536,6 +538,69 @@ def spied(request: pytest.FixtureRequest, seaweedfs: S3Peer) -> Iterator[tuple[s
     with LiveServer(make_app(seaweedfs, request.param, wrap=spies.wrap)) as server:
         yield server.url, spies
     spies.fail_after_bytes = None
+
+
+# The object's stored CRC32 is wrong: moto keeps the checksum a client sends with a PUT, and a
+# raw PUT has no SDK to compute the right one. The app's SDK (response checksum validation on,
+# botocore's default) then finds the mismatch once it has read the whole body.
+BAD_SUM = "bad-checksum.bin"  # 3 MiB: the last of three 1 MiB pieces must not go out
+BAD_SUM_SMALL = "bad-checksum-small.bin"  # 100 KiB: one piece, so nothing has gone out yet
+
+
+def put_with_crc32(peer: S3Peer, key: str, data: bytes, crc32: int) -> None:
+    stored_objects(peer)  # the bucket
+    response = httpx.put(
+        f"{peer.endpoint_url}/{BUCKET}/{key}",
+        content=data,
+        headers={
+            "x-amz-checksum-crc32": base64.b64encode(crc32.to_bytes(4, "big")).decode(),
+            "x-amz-sdk-checksum-algorithm": "CRC32",
+        },
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="module")
+def wrong_checksums_stored(moto_s3: S3Peer) -> S3Peer:
+    for key, size in ((BAD_SUM, 3 * MiB), (BAD_SUM_SMALL, 100 * 1024)):
+        data = os.urandom(size)
+        put_with_crc32(moto_s3, key, data, zlib.crc32(data) ^ 1)
+        put_with_crc32(moto_s3, "good-" + key, data, zlib.crc32(data))
+    return moto_s3
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def wrong_checksums(
+    request: pytest.FixtureRequest, wrong_checksums_stored: S3Peer
+) -> Iterator[str]:
+    with LiveServer(make_app(wrong_checksums_stored, request.param)) as server:
+        yield server.url
+
+
+def test_a_checksum_mismatch_stops_the_body_before_its_last_piece(wrong_checksums: str) -> None:
+    # The same bytes under their right checksum arrive whole: the SDK does check it.
+    good = httpx.get(f"{wrong_checksums}/objects/good-{BAD_SUM}")
+    assert good.status_code == 200
+    assert len(good.content) == 3 * MiB
+    received = 0
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.stream("GET", f"{wrong_checksums}/objects/{BAD_SUM}") as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-length"] == str(3 * MiB)
+        for chunk in response.iter_raw():
+            received += len(chunk)
+    # The last piece, after which the SDK found the mismatch, never went out: the body is
+    # visibly short of its Content-Length, not complete-looking.
+    assert received < 3 * MiB
+
+
+def test_a_checksum_mismatch_before_the_first_piece_is_a_502(wrong_checksums: str) -> None:
+    assert httpx.get(f"{wrong_checksums}/objects/good-{BAD_SUM_SMALL}").status_code == 200
+    response = httpx.get(f"{wrong_checksums}/objects/{BAD_SUM_SMALL}")
+    assert response.status_code == 502
+    assert error_of(response) == {"type": "bad_gateway", "message": "The object store failed."}
 
 
 def test_body_is_closed_after_a_complete_download(spied: tuple[str, Spies]) -> None:

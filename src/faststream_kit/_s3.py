@@ -13,6 +13,7 @@ import inspect
 import logging
 import mimetypes
 import re
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -134,7 +135,14 @@ async def s3_stream(
     if status is not None:
         await _close_body(found["Body"])
         return _answer_precondition(status, found.get("ETag"), shape)
-    source = _open_source(calls, found["Body"], chunk_bytes, thread_limiter)
+    source = _open_source(
+        calls,
+        found["Body"],
+        chunk_bytes,
+        thread_limiter,
+        length=found.get("ContentLength"),
+        key=key,
+    )
     return StreamResponse(
         source,
         status_code=206 if found.get("ContentRange") else 200,
@@ -307,33 +315,60 @@ async def _close_body(body: Any) -> None:
 
 
 def _open_source(
-    calls: _S3Calls, body: Any, chunk_bytes: int, limiter: anyio.CapacityLimiter | None
+    calls: _S3Calls,
+    body: Any,
+    chunk_bytes: int,
+    limiter: anyio.CapacityLimiter | None,
+    *,
+    length: int | None,
+    key: str,
 ) -> _AsyncObjectBody | ThreadIterator[bytes]:
     if calls.is_async:
-        return _AsyncObjectBody(body, chunk_bytes)
+        return _AsyncObjectBody(body, chunk_bytes, length, key)
     return iterate_in_thread(
-        _SyncObjectBody(body, chunk_bytes),
+        _SyncObjectBody(body, chunk_bytes, length, key),
         limiter=limiter,
         read_ahead_bytes=BODY_READ_AHEAD_BYTES,
     )
 
 
+# Both readers hold the last piece of the body back until a read has returned the end. That
+# read is where botocore checks the object's checksum: a mismatch then stops the response one
+# piece short of its ``Content-Length``, which every client notices, instead of after the
+# last byte, which none can.
+
+
 class _AsyncObjectBody:
     """An aiobotocore body as ``chunk_bytes`` pieces; ``aclose()`` closes it, read or not."""
 
-    def __init__(self, body: Any, chunk_bytes: int) -> None:
+    def __init__(self, body: Any, chunk_bytes: int, length: int | None, key: str) -> None:
         self._body = body
         self._chunk_bytes = chunk_bytes
+        self._unread = sys.maxsize if length is None else length  # of what was promised
+        self._key = key
+        self._at_end = False
         self._closed = False
 
     def __aiter__(self) -> _AsyncObjectBody:
         return self
 
     async def __anext__(self) -> bytes:
-        chunk: bytes = await self._body.read(self._chunk_bytes)
+        chunk = b"" if self._at_end else await self._read()
         if not chunk:
             await self.aclose()
             raise StopAsyncIteration
+        self._unread -= len(chunk)
+        if self._unread <= 0:
+            rest = await self._read()
+            self._at_end = not rest
+            chunk += rest
+        return chunk
+
+    async def _read(self) -> bytes:
+        try:
+            chunk: bytes = await self._body.read(self._chunk_bytes)
+        except Exception as exc:
+            raise _body_failure(exc, self._key) from exc
         return chunk
 
     async def aclose(self) -> None:
@@ -345,25 +380,63 @@ class _AsyncObjectBody:
 class _SyncObjectBody:
     """A botocore body as ``chunk_bytes`` pieces, read (and closed) in the worker thread."""
 
-    def __init__(self, body: Any, chunk_bytes: int) -> None:
+    def __init__(self, body: Any, chunk_bytes: int, length: int | None, key: str) -> None:
         self._body = body
         self._chunk_bytes = chunk_bytes
+        self._unread = sys.maxsize if length is None else length  # of what was promised
+        self._key = key
+        self._at_end = False
         self._closed = False
 
     def __iter__(self) -> _SyncObjectBody:
         return self
 
     def __next__(self) -> bytes:
-        chunk: bytes = self._body.read(self._chunk_bytes)
+        chunk = b"" if self._at_end else self._read()
         if not chunk:
             self.close()
             raise StopIteration
+        self._unread -= len(chunk)
+        if self._unread <= 0:
+            rest = self._read()
+            self._at_end = not rest
+            chunk += rest
+        return chunk
+
+    def _read(self) -> bytes:
+        try:
+            chunk: bytes = self._body.read(self._chunk_bytes)
+        except Exception as exc:
+            raise _body_failure(exc, self._key) from exc
         return chunk
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self._body.close()
+
+
+def _body_failure(exc: Exception, key: str) -> StreamError:
+    """What a failed body read tells the client: a JSON error before the first chunk, and
+    after it an aborted connection. The cause (a checksum mismatch, a dropped connection)
+    is logged, never sent."""
+    if _is_timeout(exc):
+        logger.warning("S3 stopped sending %s in time", key, exc_info=exc)
+        return _timed_out()
+    logger.warning("reading %s from S3 failed (%s)", key, type(exc).__name__, exc_info=exc)
+    return _failed()
+
+
+def _is_timeout(exc: Exception) -> bool:
+    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
+
+
+def _timed_out() -> StreamError:
+    return StreamError("The object store did not answer in time.", status_code=504, type="timeout")
+
+
+def _failed() -> StreamError:
+    return StreamError("The object store failed.", status_code=502, type="bad_gateway")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -484,16 +557,12 @@ async def _answer_failure(
         return error_response(
             StreamError("Access to the object is denied.", status_code=403, type="forbidden")
         )
-    if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+    if _is_timeout(exc):
         logger.warning("S3 did not answer in time for %s", params.get("Key"), exc_info=exc)
-        return error_response(
-            StreamError("The object store did not answer in time.", status_code=504, type="timeout")
-        )
+        return error_response(_timed_out())
     # Log the cause for the operator; the client learns only that the upstream failed.
     logger.warning("S3 failed for %s (%s)", params.get("Key"), code or type(exc).__name__)
-    return error_response(
-        StreamError("The object store failed.", status_code=502, type="bad_gateway")
-    )
+    return error_response(_failed())
 
 
 def _client_error(exc: Exception) -> tuple[str, int | None, Mapping[str, str]]:
