@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from functools import partial
 from typing import Generic, TypeVar
 
 import anyio
@@ -106,7 +107,9 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
         self._stopping = False  # the consumer asked the worker to stop
         self._started = False
         self._closed = False
-        self._waiting: anyio.Event | None = None  # set while the consumer waits for items
+        # Set while the consumer waits for items: the call that wakes it.
+        self._waiting: Callable[[], object] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # None under trio
         self._done = anyio.Event()  # the worker thread has returned
         self._call_soon: Callable[[Callable[[], object]], object] | None = None
 
@@ -118,6 +121,10 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
         await limiter.acquire_on_behalf_of(self)
         self._limiter = limiter
         self._call_soon = _call_soon_from_thread()
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - trio
+            self._loop = None
         self._started = True
         thread = threading.Thread(target=self._run, name="faststream-kit-source", daemon=True)
         thread.start()
@@ -175,7 +182,7 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
         if waiting is not None:
             self._waiting = None
             assert self._call_soon is not None
-            self._call_soon(waiting.set)
+            self._call_soon(waiting)
 
     def _on_thread_done(self) -> None:
         assert self._limiter is not None
@@ -199,13 +206,28 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
                     if error is not None:
                         raise error
                     raise StopAsyncIteration
-                waiting = self._waiting = anyio.Event()
+                waiter = self._wait_for_items()
             try:
-                await waiting.wait()
+                await waiter
             except BaseException:
                 with self._lock:
                     self._waiting = None
                 raise
+
+    def _wait_for_items(self) -> Awaitable[object]:
+        """Arm the wake-up the worker calls for the next item (with the lock held).
+
+        Under asyncio a bare future: the consumer waits once per item whenever the source is
+        slower than the client (LLM tokens), and an anyio ``Event`` costs ~8 µs there
+        against ~0.3 µs.
+        """
+        if self._loop is None:  # pragma: no cover - trio
+            event = anyio.Event()
+            self._waiting = event.set
+            return event.wait()
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._waiting = partial(_resolve, future)
+        return future
 
     def take_ready(self, limit: int) -> list[T]:
         """Return up to ``limit`` items that are already produced, without waiting."""
@@ -243,6 +265,11 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
         self.stop()
         if self._started:
             await self._done.wait()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # a cancelled wait leaves a cancelled future behind
+        future.set_result(None)
 
 
 def iterate_in_thread(
