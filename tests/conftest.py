@@ -264,10 +264,12 @@ def latency_windows(port: int, p99_limit: float) -> Latency:
 
 def assert_p99_within(latency: Latency, p99_limit: float) -> None:
     judged = latency.judged
-    assert judged is not None, (
-        f"the hypervisor took over {QUIET_STEAL:.0%} of the CPU in every window for "
-        f"{LATENCY_SECONDS:.0f} s, so the latency could not be measured: {latency}"
-    )
+    if judged is None:
+        # Not a pass and not a failure: nothing was measured but the host. Said, not hidden.
+        pytest.skip(
+            f"the hypervisor took over {QUIET_STEAL:.0%} of the CPU in every window for "
+            f"{LATENCY_SECONDS:.0f} s, so the latency could not be measured: {latency}"
+        )
     assert judged.p99 <= p99_limit, f"p99 over {p99_limit * 1000:.0f} ms: {latency}"
 
 
