@@ -338,16 +338,25 @@ def _open_source(
 # last byte, which none can.
 
 
-class _AsyncObjectBody:
-    """An aiobotocore body as ``chunk_bytes`` pieces; ``aclose()`` closes it, read or not."""
+class _ObjectPieces:
+    """What both readers keep: the body, and how much of the promised length is still due."""
 
     def __init__(self, body: Any, chunk_bytes: int, length: int | None, key: str) -> None:
         self._body = body
         self._chunk_bytes = chunk_bytes
-        self._unread = sys.maxsize if length is None else length  # of what was promised
+        self._unread = sys.maxsize if length is None else length
         self._key = key
-        self._at_end = False
+        self._at_end = False  # a read returned the end (and the SDK checked the sum)
         self._closed = False
+
+    def _is_last(self, chunk: bytes) -> bool:
+        """Count ``chunk``; true when it completes the promised length."""
+        self._unread -= len(chunk)
+        return self._unread <= 0
+
+
+class _AsyncObjectBody(_ObjectPieces):
+    """An aiobotocore body as ``chunk_bytes`` pieces; ``aclose()`` closes it, read or not."""
 
     def __aiter__(self) -> _AsyncObjectBody:
         return self
@@ -357,8 +366,7 @@ class _AsyncObjectBody:
         if not chunk:
             await self.aclose()
             raise StopAsyncIteration
-        self._unread -= len(chunk)
-        if self._unread <= 0:
+        if self._is_last(chunk):
             rest = await self._read()
             self._at_end = not rest
             chunk += rest
@@ -377,16 +385,8 @@ class _AsyncObjectBody:
             await _close_body(self._body)
 
 
-class _SyncObjectBody:
+class _SyncObjectBody(_ObjectPieces):
     """A botocore body as ``chunk_bytes`` pieces, read (and closed) in the worker thread."""
-
-    def __init__(self, body: Any, chunk_bytes: int, length: int | None, key: str) -> None:
-        self._body = body
-        self._chunk_bytes = chunk_bytes
-        self._unread = sys.maxsize if length is None else length  # of what was promised
-        self._key = key
-        self._at_end = False
-        self._closed = False
 
     def __iter__(self) -> _SyncObjectBody:
         return self
@@ -396,8 +396,7 @@ class _SyncObjectBody:
         if not chunk:
             self.close()
             raise StopIteration
-        self._unread -= len(chunk)
-        if self._unread <= 0:
+        if self._is_last(chunk):
             rest = self._read()
             self._at_end = not rest
             chunk += rest

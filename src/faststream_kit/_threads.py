@@ -61,17 +61,13 @@ def default_thread_limiter() -> anyio.CapacityLimiter:
         return limiter
 
 
-def _call_soon_from_thread() -> Callable[[Callable[[], object]], object]:
-    """A non-blocking way for a worker thread to run a callback in this event loop."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # pragma: no cover - trio
-        import trio
+def _trio_call_soon() -> Callable[[Callable[[], object]], object]:  # pragma: no cover - trio
+    """A non-blocking way for a worker thread to run a callback in this trio run."""
+    import trio
 
-        token = trio.lowlevel.current_trio_token()
-        run_sync_soon: Callable[[Callable[[], object]], object] = token.run_sync_soon
-        return run_sync_soon
-    return loop.call_soon_threadsafe
+    token = trio.lowlevel.current_trio_token()
+    run_sync_soon: Callable[[Callable[[], object]], object] = token.run_sync_soon
+    return run_sync_soon
 
 
 class ThreadIterator(AsyncIterator[T], Generic[T]):
@@ -120,11 +116,11 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
         limiter = self._limiter or default_thread_limiter()
         await limiter.acquire_on_behalf_of(self)
         self._limiter = limiter
-        self._call_soon = _call_soon_from_thread()
         try:
             self._loop = asyncio.get_running_loop()
+            self._call_soon = self._loop.call_soon_threadsafe
         except RuntimeError:  # pragma: no cover - trio
-            self._loop = None
+            self._call_soon = _trio_call_soon()
         self._started = True
         thread = threading.Thread(target=self._run, name="faststream-kit-source", daemon=True)
         thread.start()
