@@ -27,6 +27,7 @@ from ._llm_formats import (
     TextDelta,
     ToolCallDelta,
 )
+from ._llm_wire import sdk_payloads
 from ._response import StreamResponse, stop_reason
 from ._threads import ThreadIterator, iterate_in_thread
 
@@ -156,7 +157,12 @@ async def _llm_events(source: Any, *, on_complete: OnComplete | None) -> AsyncIt
             stream = await source if inspect.isawaitable(source) else source
         except Exception as exc:
             raise _sdk_error(exc) from exc
-        if isinstance(stream, AsyncIterable):
+        payloads = sdk_payloads(stream)
+        if isinstance(payloads, AsyncIterator):
+            items = payloads
+        elif payloads is not None:
+            items = iterate_in_thread(payloads)
+        elif isinstance(stream, AsyncIterable):
             items = aiter(stream)
         elif isinstance(stream, Iterable) and not isinstance(stream, str | bytes):
             items = iterate_in_thread(stream)
