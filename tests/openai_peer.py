@@ -198,6 +198,7 @@ class RecordedRequest:
     body: Any
     script_name: str  # the name that was looked up (model, or the Azure deployment)
     started_at: float
+    client_port: int | None = None  # tells apart the client's connections
     disconnected: bool = False
     disconnected_at: float | None = None
     tokens_sent: int = 0
@@ -690,6 +691,7 @@ def create_app(peer: ScriptedOpenAI) -> Starlette:
                 body=payload,
                 script_name=str(name or ""),
                 started_at=time.monotonic(),
+                client_port=request.client.port if request.client else None,
             )
             peer._add_record(record)
             if not isinstance(payload, dict) or payload.get("stream") is not True:

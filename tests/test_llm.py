@@ -76,6 +76,21 @@ def make_app(peer: ScriptedOpenAI, reports: Reports) -> FastAPI:
         )
         return llm_stream(stream, format=fmt, on_complete=reports)  # type: ignore[arg-type]
 
+    @app.post("/peeked-chat/{kind}")
+    async def peeked_chat(kind: str, options: dict[str, Any]) -> StreamResponse:
+        # The caller reads the first chunk itself (the role chunk), then hands the stream on.
+        if kind == "sync":
+            stream: Any = sync_client.chat.completions.create(
+                model=options["script"], messages=MESSAGES, stream=True
+            )
+            next(stream)
+        else:
+            stream = await async_client.chat.completions.create(
+                model=options["script"], messages=MESSAGES, stream=True
+            )
+            await anext(stream)
+        return llm_stream(stream, format="text")
+
     @app.post("/azure/{fmt}")
     async def azure(fmt: str, request: Request) -> StreamResponse:
         options = await request.json()
@@ -99,6 +114,7 @@ def peer() -> Iterator[ScriptedOpenAI]:
                 usage=Usage(prompt_tokens=12, completion_tokens=9),
             ),
         )
+        scripted.script("reuse", Script(tokens=["same", " connection"]))
         scripted.script("slow", Script(tokens=["a", "b", "c", "d"], delay_seconds=0.15))
         scripted.script("rate-limited", Script(http_status=429, http_headers={"Retry-After": "7"}))
         scripted.script("bad-key", Script(http_status=401))
@@ -386,3 +402,25 @@ def test_sync_client_stream_works(app_server: LiveServer) -> None:
 def test_azure_prelude_chunk_without_choices_is_skipped(app_server: LiveServer) -> None:
     response = httpx.post(app_server.url + "/azure/sse", json={"script": "slow"})
     assert decode("sse", response.content)["text"] == "abcd"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_stream_the_caller_began_to_read_streams_the_rest(
+    app_server: LiveServer, kind: str
+) -> None:
+    response = httpx.post(app_server.url + f"/peeked-chat/{kind}", json={"script": "weather"})
+    assert response.status_code == 200
+    assert response.text == "The weather in Oslo"
+
+
+def test_consecutive_async_streams_reuse_one_upstream_connection(
+    app_server: LiveServer, peer: ScriptedOpenAI
+) -> None:
+    # After ``[DONE]`` the rest of the body is read, so the HTTP/1.1 connection goes back to
+    # the openai client's pool instead of being closed (a new TLS handshake per answer).
+    for _ in range(2):
+        response = httpx.post(app_server.url + "/chat/text", json={"script": "reuse"})
+        assert response.text == "same connection"
+    first, second = [r for r in peer.requests if r.script_name == "reuse"][-2:]
+    assert first.client_port is not None
+    assert second.client_port == first.client_port
