@@ -63,13 +63,16 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-Failure = Literal["error_payload", "responses_error", "response_failed", "drop", "stall"]
+Failure = Literal[
+    "error_payload", "responses_error", "response_failed", "drop", "stall", "bad_json"
+]
 FAILURES: tuple[Failure, ...] = (
     "error_payload",
     "responses_error",
     "response_failed",
     "drop",
     "stall",
+    "bad_json",
 )
 Outcome = Literal["completed", "failed", "http_error", "dropped", "disconnected", "cancelled"]
 
@@ -133,6 +136,7 @@ class Script:
     - ``"drop"``: the connection closes mid-body (no final chunk of the chunked encoding).
     - ``"stall"``: nothing more is sent for ``stall_seconds`` (or until the client leaves),
       then the connection drops.
+    - ``"bad_json"``: a ``data:`` line that is not JSON, then the body ends (both endpoints).
 
     ``http_status`` (>= 400) answers with that status, ``http_headers`` and a JSON error body
     shaped like OpenAI's (``error_body`` replaces it). A 401 echoes the API key it received in
@@ -420,6 +424,9 @@ async def _fail_chat(body: _Body) -> Outcome:
     await body.pace()
     if script.failure in ("drop", "stall"):
         return await _abort(body)
+    if script.failure == "bad_json":
+        await body.end(b'data: {"choices": [\n\n')
+        return "failed"
     # The SDK raises APIError for any data payload with an "error" key (_streaming.py).
     await body.end(_sse({"error": _error_object(script.error_code, script.error_message)}))
     return "failed"
@@ -588,6 +595,8 @@ async def _fail_responses(events: _Events, response: Callable[[str], dict[str, A
         failed = response("failed")
         failed["error"] = {"code": script.error_code, "message": script.error_message}
         await events.emit("response.failed", response=failed)
+    elif script.failure == "bad_json":
+        await body.frame(b'data: {"type": "response.output_text.delta", "delta": \n\n')
     else:  # error_payload: a bare data line, which the SDK raises as APIError
         await body.frame(_sse({"error": _error_object(script.error_code, script.error_message)}))
     await body.end()

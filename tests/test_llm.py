@@ -16,7 +16,7 @@ from openai import AsyncOpenAI, AzureOpenAI, OpenAI
 from faststream_kit import Completion, StreamResponse, llm_stream
 from faststream_kit.testing import LiveServer, parse_events, record_chunks
 
-from .openai_peer import Script, ScriptedOpenAI, ToolCall, Usage
+from .openai_peer import FAILURES, Script, ScriptedOpenAI, ToolCall, Usage
 
 API_KEY = "sk-test-never-echo-me-0123456789"
 FORMATS = ["text", "sse", "ndjson", "openai", "ui"]
@@ -118,7 +118,7 @@ def peer() -> Iterator[ScriptedOpenAI]:
         scripted.script("slow", Script(tokens=["a", "b", "c", "d"], delay_seconds=0.15))
         scripted.script("rate-limited", Script(http_status=429, http_headers={"Retry-After": "7"}))
         scripted.script("bad-key", Script(http_status=401))
-        for failure in ("error_payload", "responses_error", "response_failed", "drop", "stall"):
+        for failure in FAILURES:
             scripted.script(
                 failure,
                 Script(
@@ -319,6 +319,8 @@ def test_upstream_401_becomes_502_without_the_key(app_server: LiveServer) -> Non
         ("responses", "responses_error"),
         ("responses", "response_failed"),
         ("chat", "drop"),
+        ("chat", "bad_json"),
+        ("responses", "bad_json"),
     ],
 )
 @pytest.mark.parametrize("fmt", ["sse", "ndjson", "openai", "ui", "text"])
@@ -424,3 +426,14 @@ def test_consecutive_async_streams_reuse_one_upstream_connection(
     first, second = [r for r in peer.requests if r.script_name == "reuse"][-2:]
     assert first.client_port is not None
     assert second.client_port == first.client_port
+
+
+@pytest.mark.parametrize("route", ["chat", "responses"])
+def test_an_upstream_event_that_is_not_json_is_reported_as_an_upstream_error(
+    app_server: LiveServer, route: str
+) -> None:
+    response = httpx.post(app_server.url + f"/{route}/sse", json={"script": "bad_json"})
+    answer = decode("sse", response.content)
+    assert answer["text"] == "one two"
+    assert answer["error"]["type"] == "upstream_error"
+    assert "JSON" in answer["error"]["message"]

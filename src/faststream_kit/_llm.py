@@ -27,7 +27,7 @@ from ._llm_formats import (
     TextDelta,
     ToolCallDelta,
 )
-from ._llm_wire import sdk_payloads
+from ._llm_wire import sdk_payloads, upstream_error_type
 from ._response import StreamResponse, stop_reason
 from ._threads import ThreadIterator, iterate_in_thread
 
@@ -346,13 +346,13 @@ class _ChunkState:
             raise StreamError(
                 getattr(error, "message", None) or "the model failed to answer",
                 status_code=502,
-                type=_upstream_type(getattr(error, "code", None)),
+                type=upstream_error_type(getattr(error, "code", None)),
             )
         if kind == "error":
             raise StreamError(
                 getattr(event, "message", None) or "the model reported an error",
                 status_code=502,
-                type=_upstream_type(getattr(event, "code", None)),
+                type=upstream_error_type(getattr(event, "code", None)),
             )
         return []
 
@@ -370,10 +370,6 @@ def _reasoning_of(delta: Any) -> object:
     if isinstance(extra, dict):
         return extra.get("reasoning_content") or extra.get("reasoning")
     return getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
-
-
-def _upstream_type(code: object) -> str:
-    return f"upstream_{code}" if isinstance(code, str) and code else "upstream_error"
 
 
 def _as_dict(usage: Any) -> dict[str, Any]:
@@ -446,7 +442,7 @@ def _sdk_error(exc: Exception) -> Exception:
         return StreamError(
             message if isinstance(message, str) and message else "the model reported an error",
             status_code=502,
-            type=_upstream_type(getattr(exc, "code", None)),
+            type=upstream_error_type(getattr(exc, "code", None)),
         )
     return exc
 

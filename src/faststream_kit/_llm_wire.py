@@ -24,7 +24,7 @@ import anyio
 
 from ._errors import StreamError
 
-__all__ = ["Payload", "sdk_payloads"]
+__all__ = ["Payload", "sdk_payloads", "upstream_error_type"]
 
 _DRAIN_SECONDS = 0.1
 """After ``[DONE]``, how long to read what is left of an async body so that its HTTP/1.1
@@ -99,7 +99,10 @@ async def _async_payloads(events: AsyncIterator[Any]) -> AsyncIterator[Payload]:
 
 
 def _payload(data: str) -> Payload:
-    payload = json.loads(data, object_hook=Payload)
+    try:
+        payload = json.loads(data, object_hook=Payload)
+    except ValueError:
+        payload = None
     if isinstance(payload, dict) and payload.get("error"):
         # The SDK raises its APIError for a chat chunk that carries an error object.
         error = payload["error"]
@@ -108,7 +111,7 @@ def _payload(data: str) -> Payload:
         raise StreamError(
             message if isinstance(message, str) and message else "the model reported an error",
             status_code=502,
-            type=f"upstream_{code}" if isinstance(code, str) and code else "upstream_error",
+            type=upstream_error_type(code),
         )
     if not isinstance(payload, Payload):
         raise StreamError(
@@ -117,3 +120,8 @@ def _payload(data: str) -> Payload:
             type="upstream_error",
         )
     return payload
+
+
+def upstream_error_type(code: object) -> str:
+    """The error ``type`` clients see for a provider's error ``code``."""
+    return f"upstream_{code}" if isinstance(code, str) and code else "upstream_error"
