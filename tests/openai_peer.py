@@ -141,7 +141,8 @@ class Script:
     ``http_status`` (>= 400) answers with that status, ``http_headers`` and a JSON error body
     shaped like OpenAI's (``error_body`` replaces it). A 401 echoes the API key it received in
     the message, as real servers do, so a test can prove the key never reaches its own client.
-    ``http_headers`` are also sent on successful streams.
+    ``http_headers`` are also sent on successful streams. ``drop_after_done`` closes a chat
+    stream's connection right after ``data: [DONE]``, without ending the chunked body.
     """
 
     tokens: list[str] = field(default_factory=lambda: ["Hello", ",", " world", "!"])
@@ -158,6 +159,7 @@ class Script:
     error_code: str = "server_error"
     error_message: str = "The server had an error while processing your request. Sorry about that!"
     stall_seconds: float = 30.0
+    drop_after_done: bool = False
     http_status: int | None = None
     http_headers: dict[str, str] = field(default_factory=dict)
     error_body: dict[str, Any] | None = None
@@ -415,6 +417,9 @@ async def _stream_chat(body: _Body, request: dict[str, Any], azure: bool) -> Out
         }
         chunk = {**ids, "object": "chat.completion.chunk", "choices": [], "usage": usage}
         await body.frame(_sse(chunk))
+    if script.drop_after_done:
+        await body.frame(_sse("[DONE]"))
+        return "dropped"
     await body.end(_sse("[DONE]"))
     return "completed"
 

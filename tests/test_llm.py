@@ -115,6 +115,7 @@ def peer() -> Iterator[ScriptedOpenAI]:
             ),
         )
         scripted.script("reuse", Script(tokens=["same", " connection"]))
+        scripted.script("drop-after-done", Script(tokens=["all", " here"], drop_after_done=True))
         scripted.script("slow", Script(tokens=["a", "b", "c", "d"], delay_seconds=0.15))
         scripted.script("rate-limited", Script(http_status=429, http_headers={"Retry-After": "7"}))
         scripted.script("bad-key", Script(http_status=401))
@@ -437,3 +438,13 @@ def test_an_upstream_event_that_is_not_json_is_reported_as_an_upstream_error(
     assert answer["text"] == "one two"
     assert answer["error"]["type"] == "upstream_error"
     assert "JSON" in answer["error"]["message"]
+
+
+def test_a_connection_lost_after_done_does_not_spoil_a_complete_answer(
+    app_server: LiveServer, reports: Reports
+) -> None:
+    response = httpx.post(app_server.url + "/chat/sse", json={"script": "drop-after-done"})
+    answer = decode("sse", response.content)
+    assert answer == {**answer, "text": "all here", "finish": "stop", "error": None}
+    assert reports.arrived.wait(2)
+    assert reports.completions[0].finished

@@ -91,9 +91,12 @@ class _SyncPayloads:
 async def _async_payloads(events: AsyncIterator[Any]) -> AsyncIterator[Payload]:
     async for event in events:
         if event.data.startswith("[DONE]"):
-            with anyio.move_on_after(_DRAIN_SECONDS):
-                async for _ in events:
-                    pass
+            try:
+                with anyio.move_on_after(_DRAIN_SECONDS):
+                    async for _ in events:
+                        pass
+            except Exception:  # the answer is complete; only the connection is lost
+                pass
             return
         yield _payload(event.data)
 
