@@ -544,7 +544,8 @@ def spied(request: pytest.FixtureRequest, seaweedfs: S3Peer) -> Iterator[tuple[s
 # raw PUT has no SDK to compute the right one. The app's SDK (response checksum validation on,
 # botocore's default) then finds the mismatch once it has read the whole body.
 BAD_SUM = "bad-checksum.bin"  # 3 MiB: the last of three 1 MiB pieces must not go out
-BAD_SUM_SMALL = "bad-checksum-small.bin"  # 100 KiB: one piece, so nothing has gone out yet
+# 512 KiB: one 1 MiB piece, though more than one aiohttp read (which returns what arrived)
+BAD_SUM_SMALL = "bad-checksum-small.bin"
 
 
 def put_with_crc32(peer: S3Peer, key: str, data: bytes, crc32: int) -> None:
@@ -562,7 +563,7 @@ def put_with_crc32(peer: S3Peer, key: str, data: bytes, crc32: int) -> None:
 
 @pytest.fixture(scope="module")
 def wrong_checksums_stored(moto_s3: S3Peer) -> S3Peer:
-    for key, size in ((BAD_SUM, 3 * MiB), (BAD_SUM_SMALL, 100 * 1024)):
+    for key, size in ((BAD_SUM, 3 * MiB), (BAD_SUM_SMALL, 512 * 1024)):
         data = os.urandom(size)
         put_with_crc32(moto_s3, key, data, zlib.crc32(data) ^ 1)
         put_with_crc32(moto_s3, "good-" + key, data, zlib.crc32(data))

@@ -347,6 +347,7 @@ class _ObjectPieces:
         self._unread = sys.maxsize if length is None else length
         self._key = key
         self._at_end = False  # a read returned the end (and the SDK checked the sum)
+        self._started = False
         self._closed = False
 
     def _is_last(self, chunk: bytes) -> bool:
@@ -362,19 +363,40 @@ class _AsyncObjectBody(_ObjectPieces):
         return self
 
     async def __anext__(self) -> bytes:
-        chunk = b"" if self._at_end else await self._read()
+        chunk = b"" if self._at_end else await self._read(self._chunk_bytes)
         if not chunk:
             await self.aclose()
             raise StopAsyncIteration
+        if not self._started:
+            chunk = await self._fill(chunk)
         if self._is_last(chunk):
-            rest = await self._read()
+            rest = await self._read(self._chunk_bytes)
             self._at_end = not rest
             chunk += rest
         return chunk
 
-    async def _read(self) -> bytes:
+    async def _fill(self, chunk: bytes) -> bytes:
+        """The first piece, read up to ``chunk_bytes`` or the end of the body.
+
+        aiohttp's ``read(n)`` returns what has arrived, often 64 KiB; botocore's fills ``n``.
+        Filling the first piece means that an object of up to ``chunk_bytes`` is read whole,
+        and its checksum checked, before any byte goes out: a mismatch is then a ``502``.
+        """
+        self._started = True
+        pieces = [chunk]
+        size = len(chunk)
+        while size < min(self._chunk_bytes, self._unread):
+            more = await self._read(self._chunk_bytes - size)
+            if not more:
+                self._at_end = True
+                break
+            pieces.append(more)
+            size += len(more)
+        return b"".join(pieces) if len(pieces) > 1 else chunk
+
+    async def _read(self, size: int) -> bytes:
         try:
-            chunk: bytes = await self._body.read(self._chunk_bytes)
+            chunk: bytes = await self._body.read(size)
         except Exception as exc:
             raise _body_failure(exc, self._key) from exc
         return chunk
