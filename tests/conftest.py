@@ -232,20 +232,25 @@ def median_p99(port: int) -> LatencyWindow:
 class Latency:
     windows: list[LatencyWindow]
 
-    @property
-    def judged(self) -> LatencyWindow | None:
-        """The last quiet window; ``None`` when the hypervisor took the CPU in every one."""
-        return next((window for window in reversed(self.windows) if window.quiet), None)
+    def judged(self, p99_limit: float) -> LatencyWindow | None:
+        """A window within the limit, else the last quiet one; ``None`` if there is neither.
+
+        Steal only adds latency, so a window within the limit passes however much the
+        hypervisor took during it; one over the limit says something only if it was quiet.
+        """
+        within = [window for window in self.windows if window.p99 <= p99_limit]
+        quiet = [window for window in self.windows if window.quiet]
+        return (within or quiet or [None])[-1]
 
     def __str__(self) -> str:
         return "; ".join(f"window {i}: {window}" for i, window in enumerate(self.windows, 1))
 
 
 def latency_windows(port: int, p99_limit: float) -> Latency:
-    """:func:`median_p99` windows until a quiet one's p99 is within ``p99_limit``.
+    """:func:`median_p99` windows until one's p99 is within ``p99_limit``.
 
-    This 2-core VM shares its host. A window in which the hypervisor took more than
-    ``QUIET_STEAL`` of the CPU time measures the host, not the server (for the same load,
+    This 2-core VM shares its host. A window over the limit in which the hypervisor took more
+    than ``QUIET_STEAL`` of the CPU time measures the host, not the server (for the same load,
     0 % steal gives a p99 of 3-5 ms here and 20-50 % steal 13-180 ms), so it is not judged.
     Contention that steal does not show (a busy neighbour on the same cores) slows a few
     windows in a row as well, so windows are measured for up to ``LATENCY_SECONDS``: the test
@@ -257,18 +262,19 @@ def latency_windows(port: int, p99_limit: float) -> Latency:
     while time.monotonic() < deadline:
         window = median_p99(port)
         latency.windows.append(window)
-        if window.quiet and window.p99 <= p99_limit:
+        if window.p99 <= p99_limit:
             break
     return latency
 
 
 def assert_p99_within(latency: Latency, p99_limit: float) -> None:
-    judged = latency.judged
+    judged = latency.judged(p99_limit)
     if judged is None:
         # Not a pass and not a failure: nothing was measured but the host. Said, not hidden.
         pytest.skip(
-            f"the hypervisor took over {QUIET_STEAL:.0%} of the CPU in every window for "
-            f"{LATENCY_SECONDS:.0f} s, so the latency could not be measured: {latency}"
+            f"every window for {LATENCY_SECONDS:.0f} s was over the limit while the hypervisor "
+            f"took over {QUIET_STEAL:.0%} of the CPU, so the latency could not be measured: "
+            f"{latency}"
         )
     assert judged.p99 <= p99_limit, f"p99 over {p99_limit * 1000:.0f} ms: {latency}"
 
