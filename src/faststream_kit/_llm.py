@@ -27,7 +27,7 @@ from ._llm_formats import (
     TextDelta,
     ToolCallDelta,
 )
-from ._llm_wire import sdk_payloads, upstream_error_type
+from ._llm_wire import sdk_payloads, upstream_error
 from ._response import StreamResponse, stop_reason
 from ._threads import ThreadIterator, iterate_in_thread
 
@@ -157,15 +157,11 @@ async def _llm_events(source: Any, *, on_complete: OnComplete | None) -> AsyncIt
             stream = await source if inspect.isawaitable(source) else source
         except Exception as exc:
             raise _sdk_error(exc) from exc
-        payloads = sdk_payloads(stream)
-        if isinstance(payloads, AsyncIterator):
-            items = payloads
-        elif payloads is not None:
-            items = iterate_in_thread(payloads)
-        elif isinstance(stream, AsyncIterable):
-            items = aiter(stream)
-        elif isinstance(stream, Iterable) and not isinstance(stream, str | bytes):
-            items = iterate_in_thread(stream)
+        readable = sdk_payloads(stream) or stream
+        if isinstance(readable, AsyncIterable):
+            items = aiter(readable)
+        elif isinstance(readable, Iterable) and not isinstance(readable, str | bytes):
+            items = iterate_in_thread(readable)
         else:
             raise TypeError(
                 "llm_stream needs an OpenAI Stream/AsyncStream, an awaitable returning one, "
@@ -343,17 +339,13 @@ class _ChunkState:
             return []
         if kind == "response.failed":
             error = getattr(event.response, "error", None)
-            raise StreamError(
-                getattr(error, "message", None) or "the model failed to answer",
-                status_code=502,
-                type=upstream_error_type(getattr(error, "code", None)),
+            raise upstream_error(
+                getattr(error, "message", None),
+                getattr(error, "code", None),
+                fallback="the model failed to answer",
             )
         if kind == "error":
-            raise StreamError(
-                getattr(event, "message", None) or "the model reported an error",
-                status_code=502,
-                type=upstream_error_type(getattr(event, "code", None)),
-            )
+            raise upstream_error(getattr(event, "message", None), getattr(event, "code", None))
         return []
 
     def finish(self) -> Finish:
@@ -438,12 +430,7 @@ def _sdk_error(exc: Exception) -> Exception:
             type="upstream_unavailable",
         )
     if "APIError" in names:
-        message = getattr(exc, "message", None)
-        return StreamError(
-            message if isinstance(message, str) and message else "the model reported an error",
-            status_code=502,
-            type=upstream_error_type(getattr(exc, "code", None)),
-        )
+        return upstream_error(getattr(exc, "message", None), getattr(exc, "code", None))
     return exc
 
 

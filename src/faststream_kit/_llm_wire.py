@@ -24,7 +24,7 @@ import anyio
 
 from ._errors import StreamError
 
-__all__ = ["Payload", "sdk_payloads", "upstream_error_type"]
+__all__ = ["Payload", "sdk_payloads", "upstream_error"]
 
 _DRAIN_SECONDS = 0.1
 """After ``[DONE]``, how long to read what is left of an async body so that its HTTP/1.1
@@ -80,8 +80,7 @@ class _SyncPayloads:
     def __next__(self) -> Payload:
         data = next(self._events).data
         if data.startswith("[DONE]"):
-            self.close()
-            raise StopIteration
+            raise StopIteration  # the thread engine then calls close(), in this thread
         return _payload(data)
 
     def close(self) -> None:
@@ -109,22 +108,20 @@ def _payload(data: str) -> Payload:
     if isinstance(payload, dict) and payload.get("error"):
         # The SDK raises its APIError for a chat chunk that carries an error object.
         error = payload["error"]
-        message = error.get("message") if isinstance(error, dict) else None
-        code = error.get("code") if isinstance(error, dict) else None
-        raise StreamError(
-            message if isinstance(message, str) and message else "the model reported an error",
-            status_code=502,
-            type=upstream_error_type(code),
-        )
+        if isinstance(error, dict):
+            raise upstream_error(error.get("message"), error.get("code"))
+        raise upstream_error(None, None)
     if not isinstance(payload, Payload):
-        raise StreamError(
-            "the model provider sent an event that is not a JSON object",
-            status_code=502,
-            type="upstream_error",
-        )
+        raise upstream_error("the model provider sent an event that is not a JSON object", None)
     return payload
 
 
-def upstream_error_type(code: object) -> str:
-    """The error ``type`` clients see for a provider's error ``code``."""
-    return f"upstream_{code}" if isinstance(code, str) and code else "upstream_error"
+def upstream_error(
+    message: object, code: object, fallback: str = "the model reported an error"
+) -> StreamError:
+    """An error the model provider reported, as clients see it: a 502 with its message."""
+    return StreamError(
+        message if isinstance(message, str) and message else fallback,
+        status_code=502,
+        type=f"upstream_{code}" if isinstance(code, str) and code else "upstream_error",
+    )

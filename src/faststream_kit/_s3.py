@@ -347,7 +347,6 @@ class _ObjectPieces:
         self._unread = sys.maxsize if length is None else length
         self._key = key
         self._at_end = False  # a read returned the end (and the SDK checked the sum)
-        self._started = False
         self._closed = False
 
     def _is_last(self, chunk: bytes) -> bool:
@@ -359,6 +358,8 @@ class _ObjectPieces:
 class _AsyncObjectBody(_ObjectPieces):
     """An aiobotocore body as ``chunk_bytes`` pieces; ``aclose()`` closes it, read or not."""
 
+    _filled = False  # the first piece has been read up to chunk_bytes
+
     def __aiter__(self) -> _AsyncObjectBody:
         return self
 
@@ -367,9 +368,9 @@ class _AsyncObjectBody(_ObjectPieces):
         if not chunk:
             await self.aclose()
             raise StopAsyncIteration
-        if not self._started:
+        if not self._filled:
             chunk = await self._fill(chunk)
-        if self._is_last(chunk):
+        if self._is_last(chunk) and not self._at_end:
             rest = await self._read(self._chunk_bytes)
             self._at_end = not rest
             chunk += rest
@@ -382,7 +383,7 @@ class _AsyncObjectBody(_ObjectPieces):
         Filling the first piece means that an object of up to ``chunk_bytes`` is read whole,
         and its checksum checked, before any byte goes out: a mismatch is then a ``502``.
         """
-        self._started = True
+        self._filled = True
         pieces = [chunk]
         size = len(chunk)
         while size < min(self._chunk_bytes, self._unread):
