@@ -448,6 +448,8 @@ S3_NAMES = {
     "starlette_async": "StreamingResponse(Body), aiobotocore",
     "starlette_sync": "StreamingResponse(Body), boto3",
     "splice": "reference: socket splice",
+    "loop_async": "floor: shortest loop, aiobotocore",
+    "loop_sync": "floor: shortest loop, boto3",
 }
 
 
@@ -483,8 +485,14 @@ def s3_section(data: dict[str, Any], path: Path) -> Section:
     headlines += [
         Headline(f"{S3_NAMES[name]}, time × direct boto3", ratio_text(ratios[name]))
         for name in names
-        if name == "splice"
+        if name == "splice" or name.startswith("loop")
     ]
+    cpu = data.get("cpu_medians", {})
+
+    def seconds(role: str, name: str) -> str:
+        value = cpu.get(role, {}).get(name)
+        return "" if value is None or (role == "app" and name == "direct") else f"{value:.2f}"
+
     rows = [
         [
             f"`{name}`",
@@ -492,14 +500,17 @@ def s3_section(data: dict[str, Any], path: Path) -> Section:
             f"{medians[name]:.3f}",
             f"{size / MiB / medians[name]:,.0f}",
             ratio_text(ratios[name]),
+            seconds("app", name),
+            seconds("store", name),
         ]
         for name in names
     ]
+    columns = ["implementation", "runs", "median s", "MiB/s", "× direct", "app CPU s", "S3 CPU s"]
     return Section(
         name="s3",
         panels=[panel],
         headlines=headlines,
-        details=table(["implementation", "runs", "median s", "MiB/s", "× direct"], rows),
+        details=table(columns, rows),
         mode="full" if size >= 100 * MiB else "quick",
         date=file_date(path),
         load=load_text(data.get("load_before"), data.get("load_after")),
@@ -515,6 +526,10 @@ UPSTREAM_NAMES = {
     "fastapi_proxy": "fastapi-proxy-lib",
     "splice": "reference: socket splice",
     "nginx": "reference: nginx",
+    "loop_httpx": "floor: shortest loop, httpx",
+    "loop_aiohttp": "floor: shortest loop, aiohttp",
+    "read_httpx": "floor: httpx reading alone",
+    "read_aiohttp": "floor: aiohttp reading alone",
 }
 UPSTREAM_TARGET = 1.2
 
@@ -526,9 +541,10 @@ def upstream_section(data: dict[str, Any], path: Path) -> Section:
         raise ValueError("no result table in the upstream output")
     names = list(rows)
     names.sort(key=lambda name: name != "direct")
+    tuning = "".join(f", {key}={value}" for key, value in parsed.get("proxy_env", {}).items())
     panel = Panel(
         title=f"{parsed['mib']} MiB through the proxy ({parsed['rounds']} rounds, "
-        f"{parsed['client']})",
+        f"{parsed['client']}{tuning})",
         axis="download time × direct from the upstream (lower is faster)",
         labels=[UPSTREAM_NAMES.get(name, name) for name in names],
         series={"wall time (median)": [rows[name]["ratio"] for name in names]},
@@ -547,6 +563,11 @@ def upstream_section(data: dict[str, Any], path: Path) -> Section:
         if name.startswith("ours")
     ]
     headlines += [
+        Headline(f"{UPSTREAM_NAMES[name]}, time × direct", ratio_text(rows[name]["ratio"]))
+        for name in names
+        if name.startswith(("read_", "loop_"))
+    ]
+    headlines += [
         Headline(
             f"{UPSTREAM_NAMES.get(name, name)} / {UPSTREAM_NAMES.get(other, other)}",
             ratio_text(r),
@@ -560,14 +581,16 @@ def upstream_section(data: dict[str, Any], path: Path) -> Section:
             f"{rows[name]['seconds']:.3f}",
             f"{rows[name]['mib_s']:,}",
             ratio_text(rows[name]["ratio"]),
+            f"{rows[name]['proxy_cpu']:.2f}" if "proxy_cpu" in rows[name] else "",
         ]
         for name in names
     ]
+    columns = ["implementation", "median s", "MiB/s", "× direct", "proxy CPU s"]
     return Section(
         name="upstream",
         panels=[panel],
         headlines=headlines,
-        details=table(["implementation", "median s", "MiB/s", "× direct"], table_rows),
+        details=table(columns, table_rows),
         mode="full" if parsed.get("mib", 0) >= 256 else "quick",
         date=file_date(path),
         load=load_text(parsed.get("load_before"), parsed.get("load_after")),

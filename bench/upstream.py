@@ -13,7 +13,15 @@ uvloop`` when installed, as ``bench/core.py`` picks them):
 ``fastapi_proxy``  ``fastapi_proxy_lib.fastapi.app.reverse_http_app`` (if installed)
 ``splice``         ``bench/_splice.py``: bytes copied between two sockets, nothing parsed
 ``nginx``          nginx, ``proxy_buffering off`` with a 256 KiB buffer (if installed)
+``loop_httpx``     raw ASGI: the shortest proxy loop over ``httpx.AsyncClient``
+``loop_aiohttp``   raw ASGI: the same loop over ``aiohttp.ClientSession``
 =================  ==============================================================
+
+Two more rows are not proxies: ``read_httpx`` and ``read_aiohttp`` are a fresh Python process
+that downloads straight from the upstream with that library, counting the bytes and sending
+them nowhere. They are the floor of every proxy built on the library: it has to read the body
+that way before it can send it on. ``loop_*`` is the floor of every such proxy served by
+uvicorn: read, then ``send``, with no headers to filter and nothing to close early.
 
 ``splice`` and ``nginx`` are references, not competitors: what any proxy process costs on this
 machine. On two cores a proxied download runs three processes (upstream, proxy, client)
@@ -110,6 +118,73 @@ def ours_app(upstream: str, kind: str) -> Any:
     return app
 
 
+def loop_app(upstream: str, kind: str) -> Any:
+    """The shortest proxy loop over the library, as raw ASGI: the floor of ``ours_<kind>``."""
+    import aiohttp
+    import httpx
+
+    clients: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()  # startup
+            clients["httpx"], clients["aiohttp"] = httpx.AsyncClient(), aiohttp.ClientSession()
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # shutdown
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        url = f"{upstream}{scope['path']}?{scope['query_string'].decode()}"
+        start = {"type": "http.response.start", "status": 200, "headers": []}
+        if kind == "httpx":
+            async with clients["httpx"].stream("GET", url) as response:
+                await send(start)
+                async for chunk in response.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        else:
+            async with clients["aiohttp"].get(url, auto_decompress=False) as response:
+                await send(start)
+                async for chunk in response.content.iter_any():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+READER = """
+import asyncio, sys, time
+library, base, path = sys.argv[1:4]
+async def main():
+    if library == "httpx":
+        import httpx
+        async with httpx.AsyncClient() as client:
+            await client.get(base + "/health")  # connect before the clock starts
+            started = time.perf_counter()
+            async with client.stream("GET", base + path) as response:
+                size = 0
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+                status = response.status_code
+    else:
+        import aiohttp
+        async with aiohttp.ClientSession() as session:
+            async with session.get(base + "/health") as response:
+                await response.read()
+            started = time.perf_counter()
+            async with session.get(base + path, auto_decompress=False) as response:
+                size = 0
+                async for chunk in response.content.iter_any():
+                    size += len(chunk)
+                status = response.status
+    print(status, size, time.perf_counter() - started)
+try:
+    import uvloop
+    uvloop.run(main())
+except ImportError:
+    asyncio.run(main())
+"""
+"""``read_<library>``: the library alone downloading from the upstream, on the servers' loop."""
+
+
 def fastapi_proxy_app(upstream: str) -> Any:
     from fastapi_proxy_lib.fastapi.app import reverse_http_app
 
@@ -123,6 +198,8 @@ def serve(name: str, port: int, upstream: str, http: str, loop: str) -> None:
         app: Any = upstream_app
     elif name == "fastapi_proxy":
         app = fastapi_proxy_app(upstream)
+    elif name.startswith("loop_"):
+        app = loop_app(upstream, name.removeprefix("loop_"))
     else:
         app = ours_app(upstream, name.removeprefix("ours_"))
     uvicorn.run(
@@ -159,7 +236,9 @@ def nginx_command(tmp: Path, port: int, upstream: str) -> list[str]:
 
 
 class Server:
-    def __init__(self, name: str, upstream: str, workdir: Path) -> None:
+    def __init__(
+        self, name: str, upstream: str, workdir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.port = free_port()
         http, loop = server_flavour()
@@ -171,7 +250,10 @@ class Server:
         else:
             command = [sys.executable, __file__, "--serve", name, "--port", str(self.port)]
             command += ["--upstream", upstream, "--http", http, "--loop", loop]
-        self.process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL)
+        environment = {**os.environ, **(env or {})}
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stdin=subprocess.DEVNULL, env=environment
+        )
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -198,7 +280,10 @@ class Server:
 
 
 def fetch(client: str, port: int, path: str, expected_bytes: int) -> float:
-    if client == "curl":
+    if client.startswith("read_"):
+        library = client.removeprefix("read_")
+        command = [sys.executable, "-c", READER, library, f"http://127.0.0.1:{port}", path]
+    elif client == "curl":
         write_out = "%{http_code} %{size_download} %{time_total}"
         command = ["curl", "-s", "-o", "/dev/null", "-w", write_out]
         command.append(f"http://127.0.0.1:{port}{path}")
@@ -223,6 +308,13 @@ def main() -> None:
         default="curl",
         help="curl (default), or bench/_client.py (recv_into 1 MiB)",
     )
+    parser.add_argument(
+        "--proxy-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for every Python proxy (ours, loop_*, fastapi-proxy-lib)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", default="", help=argparse.SUPPRESS)
@@ -237,7 +329,7 @@ def main() -> None:
 
     total = (args.mib or (64 if args.quick else 256)) * MiB
     rounds = args.rounds or (3 if args.quick else 5)
-    names = ["ours_httpx", "ours_aiohttp"]
+    names = ["ours_httpx", "ours_aiohttp", "loop_httpx", "loop_aiohttp"]
     if importlib.util.find_spec("fastapi_proxy_lib"):
         names.append("fastapi_proxy")
     else:
@@ -251,8 +343,10 @@ def main() -> None:
         print("nginx is not installed (apt-get install nginx-light): left out")
     http, loop = server_flavour()
     client = "curl" if args.client == "curl" else "bench/_client.py"
+    proxy_env = dict(item.split("=", 1) for item in args.proxy_env)
+    tuning = "".join(f", {key}={value} for the Python proxies" for key, value in proxy_env.items())
     print(f"{total // MiB} MiB, {rounds} rounds, uvicorn --http {http} --loop {loop}, "
-          f"{os.cpu_count()} CPUs, client {client}")  # fmt: skip
+          f"{os.cpu_count()} CPUs, client {client}{tuning}")  # fmt: skip
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as workdir:
@@ -260,45 +354,77 @@ def main() -> None:
         proxies: dict[str, Server] = {}
         try:
             for name in names:
-                proxies[name] = Server(name, upstream.url, Path(workdir))
+                env = None if name in REFERENCES else proxy_env
+                proxies[name] = Server(name, upstream.url, Path(workdir), env)
             ports = {"direct": upstream.port} | {n: server.port for n, server in proxies.items()}
+            ports |= {"read_httpx": upstream.port, "read_aiohttp": upstream.port}
             path = f"/bulk?total={total}"
-            for port in ports.values():  # warm up: imports, pools, first connection
-                fetch(args.client, port, f"/bulk?total={4 * MiB}", 4 * MiB)
+            for name, port in ports.items():  # warm up: imports, pools, first connection
+                fetch(_reader(name, args.client), port, f"/bulk?total={4 * MiB}", 4 * MiB)
             times: dict[str, list[float]] = {name: [] for name in ports}
+            proxy_cpu: dict[str, list[float]] = {name: [] for name in proxies}
             order = list(ports)
             for round_index in range(rounds):
                 shift = round_index % len(order)
                 for name in order[shift:] + order[:shift]:
-                    times[name].append(fetch(args.client, ports[name], path, total))
+                    pid = proxies[name].process.pid if name in proxies else None
+                    before = _cpu_seconds(pid)
+                    times[name].append(fetch(_reader(name, args.client), ports[name], path, total))
+                    if pid is not None:
+                        proxy_cpu[name].append(_cpu_seconds(pid) - before)
         finally:
             for server in proxies.values():
                 server.stop()
             upstream.stop()
-    report(times, total, rounds, f"uvicorn --http {http} --loop {loop}", client, load_before)
+    server = f"uvicorn --http {http} --loop {loop}"
+    report(times, proxy_cpu, total, rounds, server, client, proxy_env, load_before)
+
+
+def _reader(name: str, client: str) -> str:
+    """Who downloads for row ``name``: the library itself for ``read_*``, else the client."""
+    return name if name.startswith("read_") else client
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 for none), from ``/proc``."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def report(
     times: dict[str, list[float]],
+    proxy_cpu: dict[str, list[float]],
     total: int,
     rounds: int,
     server: str,
     client: str,
+    proxy_env: dict[str, str],
     load_before: tuple[float, ...],
 ) -> None:
     medians = {name: statistics.median(runs) for name, runs in times.items()}
     direct = medians["direct"]
     rows: dict[str, dict[str, float]] = {}
-    print(f"\n{'implementation':<16}{'median s':>10}{'MiB/s':>9}{'× direct':>10}   verdict")
+    print(f"\n{'implementation':<16}{'median s':>10}{'MiB/s':>9}{'× direct':>10}"
+          f"{'proxy CPU s':>13}   verdict")  # fmt: skip
     for name, median in medians.items():
         ratio = median / direct
         rows[name] = {"seconds": median, "mib_s": round(total / MiB / median), "ratio": ratio}
+        cpu = ""
+        if proxy_cpu.get(name):
+            rows[name]["proxy_cpu"] = statistics.median(proxy_cpu[name])
+            cpu = f"{rows[name]['proxy_cpu']:.2f}"
         verdict = ""
         if name.startswith("ours"):
             verdict = "ok" if ratio <= TARGET_RATIO else f"over the {TARGET_RATIO}× target"
         elif name in REFERENCES:
             verdict = "reference"
-        print(f"{name:<16}{median:>10.3f}{total / MiB / median:>9.0f}{ratio:>10.2f}   {verdict}")
+        elif name.startswith(("read_", "loop_")):
+            verdict = "floor"
+        print(f"{name:<16}{median:>10.3f}{total / MiB / median:>9.0f}{ratio:>10.2f}{cpu:>13}"
+              f"   {verdict}")  # fmt: skip
+    print("proxy CPU: CPU seconds of the process between the client and the upstream, per download")
     versus: dict[str, dict[str, float]] = {}
     for other in ("fastapi_proxy", *REFERENCES):
         if other in medians:
@@ -313,7 +439,9 @@ def report(
         "server": server,
         "client": client,
         "cpus": os.cpu_count(),
+        "proxy_env": proxy_env,
         "runs": times,
+        "proxy_cpu_runs": proxy_cpu,
         "rows": rows,
         "versus": versus,
         "target": TARGET_RATIO,
