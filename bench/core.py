@@ -151,6 +151,13 @@ def server_flavour(http: str = "auto", loop: str = "auto") -> tuple[str, str]:
     return http, loop
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a whole process (all threads) so far, from ``/proc/<pid>/stat``."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # proc(5) 14, 15
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -50,7 +50,7 @@ from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Mount
 
-from core import free_port
+from core import free_port, process_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "s3.json"
@@ -264,7 +264,8 @@ def main() -> None:
             # CPU seconds per download: the process between client and store, and the store.
             app_cpu: dict[str, list[float]] = {name: [] for name in counts}
             store_cpu: dict[str, list[float]] = {name: [] for name in counts}
-            store_pid = _child_pid("weed")
+            store_pid = peer.pid
+            assert store_pid is not None  # run_seaweedfs started it
 
             def run(name: str) -> float:
                 if name == "direct":
@@ -280,11 +281,14 @@ def main() -> None:
                 shift = round_index % len(names)
                 for name in names[shift:] + names[:shift]:
                     if len(times[name]) < counts[name]:
+                        # The process between the client and S3 (the direct download has none).
                         middle = {"direct": None, "splice": splice.pid}.get(name, server.pid)
-                        before = _cpu_seconds(middle), _cpu_seconds(store_pid)
+                        app_before = process_cpu_seconds(middle) if middle else 0.0
+                        store_before = process_cpu_seconds(store_pid)
                         times[name].append(run(name))
-                        app_cpu[name].append(_cpu_seconds(middle) - before[0])
-                        store_cpu[name].append(_cpu_seconds(store_pid) - before[1])
+                        if middle:
+                            app_cpu[name].append(process_cpu_seconds(middle) - app_before)
+                        store_cpu[name].append(process_cpu_seconds(store_pid) - store_before)
                         print(f"  round {round_index + 1}: {name:16} {times[name][-1]:7.3f} s")
         finally:
             for process in (splice, server):
@@ -292,30 +296,6 @@ def main() -> None:
                 process.wait(timeout=10)
     cpu = {"app": app_cpu, "store": store_cpu}
     _report(size, times, cpu, load_before, time.monotonic() - started, validation)
-
-
-def _cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process so far (0 for none), from ``/proc``."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _child_pid(name: str) -> int | None:
-    """The pid of this process's child whose command starts with ``name`` (the S3 server)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        command, ppid = (
-            text.split("(", 1)[1].rsplit(")", 1)[0],
-            int(text.rsplit(")", 1)[1].split()[1]),
-        )
-        if ppid == os.getpid() and command.startswith(name):
-            return int(stat.parent.name)
-    return None
 
 
 def _wait_for(port: int) -> None:
@@ -363,11 +343,12 @@ def _report(
             verdict = "floor: the shortest loop over the SDK body"
         else:
             verdict = ""
-        app = cpu_medians["app"].get(name, 0.0)
-        store = cpu_medians["store"].get(name, 0.0)
+        app = cpu_medians["app"].get(name)
+        app_text = "" if app is None else f"{app:.3f}"
+        store = cpu_medians["store"][name]
         print(
             f"{name:18} {len(times[name]):>2} {median:8.3f} {size / MiB / median:8.1f} "
-            f"{ratio:6.2f}x {app:8.3f} {store:7.3f}  {verdict}"
+            f"{ratio:6.2f}x {app_text:>8} {store:7.3f}  {verdict}"
         )
     print("app CPU: the process between the client and S3 (none for direct); S3 CPU: SeaweedFS")
     print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; ")

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from core import free_port
+from core import free_port, process_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "sse.json"
@@ -52,7 +52,6 @@ OPEN_FILES = 8192
 """File descriptors each process may hold: 1,000 sockets plus slack, on both sides."""
 SETTLE_SECONDS = 1.0
 """Pause before reading RSS, so freed memory and in-flight work settle."""
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 KiB = 1024
 
 
@@ -163,10 +162,7 @@ class Server:
         return self.process.pid
 
     def cpu_seconds(self) -> float:
-        """utime + stime of the whole process (all threads), from ``/proc/<pid>/stat``."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
+        return process_cpu_seconds(self.pid)
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():

@@ -59,7 +59,7 @@ from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request  # at module level: FastAPI resolves the annotations here
 
-from core import free_port, server_flavour
+from core import free_port, process_cpu_seconds, server_flavour
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "upstream.json"
@@ -131,6 +131,8 @@ def loop_app(upstream: str, kind: str) -> Any:
             clients["httpx"], clients["aiohttp"] = httpx.AsyncClient(), aiohttp.ClientSession()
             await send({"type": "lifespan.startup.complete"})
             await receive()  # shutdown
+            await clients["httpx"].aclose()
+            await clients["aiohttp"].close()
             await send({"type": "lifespan.shutdown.complete"})
             return
         url = f"{upstream}{scope['path']}?{scope['query_string'].decode()}"
@@ -368,10 +370,10 @@ def main() -> None:
                 shift = round_index % len(order)
                 for name in order[shift:] + order[:shift]:
                     pid = proxies[name].process.pid if name in proxies else None
-                    before = _cpu_seconds(pid)
+                    before = process_cpu_seconds(pid) if pid else 0.0
                     times[name].append(fetch(_reader(name, args.client), ports[name], path, total))
                     if pid is not None:
-                        proxy_cpu[name].append(_cpu_seconds(pid) - before)
+                        proxy_cpu[name].append(process_cpu_seconds(pid) - before)
         finally:
             for server in proxies.values():
                 server.stop()
@@ -383,14 +385,6 @@ def main() -> None:
 def _reader(name: str, client: str) -> str:
     """Who downloads for row ``name``: the library itself for ``read_*``, else the client."""
     return name if name.startswith("read_") else client
-
-
-def _cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process so far (0 for none), from ``/proc``."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def report(

@@ -45,6 +45,7 @@ class S3Peer:
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
     region: str = REGION
+    pid: int | None = None  # the server's process, when we started it (bench/s3.py reads its CPU)
 
     def with_secret(self, secret_key: str) -> S3Peer:
         return replace(self, secret_key=secret_key)
@@ -137,7 +138,7 @@ def run_seaweedfs(data_dir: Path) -> Iterator[S3Peer]:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     log = (data_dir / "weed.log").open("wb")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    peer = S3Peer("seaweedfs", f"http://127.0.0.1:{ports['s3.port']}")
+    peer = S3Peer("seaweedfs", f"http://127.0.0.1:{ports['s3.port']}", pid=process.pid)
     try:
         wait_for_port(ports["s3.port"], timeout=SEAWEEDFS_START_SECONDS)
         _wait_until_writable(peer)
