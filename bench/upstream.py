@@ -26,7 +26,7 @@ uvicorn: read, then ``send``, with no headers to filter and nothing to close ear
 ``splice`` and ``nginx`` are references, not competitors: what any proxy process costs on this
 machine. On two cores a proxied download runs three processes (upstream, proxy, client)
 where a direct one runs two, and the proxy pays two socket copies per byte: here the splice
-measured 1.1–1.5× the direct download and nginx 1.2–1.4×.
+measured 1.0–1.5× the direct download and nginx 1.0–1.4×.
 
 Each download is a fresh ``curl -o /dev/null`` (``--client python``: ``bench/_client.py``, which
 reads with ``recv_into`` into 1 MiB where curl reads 16 KiB at a time; the direct download then
