@@ -214,7 +214,13 @@ def test_a_failing_producer_ends_live_and_resuming_readers_with_an_error_event(
     assert texts(live) == TOKENS[:5]
     assert [e.event for e in resumed] == ["text"] * 3 + ["error"]
     assert texts(resumed) == TOKENS[2:5]
-    assert set(json.loads(live[-1].data)) == {"type", "message"}
+    # The provider's own error code travels beside the library's type, live and resumed.
+    assert json.loads(live[-1].data) == json.loads(resumed[-1].data)
+    assert json.loads(live[-1].data) == {
+        "type": "upstream_error",
+        "message": "The server had an error while processing your request. Sorry about that!",
+        "code": "server_error",
+    }
     assert requests_for(peer, model) == 1
     assert_every_key_expires(store)
 

@@ -291,7 +291,7 @@ def test_upstream_down_is_a_502_json(proxies: dict[str, str], kind: str) -> None
     response = httpx.get(f"{proxies['uvicorn']}/{kind}/down", timeout=15)
     assert response.status_code == 502
     assert response.headers["content-type"] == "application/json"
-    assert response.json()["error"]["type"] == "bad_gateway"
+    assert response.json()["error"]["type"] == "upstream_unavailable"
 
 
 @kinds

@@ -6,7 +6,7 @@ blocked event loop, no upstream left running after the client leaves, no error d
 a successful ``200``.
 """
 
-from ._errors import StreamError
+from ._errors import ERRORS, ErrorType, StreamError
 from ._llm import Completion, llm_stream
 from ._response import StreamResponse, stream_response
 from ._s3 import s3_stream
@@ -16,7 +16,9 @@ from ._threads import iterate_in_thread
 from ._upstream import upstream_stream
 
 __all__ = [
+    "ERRORS",
     "Completion",
+    "ErrorType",
     "ServerSentEvent",
     "StreamError",
     "StreamResponse",

@@ -10,20 +10,84 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final, Literal
 
 from starlette.responses import Response
 
 from ._sse import compact_json
 
-__all__ = ["ErrorReport", "StreamError", "error_response", "report_error"]
+__all__ = [
+    "ERRORS",
+    "ErrorReport",
+    "ErrorType",
+    "StreamError",
+    "error_response",
+    "library_error",
+    "report_error",
+]
+
+ErrorType = Literal[
+    "bad_request",
+    "client_error",
+    "forbidden",
+    "not_found",
+    "precondition_failed",
+    "range_not_satisfiable",
+    "rate_limited",
+    "server_error",
+    "upstream_error",
+    "upstream_unavailable",
+    "upstream_auth_error",
+    "producer_lost",
+    "cancelled",
+    "unavailable",
+    "timeout",
+]
+
+ERRORS: Final[Mapping[ErrorType, tuple[int, str]]] = {
+    "bad_request": (400, "a request header or parameter the stream cannot use"),
+    "client_error": (400, "any other 4xx a route raised (`HTTPException`), with its own status"),
+    "forbidden": (403, "the object store refused access to the object"),
+    "not_found": (404, "no such object, or no such resumable stream"),
+    "precondition_failed": (412, "`If-Match` / `If-Unmodified-Since` did not hold"),
+    "range_not_satisfiable": (416, "no byte of the `Range` lies inside the object"),
+    "rate_limited": (429, "the model provider is rate limiting (its `Retry-After` is kept)"),
+    "server_error": (500, "a bug or an exception whose text is not public (logged, not sent)"),
+    "upstream_error": (502, "the upstream answered with an error or something invalid"),
+    "upstream_unavailable": (502, "the upstream could not be reached, or the connection broke"),
+    "upstream_auth_error": (502, "the upstream refused this server's credentials"),
+    "producer_lost": (502, "a resumable stream's producer stopped without finishing"),
+    "cancelled": (409, "the application cancelled a resumable stream before it finished"),
+    "unavailable": (503, "the upstream or the stream store is overloaded or down"),
+    "timeout": (504, "the upstream, the source or the object store did not answer in time"),
+}
+"""Every error ``type`` faststream-kit itself produces, with its HTTP status and meaning.
+
+One vocabulary for every helper and every format: the same failure has the same status,
+``type`` and JSON shape wherever it happens. ``docs/errors.md`` shows this table and a test
+holds the two together. ``client_error`` carries the status the route raised (any 4xx).
+"""
+
+_TYPE_FOR_STATUS: Final[Mapping[int, ErrorType]] = {
+    400: "bad_request",
+    403: "forbidden",
+    404: "not_found",
+    412: "precondition_failed",
+    416: "range_not_satisfiable",
+    429: "rate_limited",
+    503: "unavailable",
+    504: "timeout",
+}
 
 
 class StreamError(Exception):
     """An error whose message is safe to send to the client.
 
     Raise it from a stream source to choose what the client sees: before the first chunk it
-    becomes an HTTP response with ``status_code`` and a JSON body; after the first chunk it
-    becomes the format's error frame (SSE ``event: error``, an NDJSON error line, ...).
+    becomes an HTTP response with ``status_code`` (a 4xx or 5xx) and a JSON body
+    ``{"error": {"type": ..., "message": ...}}``; after the first chunk it becomes the format's
+    error frame (SSE ``event: error``, an NDJSON error line, ...). ``code`` is an optional
+    detail (e.g. the model provider's own error code), sent beside ``type``.
     """
 
     def __init__(
@@ -33,12 +97,55 @@ class StreamError(Exception):
         status_code: int = 500,
         type: str = "server_error",
         headers: Mapping[str, str] | None = None,
+        code: str | None = None,
     ) -> None:
+        if not isinstance(message, str):
+            raise TypeError(f"message must be a str, got {_name(message)}")
+        if not isinstance(status_code, int) or isinstance(status_code, bool):
+            raise TypeError(f"status_code must be an int, got {_name(status_code)}")
+        if not 400 <= status_code <= 599:
+            # A 2xx/3xx would tell the client the stream worked: an error is a 4xx or 5xx.
+            raise ValueError(f"status_code must be an error status (400-599), got {status_code}")
+        if not isinstance(type, str) or not type:
+            raise ValueError(f"type must be a non-empty str, got {type!r}")
+        if code is not None and not isinstance(code, str):
+            raise TypeError(f"code must be a str or None, got {_name(code)}")
+        checked = _checked_headers(headers)
         super().__init__(message)
         self.message = message
         self.status_code = status_code
         self.type = type
-        self.headers = dict(headers or {})
+        self.code = code
+        self.headers = checked
+
+
+def library_error(
+    type: ErrorType,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    code: str | None = None,
+) -> StreamError:
+    """A :class:`StreamError` of the library's own vocabulary: the status comes from
+    :data:`ERRORS`, so a helper can never give the same failure another status."""
+    return StreamError(message, status_code=ERRORS[type][0], type=type, headers=headers, code=code)
+
+
+def _checked_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"headers must be a mapping of str to str, got {_name(headers)}")
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"headers must map str to str, got {name!r}: {value!r}")
+        if any(c in name + value for c in "\r\n\0"):
+            raise ValueError(f"headers must not contain CR, LF or NUL, got {name!r}: {value!r}")
+    return dict(headers)
+
+
+def _name(value: object) -> str:
+    return type(value).__name__
 
 
 @dataclass(frozen=True)
@@ -52,8 +159,13 @@ class ErrorReport:
     expected: bool = False
     """True when the error was raised on purpose (no traceback needs logging)."""
 
+    code: str | None = None
+
     def as_dict(self) -> dict[str, str]:
-        return {"type": self.type, "message": self.message}
+        """The error object every format carries: ``{"type", "message"}`` (and ``code``)."""
+        if self.code is None:
+            return {"type": self.type, "message": self.message}
+        return {"type": self.type, "message": self.message, "code": self.code}
 
     def json_body(self) -> bytes:
         return compact_json({"error": self.as_dict()}).encode()
@@ -86,7 +198,9 @@ def error_response(exc: BaseException) -> Response:
 def report_error(exc: BaseException) -> ErrorReport:
     """Describe ``exc`` for the client without leaking its text unless it is public."""
     if isinstance(exc, StreamError):
-        return ErrorReport(exc.status_code, exc.type, exc.message, exc.headers, expected=True)
+        return ErrorReport(
+            exc.status_code, exc.type, exc.message, exc.headers, expected=True, code=exc.code
+        )
     status = getattr(exc, "status_code", None)
     detail = getattr(exc, "detail", None)
     if _is_http_exception(exc) and isinstance(status, int):
@@ -94,7 +208,7 @@ def report_error(exc: BaseException) -> ErrorReport:
         message = detail if isinstance(detail, str) else _reason(status)
         return ErrorReport(status, _type_for_status(status), message, dict(headers), expected=True)
     if isinstance(exc, TimeoutError):
-        return ErrorReport(504, "timeout", "The stream timed out.")
+        return ErrorReport(ERRORS["timeout"][0], "timeout", "The stream timed out.")
     return ErrorReport(500, "server_error", "Internal Server Error")
 
 
@@ -107,14 +221,10 @@ def _is_http_exception(exc: BaseException) -> bool:
     )
 
 
-def _type_for_status(status: int) -> str:
-    if status == 429:
-        return "rate_limited"
-    if status == 504:
-        return "timeout"
-    if 400 <= status < 500:
-        return "client_error"
-    return "server_error"
+def _type_for_status(status: int) -> ErrorType:
+    if status in _TYPE_FOR_STATUS:
+        return _TYPE_FOR_STATUS[status]
+    return "client_error" if 400 <= status < 500 else "server_error"
 
 
 def _reason(status: int) -> str:

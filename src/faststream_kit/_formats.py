@@ -10,14 +10,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ._errors import report_error
-from ._sse import compact_json, sse_frame
+from ._sse import PING_FRAME, compact_json, sse_frame
 
-__all__ = ["ErrorFrame", "default_error_frame", "default_keepalive_frame"]
+__all__ = [
+    "NDJSON_KEEPALIVE",
+    "ErrorFrame",
+    "default_error_frame",
+    "default_keepalive_frame",
+    "ndjson_error_frame",
+    "sse_error_frame",
+]
 
 ErrorFrame = Callable[[BaseException], bytes]
 
-SSE_PING = b": ping\n\n"
 NDJSON_KEEPALIVE = b"\n"
+"""An empty line: JSON Lines readers skip blank lines, so it keeps the connection alive."""
 
 _NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/jsonlines"})
 
@@ -32,14 +39,18 @@ def sse_error_frame(exc: BaseException) -> bytes:
 
 
 def ndjson_error_frame(exc: BaseException) -> bytes:
-    """One NDJSON line ``{"error": {"type": ..., "message": ...}}``."""
-    return compact_json({"error": report_error(exc).as_dict()}).encode() + b"\n"
+    """One NDJSON line ``{"type": "error", "error": {"type": ..., "message": ...}}``.
+
+    The same line in every NDJSON stream: a reader that switches on ``type`` (the LLM
+    format) and one that looks for an ``error`` key (any other stream) both recognise it.
+    """
+    return compact_json({"type": "error", "error": report_error(exc).as_dict()}).encode() + b"\n"
 
 
 def default_keepalive_frame(media_type: str | None) -> bytes | None:
     base = _base_type(media_type)
     if base == "text/event-stream":
-        return SSE_PING
+        return PING_FRAME
     if base in _NDJSON_TYPES:
         return NDJSON_KEEPALIVE
     return None

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import anyio
 
-from ._errors import StreamError
+from ._errors import StreamError, library_error
 from ._llm_formats import (
     FORMATS,
     Encoder,
@@ -31,7 +31,7 @@ from ._llm_wire import sdk_payloads, upstream_error
 from ._response import StreamResponse, stop_reason
 from ._threads import ThreadIterator, iterate_in_thread
 
-__all__ = ["Completion", "llm_stream"]
+__all__ = ["Completion", "OnComplete", "ToolCall", "format_response", "llm_events", "llm_stream"]
 
 logger = logging.getLogger("faststream_kit")
 
@@ -107,7 +107,7 @@ def llm_stream(
     spec = FORMATS[format]
     encoder = spec.make_encoder(model)
     return format_response(
-        _llm_events(source, on_complete=on_complete),
+        llm_events(source, on_complete=on_complete),
         spec,
         encoder,
         encode=encoder.encode,
@@ -147,7 +147,7 @@ def format_response(
     )
 
 
-async def _llm_events(source: Any, *, on_complete: OnComplete | None) -> AsyncIterator[LLMEvent]:
+async def llm_events(source: Any, *, on_complete: OnComplete | None) -> AsyncIterator[LLMEvent]:
     """The source as neutral events, ending with one :class:`Finish`; reports to ``on_complete``."""
     completion = Completion() if on_complete is not None else None
     stream: Any = None
@@ -188,9 +188,7 @@ async def _llm_events(source: Any, *, on_complete: OnComplete | None) -> AsyncIt
         if completion is not None:
             if isinstance(exc, GeneratorExit) or _is_cancellation(exc):
                 if stop_reason() == "idle_timeout":
-                    completion.error = StreamError(
-                        "the model sent nothing in time", status_code=504, type="timeout"
-                    )
+                    completion.error = library_error("timeout", "the model sent nothing in time")
                 else:
                     completion.disconnected = True
             else:
@@ -402,33 +400,26 @@ def _sdk_error(exc: Exception) -> Exception:
             retry_after = _response_header(exc, "retry-after")
             if retry_after:
                 headers["Retry-After"] = retry_after
-            return StreamError(
+            return library_error(
+                "rate_limited",
                 "the model provider is rate limiting requests; retry later",
-                status_code=429,
-                type="rate_limited",
                 headers=headers,
             )
         if status in (401, 403):
             # The server's credentials were refused: not the client's fault, and the
             # provider's message may quote the key, so it is never passed on.
-            return StreamError(
-                "the model provider refused this server's credentials",
-                status_code=502,
-                type="upstream_auth_error",
+            return library_error(
+                "upstream_auth_error", "the model provider refused this server's credentials"
             )
         if status in (408, 504):
-            return StreamError("the model provider timed out", status_code=504, type="timeout")
-        return StreamError(
-            f"the model provider answered {status}", status_code=502, type="upstream_error"
-        )
+            return library_error("timeout", "the model provider timed out")
+        if status in (503, 529):  # 529: Anthropic's "overloaded"
+            return library_error("unavailable", "the model provider is overloaded; retry later")
+        return library_error("upstream_error", f"the model provider answered {status}")
     if names & {"APITimeoutError", "TimeoutException", "TimeoutError", "ReadTimeout"}:
-        return StreamError("the model provider timed out", status_code=504, type="timeout")
+        return library_error("timeout", "the model provider timed out")
     if "APIConnectionError" in names or names & {"ConnectError", "RemoteProtocolError"}:
-        return StreamError(
-            "the connection to the model provider failed",
-            status_code=502,
-            type="upstream_unavailable",
-        )
+        return library_error("upstream_unavailable", "the connection to the model provider failed")
     if "APIError" in names:
         return upstream_error(getattr(exc, "message", None), getattr(exc, "code", None))
     return exc

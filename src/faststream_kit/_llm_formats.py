@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import report_error
-from ._formats import sse_error_frame
-from ._sse import PING_FRAME, compact_json
+from ._formats import NDJSON_KEEPALIVE, ndjson_error_frame, sse_error_frame
+from ._sse import PING_FRAME, compact_json, json_event
 
 __all__ = [
     "FORMATS",
@@ -66,11 +66,7 @@ class Finish:
 LLMEvent = TextDelta | ReasoningDelta | ToolCallDelta | Finish
 
 
-def _sse(data: str, event: str | None = None) -> bytes:
-    # ``data`` is JSON from ``_json``: it never contains a raw CR or LF, so one data line.
-    if event is None:
-        return ("data: " + data + "\n\n").encode()
-    return ("event: " + event + "\ndata: " + data + "\n\n").encode()
+_sse = json_event
 
 
 def _error_body(exc: BaseException) -> dict[str, str]:
@@ -140,7 +136,7 @@ class NDJSONEncoder(Encoder):
         return (line + "\n").encode()
 
     def error_frame(self, exc: BaseException) -> bytes:
-        return (_json({"type": "error", "error": _error_body(exc)}) + "\n").encode()
+        return ndjson_error_frame(exc)
 
 
 class OpenAIEncoder(Encoder):
@@ -311,7 +307,7 @@ class FormatSpec:
 FORMATS: dict[str, FormatSpec] = {
     "text": FormatSpec("text/plain", lambda model: TextEncoder(), has_error_frame=False),
     "sse": FormatSpec("text/event-stream", lambda model: SSEEncoder(), PING_FRAME),
-    "ndjson": FormatSpec("application/x-ndjson", lambda model: NDJSONEncoder(), b"\n"),
+    "ndjson": FormatSpec("application/x-ndjson", lambda model: NDJSONEncoder(), NDJSON_KEEPALIVE),
     "openai": FormatSpec("text/event-stream", OpenAIEncoder, PING_FRAME),
     "ui": FormatSpec(
         "text/event-stream",

@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from ._errors import StreamError
+from ._errors import StreamError, library_error
 
 __all__ = ["Payload", "sdk_payloads", "upstream_error"]
 
@@ -119,9 +119,10 @@ def _payload(data: str) -> Payload:
 def upstream_error(
     message: object, code: object, fallback: str = "the model reported an error"
 ) -> StreamError:
-    """An error the model provider reported, as clients see it: a 502 with its message."""
-    return StreamError(
+    """An error the model provider reported, as clients see it: a 502 ``upstream_error``
+    with its message, and its own error code (if it gave one) as ``code``."""
+    return library_error(
+        "upstream_error",
         message if isinstance(message, str) and message else fallback,
-        status_code=502,
-        type=f"upstream_{code}" if isinstance(code, str) and code else "upstream_error",
+        code=code if isinstance(code, str) and code else None,
     )

@@ -21,8 +21,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from . import _shutdown
 from ._eager import EagerIterator
-from ._errors import ErrorReport, StreamError, report_error
+from ._errors import ErrorReport, library_error, report_error
 from ._formats import ErrorFrame, default_error_frame, default_keepalive_frame
+from ._hop_by_hop import HOP_BY_HOP
 from ._threads import DEFAULT_READ_AHEAD, ThreadIterator, iterate_in_thread
 
 __all__ = ["StreamResponse", "stream_response"]
@@ -36,9 +37,7 @@ Encoder = Callable[[Any], bytes]
 
 # RFC 9113 §8.2.2: connection-specific header fields are malformed in HTTP/2, and they are
 # meaningless on an ASGI response anyway (the server owns the connection).
-_CONNECTION_HEADERS = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
+_CONNECTION_HEADERS = frozenset(name.encode() for name in HOP_BY_HOP)
 
 DEFAULT_CACHE_CONTROL = "no-cache, no-transform"
 """What a stream says to caches unless told otherwise: store nothing, transform nothing."""
@@ -253,10 +252,8 @@ class StreamResponse(StreamingResponse):
             del shutdown_watch
             await _stop_watching(watch, clock)
         if wire.stop_reason == "idle_timeout":
-            failure = StreamError(
-                f"the stream produced nothing for {self.idle_timeout:g} s",
-                status_code=504,
-                type="timeout",
+            failure = library_error(
+                "timeout", f"the stream produced nothing for {self.idle_timeout:g} s"
             )
         return failure
 

@@ -25,11 +25,11 @@ from typing import Any, Literal
 import anyio
 from starlette.types import Scope
 
-from ._errors import StreamError, report_error
-from ._llm import OnComplete, _llm_events, format_response
+from ._errors import ERRORS, StreamError, library_error, report_error
+from ._llm import OnComplete, format_response, llm_events
 from ._llm_formats import FORMATS, Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
 from ._response import StreamResponse
-from ._sse import ServerSentEvent, compact_json, data_text, sse_frame
+from ._sse import ServerSentEvent, compact_json, data_text, sse_frame, with_id
 from ._sse_response import SHUTDOWN_EVENT, encode_event, last_event_id, sse_response
 from ._threads import iterate_in_thread
 
@@ -54,9 +54,7 @@ return 1
 
 
 def _unavailable(exc: BaseException) -> StreamError:
-    return StreamError(
-        "the stream store (Redis) is unavailable", status_code=503, type="unavailable"
-    )
+    return library_error("unavailable", "the stream store (Redis) is unavailable")
 
 
 def _is_redis_error(exc: BaseException) -> bool:
@@ -203,7 +201,9 @@ class ResumableStreams:
             if failure is not None:
                 raise failure
             if scope.cancelled_caught:
-                final = _error_fields("cancelled", "the stream was cancelled")
+                final = _error_fields(
+                    "cancelled", "the stream was cancelled", ERRORS["cancelled"][0]
+                )
         except Exception as exc:
             if _is_redis_error(exc):
                 logger.warning("resumable stream %r lost Redis: %s", key, exc)
@@ -211,7 +211,9 @@ class ResumableStreams:
             if not (isinstance(exc, StreamError)):
                 logger.error("resumable stream %r failed", key, exc_info=exc)
             report = report_error(exc)
-            final = _error_fields(report.type, report.message, report.status_code, report.headers)
+            final = _error_fields(
+                report.type, report.message, report.status_code, report.headers, report.code
+            )
         finally:
             self._local.pop(key, None)
             if not self._local:
@@ -259,17 +261,15 @@ class ResumableStreams:
         block_ms = max(100, round(self.heartbeat_seconds * 1000))
         try:
             if not await self.redis.exists(events_key):
-                raise StreamError(f"no stream {key!r}", status_code=404, type="not_found")
+                raise library_error("not_found", f"no stream {key!r}")
             while True:
                 batch = await self.redis.xread({events_key: cursor}, count=256, block=block_ms)
                 if not batch:
                     # No new entries and nobody producing them: the producer is gone.
                     producer_gone = not await self.redis.exists(owner_key)
                     if producer_gone and not await self.redis.xread({events_key: cursor}):
-                        raise StreamError(
-                            "the stream's producer stopped without finishing",
-                            status_code=502,
-                            type="producer_lost",
+                        raise library_error(
+                            "producer_lost", "the stream's producer stopped without finishing"
                         )
                     continue
                 for raw_id, fields in batch[0][1]:
@@ -361,17 +361,21 @@ class ResumableStreams:
             await self.start(key, producer, llm=True)
         async for entry_id, fields in self.entries(key, after):
             frame: bytes = encoder.encode(_decode_llm_event(fields[b"v"]))
-            yield b"id: " + entry_id.encode() + b"\n" + frame if with_ids else frame
+            yield with_id(frame, entry_id) if with_ids else frame
 
 
 def _stored_error(fields: dict[bytes, bytes]) -> StreamError:
     """The producer's error as it recorded it: status, type, message, ``Retry-After``."""
     retry_after = fields.get(b"retry_after")
+    status = fields.get(b"status", b"")
+    code = fields.get(b"code")
     return StreamError(
         fields.get(b"message", b"").decode(),
-        status_code=int(fields.get(b"status", b"502")),
-        type=fields.get(b"type", b"error").decode(),
+        # An entry written by an older version may lack a status, or hold another one.
+        status_code=int(status) if status.isdigit() and 400 <= int(status) <= 599 else 502,
+        type=fields.get(b"type", b"upstream_error").decode() or "upstream_error",
         headers={"Retry-After": retry_after.decode()} if retry_after else None,
+        code=code.decode() if code else None,
     )
 
 
@@ -380,7 +384,7 @@ def _pass_frames(frame: bytes) -> bytes:
 
 
 def _error_fields(
-    kind: str, message: str, status_code: int = 502, headers: Any = None
+    kind: str, message: str, status_code: int, headers: Any = None, code: str | None = None
 ) -> dict[bytes, bytes]:
     fields = {
         b"k": _ERROR,
@@ -388,6 +392,8 @@ def _error_fields(
         b"message": message.encode(),
         b"status": str(status_code).encode(),
     }
+    if code is not None:
+        fields[b"code"] = code.encode()
     retry_after = (headers or {}).get("Retry-After")
     if retry_after:
         fields[b"retry_after"] = str(retry_after).encode()
@@ -475,7 +481,7 @@ class _LazyLLMEvents:
         source = self.source
         if callable(source) and not isinstance(source, AsyncIterable | Iterable):
             source = source()
-        return _llm_events(source, on_complete=self.options.get("on_complete"))
+        return llm_events(source, on_complete=self.options.get("on_complete"))
 
     def close(self) -> None:
         _close_quietly(self.source)

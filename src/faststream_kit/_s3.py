@@ -24,7 +24,7 @@ import anyio
 import anyio.to_thread
 from starlette.responses import Response
 
-from ._errors import StreamError, error_response
+from ._errors import StreamError, error_response, library_error
 from ._http_fields import (
     ByteRange,
     EntityTag,
@@ -67,6 +67,7 @@ _BAD_CREDENTIALS = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
 )
 """The server's own credentials were refused: not the client's fault, so a 502."""
+_OVERLOADED = frozenset({"SlowDown", "ServiceUnavailable"})
 
 _PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError)
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/([0-9]+)")
@@ -446,19 +447,32 @@ def _body_failure(exc: Exception, key: str) -> StreamError:
         logger.warning("S3 stopped sending %s in time", key, exc_info=exc)
         return _timed_out()
     logger.warning("reading %s from S3 failed (%s)", key, type(exc).__name__, exc_info=exc)
-    return _failed()
+    return _unreachable() if _is_connection_error(exc) else _failed()
 
 
 def _is_timeout(exc: Exception) -> bool:
     return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
 
 
+def _is_connection_error(exc: Exception) -> bool:
+    # botocore's EndpointConnectionError / ConnectionClosedError, aiohttp's and urllib3's
+    # connection errors, and the OSError underneath them all.
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return isinstance(exc, OSError) or bool(
+        names & {"ConnectionError", "HTTPClientError", "ClientConnectionError"}
+    )
+
+
 def _timed_out() -> StreamError:
-    return StreamError("The object store did not answer in time.", status_code=504, type="timeout")
+    return library_error("timeout", "The object store did not answer in time.")
+
+
+def _unreachable() -> StreamError:
+    return library_error("upstream_unavailable", "The object store could not be reached.")
 
 
 def _failed() -> StreamError:
-    return StreamError("The object store failed.", status_code=502, type="bad_gateway")
+    return library_error("upstream_error", "The object store failed.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -535,10 +549,9 @@ async def _nothing() -> AsyncIterator[bytes]:  # a HEAD response never reads its
 def _answer_precondition(status: int, etag: str | None, shape: _Shape) -> Response:
     if status == 412:
         return error_response(
-            StreamError(
+            library_error(
+                "precondition_failed",
                 "A precondition (If-Match or If-Unmodified-Since) does not hold.",
-                status_code=412,
-                type="precondition_failed",
             )
         )
     # RFC 9110 §15.4.5: a 304 carries the ETag and Cache-Control a 200 would have had.
@@ -552,11 +565,8 @@ def _answer_unsatisfiable(size: int | None) -> Response:
     # RFC 9110 §15.5.17: a 416 to a byte range request says the current length.
     headers = {"content-range": f"bytes */{size}"} if size is not None else {}
     return error_response(
-        StreamError(
-            "The requested range is not satisfiable.",
-            status_code=416,
-            type="range_not_satisfiable",
-            headers=headers,
+        library_error(
+            "range_not_satisfiable", "The requested range is not satisfiable.", headers=headers
         )
     )
 
@@ -574,14 +584,21 @@ async def _answer_failure(
     if code in _RANGE_NOT_SATISFIABLE or status == 416:
         return _answer_unsatisfiable(await _object_size(calls, params, wire_headers))
     if code in _NOT_FOUND or status == 404:
-        return error_response(StreamError("No such object.", status_code=404, type="not_found"))
+        return error_response(library_error("not_found", "No such object."))
     if code in _FORBIDDEN or (status == 403 and code not in _BAD_CREDENTIALS):
-        return error_response(
-            StreamError("Access to the object is denied.", status_code=403, type="forbidden")
-        )
+        return error_response(library_error("forbidden", "Access to the object is denied."))
     if _is_timeout(exc):
         logger.warning("S3 did not answer in time for %s", params.get("Key"), exc_info=exc)
         return error_response(_timed_out())
+    if code in _BAD_CREDENTIALS:
+        logger.warning("S3 refused this server's credentials for %s (%s)", params.get("Key"), code)
+        refused = "The object store refused this server's credentials."
+        return error_response(library_error("upstream_auth_error", refused))
+    if code in _OVERLOADED or status == 503:
+        return error_response(library_error("unavailable", "The object store is overloaded."))
+    if _is_connection_error(exc):
+        logger.warning("S3 unreachable for %s (%s)", params.get("Key"), type(exc).__name__)
+        return error_response(_unreachable())
     # Log the cause for the operator; the client learns only that the upstream failed.
     logger.warning("S3 failed for %s (%s)", params.get("Key"), code or type(exc).__name__)
     return error_response(_failed())

@@ -8,8 +8,8 @@ that iterator on completion, on error and on client disconnect.
 
 The header rules (what goes upstream, what comes back) are in :func:`request_headers` and
 :func:`response_headers`; the hop-by-hop list itself is in ``_hop_by_hop``. The httpx and
-aiohttp adapters live at the edge (``_upstream_httpx``, ``_upstream_aiohttp``) and import
-their library lazily.
+aiohttp adapters live at the edge (``httpx.py``, ``aiohttp.py`` beside this module), import
+their library lazily, and share only ``_base`` with this module.
 """
 
 from __future__ import annotations
@@ -25,21 +25,21 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._errors import StreamError, error_response
-from ._hop_by_hop import accepts, coding_qualities, end_to_end, without
-from ._response import StreamResponse
+from .._errors import StreamError, error_response, library_error
+from .._hop_by_hop import accepts, coding_qualities, end_to_end, without
+from .._response import StreamResponse
+from ._base import Header, Upstream
 
 __all__ = ["HeaderFilter", "upstream_stream"]
 
 logger = logging.getLogger("faststream_kit")
 
-Header = tuple[str, str]
 Direction = Literal["request", "response"]
 HeaderFilter = Callable[[Direction, str, str], "str | None"]
 """``(direction, name, value) -> value``: return the value to send (maybe changed), or
@@ -62,44 +62,6 @@ _BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "DELETE"})
 _DECODABLE = frozenset({"gzip", "x-gzip", "deflate"})
 _DECODED_PIECE_BYTES = 1 << 20
 """Largest piece one compressed chunk may inflate to before we hand it on (bounds memory)."""
-
-
-class Upstream(Protocol):
-    """One upstream response, whatever the client library: what the adapters return."""
-
-    status_code: int
-    headers: list[Header]
-
-    def iter_raw(self) -> AsyncIterator[bytes]:
-        """The body exactly as received (still compressed); raises :class:`StreamError`."""
-        ...
-
-    async def close(self, *, complete: bool) -> None:
-        """Give the connection back to the pool if ``complete``, else close it."""
-        ...
-
-
-def cannot_connect(detail: str) -> StreamError:
-    return StreamError(
-        f"Could not connect to the upstream service ({detail}).",
-        status_code=502,
-        type="bad_gateway",
-    )
-
-
-def bad_upstream(detail: str) -> StreamError:
-    return StreamError(
-        f"The upstream service failed to answer ({detail}).", status_code=502, type="bad_gateway"
-    )
-
-
-def upstream_timeout(phase: Literal["connect", "read"], seconds: float | None) -> StreamError:
-    what = "accept the connection" if phase == "connect" else "answer"
-    return StreamError(
-        f"The upstream service did not {what} within {seconds} s.",
-        status_code=504,
-        type="timeout",
-    )
 
 
 async def upstream_stream(
@@ -290,7 +252,9 @@ class _Decoder:
             piece = self._inflater.decompress(data, _DECODED_PIECE_BYTES)
         except zlib.error as exc:
             if not self._fresh:
-                raise StreamError(f"invalid {self._coding} body from upstream") from exc
+                raise library_error(
+                    "upstream_error", f"The upstream sent an invalid {self._coding} body."
+                ) from exc
             self._fresh = False
             self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
             piece = self._inflater.decompress(data, _DECODED_PIECE_BYTES)
@@ -316,13 +280,13 @@ def _decode_all(decoders: list[_Decoder], chunk: bytes | None) -> Iterator[bytes
 
 async def _open(client: Any, method: str, url: str, **options: Any) -> Upstream:
     if callable(getattr(client, "build_request", None)) and callable(getattr(client, "send", None)):
-        from ._upstream_httpx import open_httpx
+        from .httpx import open_httpx
 
         return await open_httpx(client, method, url, **options)
     if type(client).__module__.startswith("aiohttp") or callable(
         getattr(client, "ws_connect", None)
     ):
-        from ._upstream_aiohttp import open_aiohttp
+        from .aiohttp import open_aiohttp
 
         return await open_aiohttp(client, method, url, **options)
     raise TypeError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._upstream import Header, bad_upstream, cannot_connect, upstream_timeout
+from ._base import Header, cannot_connect, connection_failed, upstream_timeout
 
 __all__ = ["open_httpx"]
 
@@ -44,7 +44,7 @@ async def open_httpx(
     except httpx.ConnectError as exc:
         raise cannot_connect(type(exc).__name__) from exc
     except httpx.TransportError as exc:
-        raise bad_upstream(type(exc).__name__) from exc
+        raise connection_failed(type(exc).__name__) from exc
     return HttpxUpstream(response, read_timeout)
 
 
@@ -67,7 +67,7 @@ class HttpxUpstream:
         except httpx.TimeoutException as exc:
             raise upstream_timeout("read", self._read_timeout) from exc
         except (httpx.TransportError, httpx.StreamError) as exc:
-            raise bad_upstream(type(exc).__name__) from exc
+            raise connection_failed(type(exc).__name__) from exc
 
     async def close(self, *, complete: bool) -> None:
         # httpx returns a fully read connection to the pool and closes one that is not.

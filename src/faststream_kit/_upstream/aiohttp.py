@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._upstream import Header, bad_upstream, cannot_connect, upstream_timeout
+from ._base import Header, cannot_connect, connection_failed, upstream_timeout
 
 __all__ = ["open_aiohttp"]
 
@@ -49,7 +49,7 @@ async def open_aiohttp(
     except aiohttp.ClientConnectorError as exc:
         raise cannot_connect(type(exc).__name__) from exc
     except aiohttp.ClientError as exc:
-        raise bad_upstream(type(exc).__name__) from exc
+        raise connection_failed(type(exc).__name__) from exc
     return AiohttpUpstream(response, read_timeout)
 
 
@@ -72,7 +72,7 @@ class AiohttpUpstream:
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise upstream_timeout("read", self._read_timeout) from exc
         except aiohttp.ClientError as exc:
-            raise bad_upstream(type(exc).__name__) from exc
+            raise connection_failed(type(exc).__name__) from exc
 
     async def close(self, *, complete: bool) -> None:
         if complete:

@@ -1,0 +1,50 @@
+"""What the proxy and its client adapters share: the adapter protocol and its errors.
+
+The adapters (``httpx.py``, ``aiohttp.py``) import this module and nothing else of ours, and
+the proxy imports them lazily, so there is no import cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Literal, Protocol
+
+from .._errors import StreamError, library_error
+
+__all__ = ["Header", "Upstream", "cannot_connect", "connection_failed", "upstream_timeout"]
+
+Header = tuple[str, str]
+
+
+class Upstream(Protocol):
+    """One upstream response, whatever the client library: what the adapters return."""
+
+    status_code: int
+    headers: list[Header]
+
+    def iter_raw(self) -> AsyncIterator[bytes]:
+        """The body exactly as received (still compressed); raises :class:`StreamError`."""
+        ...
+
+    async def close(self, *, complete: bool) -> None:
+        """Give the connection back to the pool if ``complete``, else close it."""
+        ...
+
+
+def cannot_connect(detail: str) -> StreamError:
+    """Nothing listens, DNS failed, the connection was refused."""
+    return library_error(
+        "upstream_unavailable", f"Could not connect to the upstream service ({detail})."
+    )
+
+
+def connection_failed(detail: str) -> StreamError:
+    """The connection broke before or while the upstream answered."""
+    return library_error(
+        "upstream_unavailable", f"The connection to the upstream service failed ({detail})."
+    )
+
+
+def upstream_timeout(phase: Literal["connect", "read"], seconds: float | None) -> StreamError:
+    what = "accept the connection" if phase == "connect" else "answer"
+    return library_error("timeout", f"The upstream service did not {what} within {seconds} s.")
