@@ -15,7 +15,7 @@ from typing import Any
 
 from ._errors import report_error
 from ._formats import NDJSON_KEEPALIVE, ndjson_error_frame, sse_error_frame
-from ._sse import PING_FRAME, compact_json, json_event
+from ._sse import DONE_FRAME, PING_FRAME, compact_json, json_event
 
 __all__ = [
     "FORMATS",
@@ -181,7 +181,7 @@ class OpenAIEncoder(Encoder):
         frames = self._chunk({}, event.finish_reason)
         if event.usage is not None:
             frames += _sse(_json({**self.prefix, "choices": [], "usage": event.usage}))
-        return frames + b"data: [DONE]\n\n"
+        return frames + DONE_FRAME
 
     def error_frame(self, exc: BaseException) -> bytes:
         return _sse(_json({"error": _error_body(exc)}))
@@ -287,12 +287,12 @@ class UIEncoder(Encoder):
         out += _sse(_json({"type": "finish-step"}))
         out += _sse(_json({"type": "message-metadata", "messageMetadata": metadata}))
         out += _sse(_json({"type": "finish"}))
-        return out + b"data: [DONE]\n\n"
+        return out + DONE_FRAME
 
     def error_frame(self, exc: BaseException) -> bytes:
         # Close an open text block first, so the client shows it as done, not streaming.
         part = {"type": "error", "errorText": report_error(exc).message}
-        return self._close_block() + _sse(_json(part)) + b"data: [DONE]\n\n"
+        return self._close_block() + _sse(_json(part)) + DONE_FRAME
 
 
 @dataclass(frozen=True)

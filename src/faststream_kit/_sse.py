@@ -13,13 +13,17 @@ import json.encoder
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["PING_FRAME", "ServerSentEvent", "json_event", "sse_frame", "with_id"]
+__all__ = ["DONE_FRAME", "PING_FRAME", "ServerSentEvent", "json_event", "sse_frame", "with_id"]
 
 #: A keepalive: "Legacy proxy servers are known to, in certain cases, drop HTTP connections
 #: after a short timeout. To protect against such proxy servers, authors can include a comment
 #: line (one starting with a ':' character) every 15 seconds or so." A comment dispatches
 #: nothing, so clients never see it as an event.
 PING_FRAME = b": ping\n\n"
+
+#: The end marker of OpenAI's chat completion streams, which the AI SDK UI message stream
+#: took over: an event whose data is ``[DONE]``, not JSON.
+DONE_FRAME = b"data: [DONE]\n\n"
 
 
 def sse_frame(
