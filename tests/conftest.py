@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -277,6 +278,16 @@ def assert_p99_within(latency: Latency, p99_limit: float) -> None:
             f"{latency}"
         )
     assert judged.p99 <= p99_limit, f"p99 over {p99_limit * 1000:.0f} ms: {latency}"
+
+
+@pytest.fixture
+def request_id(request: pytest.FixtureRequest) -> str:
+    """A name for the requests of one test, unique in the session.
+
+    Servers that outlive a test record what happened per request id, so a callback that a
+    previous test's request causes late is never taken for this test's, nor lost.
+    """
+    return f"{request.node.name}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
