@@ -12,13 +12,12 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from openai import AsyncOpenAI, AzureOpenAI, OpenAI
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from faststream_kit import Completion, StreamResponse, llm_stream
 from faststream_kit.testing import LiveServer, parse_events, record_chunks
 
 from .openai_peer import FAILURES, Script, ScriptedOpenAI, ToolCall, Usage
+from .per_request import REQUEST_ID, PerRequest
 
 API_KEY = "sk-test-never-echo-me-0123456789"
 FORMATS = ["text", "sse", "ndjson", "openai", "ui"]
@@ -26,51 +25,14 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 WEATHER_ARGS = json.dumps({"city": "Oslo", "unit": "celsius"})
 
 
-REQUEST_ID = "x-test-request"
-"""The header naming a test's request, for the app and the recorders."""
-
-
-class Reports:
-    """What ``on_complete`` reported, per request (named by the ``X-Test-Request`` header).
-
-    The server outlives each test, so a report is filed under the request that caused it,
-    and a test reads its own request's reports once the app has returned from handling that
-    request: nothing it reports can come later, and nothing another test caused is here.
-    """
+class Reports(PerRequest[list[Completion]]):
+    """What ``on_complete`` reported, filed per request."""
 
     def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._completions: dict[str, list[Completion]] = {}
-        self._handled: set[str] = set()
+        super().__init__(list)
 
     def for_request(self, request_id: str) -> Callable[[Completion], None]:
-        def report(completion: Completion) -> None:
-            with self._changed:
-                self._completions.setdefault(request_id, []).append(completion)
-                self._changed.notify_all()
-
-        return report
-
-    def around(self, app: ASGIApp) -> ASGIApp:
-        """``app``, noting when it has returned from each named request."""
-
-        async def noted(scope: Scope, receive: Receive, send: Send) -> None:
-            try:
-                await app(scope, receive, send)
-            finally:
-                if scope["type"] == "http" and (request_id := Headers(scope=scope).get(REQUEST_ID)):
-                    with self._changed:
-                        self._handled.add(request_id)
-                        self._changed.notify_all()
-
-        return noted
-
-    def after(self, request_id: str, timeout: float = 5.0) -> list[Completion]:
-        """Every report of ``request_id``, once the app has finished handling it."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: request_id in self._handled, timeout):
-                pytest.fail(f"the app was still handling request {request_id!r}")
-            return list(self._completions.get(request_id, []))
+        return self.of(request_id).append
 
 
 class BodyReadThreads(httpx.BaseTransport):
