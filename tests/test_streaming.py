@@ -17,12 +17,14 @@ from starlette.responses import StreamingResponse
 from faststream_kit import StreamError, stream_response
 from faststream_kit.testing import LiveServer, record_chunks
 
+from .per_request import REQUEST_ID, PerRequest
+
 # RFC 9113 §8.2.2
 HTTP2_FORBIDDEN = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 
 
 class Events:
-    """Thread-safe record of what a source did, and when."""
+    """What one request's source did, and when (written in the server's threads)."""
 
     def __init__(self) -> None:
         self.closed = threading.Event()
@@ -36,8 +38,11 @@ class Events:
         self.closed.set()
 
 
-def make_app(events: Events) -> FastAPI:
+def make_app(records: PerRequest[Events]) -> FastAPI:
     app = FastAPI()
+
+    def events_of(request: Request) -> Events:
+        return records.of(request.headers.get(REQUEST_ID, ""))
 
     @app.get("/ticks")
     async def ticks() -> StreamingResponse:
@@ -98,7 +103,9 @@ def make_app(events: Events) -> FastAPI:
         return stream_response(produce(), media_type="text/event-stream")
 
     @app.api_route("/untouched", methods=["GET", "HEAD"])
-    async def untouched() -> StreamingResponse:
+    async def untouched(request: Request) -> StreamingResponse:
+        events = events_of(request)
+
         async def produce() -> AsyncIterator[str]:
             events.touched = True
             yield "body"
@@ -106,7 +113,9 @@ def make_app(events: Events) -> FastAPI:
         return stream_response(produce(), headers={"X-Total": "4"})
 
     @app.get("/idle-async")
-    async def idle_async() -> StreamingResponse:
+    async def idle_async(request: Request) -> StreamingResponse:
+        events = events_of(request)
+
         async def produce() -> AsyncIterator[str]:
             try:
                 yield "first\n"
@@ -118,7 +127,9 @@ def make_app(events: Events) -> FastAPI:
         return stream_response(produce())
 
     @app.get("/idle-sync")
-    def idle_sync() -> StreamingResponse:
+    def idle_sync(request: Request) -> StreamingResponse:
+        events = events_of(request)
+
         def produce() -> Iterator[str]:
             try:
                 for i in range(1000):
@@ -130,7 +141,8 @@ def make_app(events: Events) -> FastAPI:
         return stream_response(produce())
 
     @app.get("/firehose")
-    async def firehose() -> StreamingResponse:
+    async def firehose(request: Request) -> StreamingResponse:
+        events = events_of(request)
         block = b"x" * 65536
 
         async def produce() -> AsyncIterator[bytes]:
@@ -172,24 +184,14 @@ def make_app(events: Events) -> FastAPI:
 
 
 @pytest.fixture(scope="module")
-def events_and_server() -> Iterator[tuple[Events, LiveServer]]:
-    holder = Events()
-    app = make_app(holder)
-    with LiveServer(app) as server:
-        # Each test gets fresh events through the holder's attributes.
-        yield holder, server
+def records() -> PerRequest[Events]:
+    return PerRequest(Events)
 
 
-@pytest.fixture
-def server(events_and_server: tuple[Events, LiveServer]) -> LiveServer:
-    return events_and_server[1]
-
-
-@pytest.fixture
-def events(events_and_server: tuple[Events, LiveServer]) -> Events:
-    holder = events_and_server[0]
-    holder.__init__()  # type: ignore[misc]
-    return holder
+@pytest.fixture(scope="module")
+def server(records: PerRequest[Events]) -> Iterator[LiveServer]:
+    with LiveServer(records.around(make_app(records))) as live:
+        yield live
 
 
 def assert_streamed_200ms_apart(gaps: list[float]) -> None:
@@ -285,22 +287,26 @@ def test_sse_failure_after_first_event_ends_with_an_error_frame(server: LiveServ
 
 
 def test_head_answers_headers_without_touching_the_source(
-    server: LiveServer, events: Events
+    server: LiveServer, records: PerRequest[Events], request_id: str
 ) -> None:
-    response = httpx.head(server.url + "/untouched")
+    response = httpx.head(server.url + "/untouched", headers={REQUEST_ID: request_id})
     assert response.status_code == 200
     assert response.headers["x-total"] == "4"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.content == b""
-    assert not events.touched
-    assert httpx.get(server.url + "/untouched").text == "body"
-    assert events.touched
+    assert not records.after(request_id).touched  # the app is done: it never will be
+    got = f"{request_id}-get"
+    assert httpx.get(server.url + "/untouched", headers={REQUEST_ID: got}).text == "body"
+    assert records.after(got).touched
 
 
 def test_idle_async_generator_is_closed_within_100ms_of_disconnect(
-    server: LiveServer, events: Events
+    server: LiveServer, records: PerRequest[Events], request_id: str
 ) -> None:
-    recording = record_chunks(server.url + "/idle-async", stop_after_chunks=1)
+    events = records.of(request_id)
+    recording = record_chunks(
+        server.url + "/idle-async", headers={REQUEST_ID: request_id}, stop_after_chunks=1
+    )
     left_at = time.monotonic()
     assert recording.text == "first\n"
     assert events.closed.wait(timeout=2), "the generator was never closed"
@@ -308,9 +314,12 @@ def test_idle_async_generator_is_closed_within_100ms_of_disconnect(
 
 
 def test_sync_generator_finally_runs_in_its_worker_thread_after_disconnect(
-    server: LiveServer, events: Events
+    server: LiveServer, records: PerRequest[Events], request_id: str
 ) -> None:
-    recording = record_chunks(server.url + "/idle-sync", stop_after_chunks=3)
+    events = records.of(request_id)
+    recording = record_chunks(
+        server.url + "/idle-sync", headers={REQUEST_ID: request_id}, stop_after_chunks=3
+    )
     left_at = time.monotonic()
     assert recording.body.startswith(b"item 0\n")
     assert events.closed.wait(timeout=2), "the generator's finally never ran"
@@ -367,8 +376,7 @@ def test_request_body_parts_reach_the_source_while_the_response_streams(
 
 
 def test_http2_streams_incrementally_without_forbidden_headers() -> None:
-    app = make_app(Events())
-    with LiveServer(app, server="hypercorn") as server:
+    with LiveServer(make_app(PerRequest(Events)), server="hypercorn") as server:
         recording = record_chunks(server.url + "/ticks", http2=True)
         headers_recording = record_chunks(server.url + "/headers", http2=True)
     assert recording.http_version == "HTTP/2"
@@ -381,8 +389,7 @@ def test_http2_streams_incrementally_without_forbidden_headers() -> None:
 
 
 def test_http2_keepalive_arrives_before_first_chunk() -> None:
-    app = make_app(Events())
-    with LiveServer(app, server="hypercorn") as server:
+    with LiveServer(make_app(PerRequest(Events)), server="hypercorn") as server:
         recording = record_chunks(server.url + "/slow-start", http2=True)
     assert recording.http_version == "HTTP/2"
     assert recording.chunks[0].data == b": ping\n\n"
@@ -391,11 +398,14 @@ def test_http2_keepalive_arrives_before_first_chunk() -> None:
 
 
 def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
-    server: LiveServer, events: Events
+    server: LiveServer, records: PerRequest[Events], request_id: str
 ) -> None:
+    events = records.of(request_id)
     with socket.create_connection(("127.0.0.1", server.port)) as frozen:
         frozen.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        frozen.sendall(b"GET /firehose HTTP/1.1\r\nHost: test\r\n\r\n")
+        frozen.sendall(
+            f"GET /firehose HTTP/1.1\r\nHost: test\r\n{REQUEST_ID}: {request_id}\r\n\r\n".encode()
+        )
         assert frozen.recv(1024).startswith(b"HTTP/1.1 200")
         # Never read again: the server's writes block once the socket buffers are full.
         assert events.closed.wait(timeout=10), "the source kept running for a frozen client"
