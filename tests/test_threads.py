@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import anyio
 import pytest
@@ -64,27 +65,48 @@ def test_read_ahead_bounds_how_far_the_thread_runs(
     # One taken, the buffer full, and one more in hand while waiting for space.
     bound = 1 + buffered + 1
     produced: list[int] = []
-    at_bound = threading.Event()
-    past_bound = threading.Event()
+    worker: list[threading.Thread] = []
+    first_taken = threading.Event()
 
     def produce() -> Iterator[bytes]:
+        worker.append(threading.current_thread())
         for i in range(100):
             produced.append(i)
-            if len(produced) == bound:
-                at_bound.set()
-            elif len(produced) > bound:
-                past_bound.set()
             yield item
+            if i == 0:  # the first item is taken before the worker runs ahead
+                assert first_taken.wait(5)
 
     async def main() -> None:
         items = iterate_in_thread(produce(), **limits)
         await items.__anext__()
-        assert at_bound.wait(2), "the worker did not read ahead at all"
-        # The worker is now blocked on the full buffer; it must not produce one more.
-        assert not past_bound.wait(0.1)
+        first_taken.set()
+        # Nothing more is taken, so the worker must come to a stop: watch for the moment it
+        # blocks (or ends), then count. Blocked, it cannot produce one more.
+        deadline = time.monotonic() + 5
+        while not (worker and (blocked_outside(worker[0], produce) or not worker[0].is_alive())):
+            assert time.monotonic() < deadline, f"the worker never stopped: {len(produced)}"
+            time.sleep(0.001)
+        assert len(produced) == bound, f"{len(produced)} produced with one taken"
         await items.aclose()
 
     anyio.run(main)
+
+
+def blocked_outside(thread: threading.Thread, source: Callable[[], object]) -> bool:
+    """Whether ``thread`` is blocked in a wait of the threading module (a Condition, Event,
+    Queue or Semaphore: how a worker thread waits for space) called by other code than
+    ``source``. Another thread's current frame is a view of it that does not depend on
+    timing.
+    """
+    assert thread.ident is not None
+    frame = sys._current_frames().get(thread.ident)
+    if frame is None or frame.f_code.co_filename != threading.__file__:
+        return False
+    if frame.f_code.co_name != "wait":
+        return False
+    while frame is not None and frame.f_code.co_filename == threading.__file__:
+        frame = frame.f_back
+    return frame is not None and frame.f_code is not getattr(source, "__code__", None)
 
 
 def test_aclose_closes_the_generator_in_its_thread_and_frees_the_token() -> None:
