@@ -47,7 +47,7 @@ class BodyReadThreads(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self._transport.handle_request(request)
-        reads = self.reads.setdefault(request.headers.get("x-test-request", ""), [])
+        reads = self.reads.setdefault(request.headers.get(REQUEST_ID, ""), [])
         assert isinstance(response.stream, httpx.SyncByteStream)
         return httpx.Response(
             response.status_code,
