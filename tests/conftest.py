@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -114,8 +115,13 @@ ROUNDS = 5
 QUIET_STEAL = 0.05
 """A latency window counts when the hypervisor took at most this share of the CPU time."""
 LATENCY_SECONDS = 90.0
-"""How long a latency test may keep measuring windows; the load it measures under must
-outlive this."""
+"""How long a latency test may keep measuring windows (a round starts only if it can run
+its ``ROUND_SECONDS`` before then); the load it measures under must outlive this."""
+ROUND_SECONDS = 5.0
+"""A round of pings starts no new ping after this, and a ping unanswered for this long ends
+it: 200 pings take 1-3 s here, so a round that runs out measures a server that is stuck,
+and its unanswered ping counts with the time it waited (a lower bound, and over any
+millisecond limit)."""
 
 # The server FastAPI's own install (``fastapi[standard]``) deploys: uvloop and httptools. The
 # latency tests run under it because fifty threads share one GIL with the event loop there,
@@ -127,9 +133,10 @@ PRODUCTION_SERVER = ("--loop", "uvloop", "--http", "httptools")
 # 2-core machine it is the larger share of a millisecond-scale answer.
 PING_CLIENT = """
 import json, socket, sys, time
-host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+host, port, count, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 request = f"GET /ping HTTP/1.1\\r\\nHost: {host}\\r\\n\\r\\n".encode()
-sock = socket.create_connection((host, port))
+deadline = time.perf_counter() + seconds
+sock = socket.create_connection((host, port), timeout=seconds)
 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 def answer():
@@ -150,28 +157,37 @@ def answer():
     assert json.loads(body) == {"ok": True}
 
 latencies = []
-sock.sendall(request)
-answer()  # the keep-alive connection is open and the app has answered once
-for _ in range(count):
-    started = time.perf_counter()
+started = time.perf_counter()
+try:
     sock.sendall(request)
-    answer()
-    latencies.append(time.perf_counter() - started)
+    answer()  # the keep-alive connection is open and the app has answered once
+    first = time.perf_counter() - started
+    for _ in range(count):
+        started = time.perf_counter()
+        if started > deadline:
+            break
+        sock.sendall(request)
+        answer()
+        latencies.append(time.perf_counter() - started)
+    latencies = latencies or [first]  # the first answer took the whole round
+except TimeoutError:
+    latencies.append(time.perf_counter() - started)  # unanswered: at least this slow
 print(json.dumps(latencies))
 """
 
 
 def ping_latencies(port: int) -> list[float]:
-    """``PINGS`` sequential requests to the ``def`` endpoint, sorted seconds.
+    """Up to ``PINGS`` sequential requests to the ``def`` endpoint in up to ``ROUND_SECONDS``,
+    sorted seconds.
 
     The client runs in its own process, so that nothing else in the test process (a
     scripted peer, a GC pass) holds the client's GIL while it measures.
     """
     result = subprocess.run(
-        [sys.executable, "-c", PING_CLIENT, "127.0.0.1", str(port), str(PINGS)],
+        [sys.executable, "-c", PING_CLIENT, "127.0.0.1", str(port), str(PINGS), str(ROUND_SECONDS)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=2 * ROUND_SECONDS + 30,  # the client bounds itself; this is for a hung process
         check=True,
     )
     return sorted(json.loads(result.stdout))
@@ -197,8 +213,8 @@ def host_cpu_ticks() -> tuple[int, int]:
 
 @dataclass
 class LatencyWindow:
-    """``ROUNDS`` rounds of pings, judged by the median round, so one round a neighbour
-    disturbs does not decide the outcome."""
+    """Up to ``ROUNDS`` rounds of pings, judged by the median round, so one round a
+    neighbour disturbs does not decide the outcome."""
 
     p50: float
     p99: float
@@ -218,9 +234,12 @@ class LatencyWindow:
         )
 
 
-def median_p99(port: int) -> LatencyWindow:
+def median_p99(port: int, deadline: float) -> LatencyWindow:
+    """A window of ``ROUNDS`` rounds, or of those that fit before ``deadline`` (monotonic)."""
     stolen_before, total_before = host_cpu_ticks()
-    rounds = [ping_latencies(port) for _ in range(ROUNDS)]
+    rounds = [ping_latencies(port)]
+    while len(rounds) < ROUNDS and time.monotonic() + ROUND_SECONDS <= deadline:
+        rounds.append(ping_latencies(port))
     stolen_after, total_after = host_cpu_ticks()
     p50s = sorted(percentile(latencies, 0.50) for latencies in rounds)
     p99s = sorted(percentile(latencies, 0.99) for latencies in rounds)
@@ -240,7 +259,8 @@ class Latency:
         """
         within = [window for window in self.windows if window.p99 <= p99_limit]
         quiet = [window for window in self.windows if window.quiet]
-        return (within or quiet or [None])[-1]
+        judged = within or quiet
+        return judged[-1] if judged else None
 
     def __str__(self) -> str:
         return "; ".join(f"window {i}: {window}" for i, window in enumerate(self.windows, 1))
@@ -253,14 +273,15 @@ def latency_windows(port: int, p99_limit: float) -> Latency:
     than ``QUIET_STEAL`` of the CPU time measures the host, not the server (for the same load,
     0 % steal gives a p99 of 3-5 ms here and 20-50 % steal 13-180 ms), so it is not judged.
     Contention that steal does not show (a busy neighbour on the same cores) slows a few
-    windows in a row as well, so windows are measured for up to ``LATENCY_SECONDS``: the test
-    asserts that the server meets the limit under its load when the host lets it, and a
-    server that cannot, fails in every window.
+    windows in a row as well, so windows are measured for up to ``LATENCY_SECONDS`` (and a
+    ping in flight then, up to ``ROUND_SECONDS`` more): the test asserts that the server
+    meets the limit under its load when the host lets it, and a server that cannot, fails in
+    every window.
     """
     latency = Latency([])
     deadline = time.monotonic() + LATENCY_SECONDS
-    while time.monotonic() < deadline:
-        window = median_p99(port)
+    while not latency.windows or time.monotonic() + ROUND_SECONDS <= deadline:
+        window = median_p99(port, deadline)
         latency.windows.append(window)
         if window.p99 <= p99_limit:
             break
@@ -270,13 +291,27 @@ def latency_windows(port: int, p99_limit: float) -> Latency:
 def assert_p99_within(latency: Latency, p99_limit: float) -> None:
     judged = latency.judged(p99_limit)
     if judged is None:
-        # Not a pass and not a failure: nothing was measured but the host. Said, not hidden.
-        pytest.skip(
-            f"every window for {LATENCY_SECONDS:.0f} s was over the limit while the hypervisor "
-            f"took over {QUIET_STEAL:.0%} of the CPU, so the latency could not be measured: "
-            f"{latency}"
+        # Nothing was measured but the host. On a laptop that is said, not hidden; in CI it
+        # fails, so CI never passes a latency it could not measure.
+        reason = (
+            f"every window for {LATENCY_SECONDS:.0f} s was over {p99_limit * 1000:.0f} ms while "
+            f"the hypervisor took over {QUIET_STEAL:.0%} of the CPU, so the latency could not "
+            f"be measured: {latency}"
         )
+        if IN_CI:
+            pytest.fail(f"p99 not shown within {p99_limit * 1000:.0f} ms in CI: {reason}")
+        pytest.skip(reason)
     assert judged.p99 <= p99_limit, f"p99 over {p99_limit * 1000:.0f} ms: {latency}"
+
+
+@pytest.fixture
+def request_id(request: pytest.FixtureRequest) -> str:
+    """A name for the requests of one test, unique in the session.
+
+    Servers that outlive a test record what happened per request id, so a callback that a
+    previous test's request causes late is never taken for this test's, nor lost.
+    """
+    return f"{request.node.name}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ from faststream_kit import Completion, StreamResponse, llm_stream
 from faststream_kit.testing import LiveServer, parse_events, record_chunks
 
 from .openai_peer import FAILURES, Script, ScriptedOpenAI, ToolCall, Usage
+from .per_request import REQUEST_ID, PerRequest
 
 API_KEY = "sk-test-never-echo-me-0123456789"
 FORMATS = ["text", "sse", "ndjson", "openai", "ui"]
@@ -24,20 +25,64 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 WEATHER_ARGS = json.dumps({"city": "Oslo", "unit": "celsius"})
 
 
-class Reports:
+class Reports(PerRequest[list[Completion]]):
+    """What ``on_complete`` reported, filed per request."""
+
     def __init__(self) -> None:
-        self.completions: list[Completion] = []
-        self.arrived = threading.Event()
+        super().__init__(list)
 
-    def __call__(self, completion: Completion) -> None:
-        self.completions.append(completion)
-        self.arrived.set()
+    def for_request(self, request_id: str) -> Callable[[Completion], None]:
+        return self.of(request_id).append
 
 
-def make_app(peer: ScriptedOpenAI, reports: Reports) -> FastAPI:
+class BodyReadThreads(httpx.BaseTransport):
+    """The sync SDK's transport: which thread read each piece of each response body.
+
+    Keyed by the ``X-Test-Request`` header the app sends with the model request.
+    """
+
+    def __init__(self) -> None:
+        self._transport = httpx.HTTPTransport()
+        self.reads: dict[str, list[threading.Thread]] = {}
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._transport.handle_request(request)
+        reads = self.reads.setdefault(request.headers.get(REQUEST_ID, ""), [])
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=RecordedBody(response.stream, reads),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+class RecordedBody(httpx.SyncByteStream):
+    def __init__(self, stream: httpx.SyncByteStream, reads: list[threading.Thread]) -> None:
+        self._stream = stream
+        self._reads = reads
+
+    def __iter__(self) -> Iterator[bytes]:
+        for piece in self._stream:
+            self._reads.append(threading.current_thread())
+            yield piece
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def make_app(peer: ScriptedOpenAI, reports: Reports, read_threads: BodyReadThreads) -> FastAPI:
     app = FastAPI()
     async_client = AsyncOpenAI(base_url=peer.base_url, api_key=API_KEY, max_retries=0)
-    sync_client = OpenAI(base_url=peer.base_url, api_key=API_KEY, max_retries=0)
+    sync_client = OpenAI(
+        base_url=peer.base_url,
+        api_key=API_KEY,
+        max_retries=0,
+        http_client=httpx.Client(transport=read_threads),
+    )
     azure_client = AzureOpenAI(
         azure_endpoint=peer.azure_endpoint,
         api_key=API_KEY,
@@ -56,7 +101,7 @@ def make_app(peer: ScriptedOpenAI, reports: Reports) -> FastAPI:
                 stream_options={"include_usage": True},
             ),
             format=fmt,  # type: ignore[arg-type]
-            on_complete=reports,
+            on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
             idle_timeout=options.get("idle_timeout", 60),
         )
 
@@ -66,15 +111,27 @@ def make_app(peer: ScriptedOpenAI, reports: Reports) -> FastAPI:
         return llm_stream(
             async_client.responses.create(model=options["script"], input="hi", stream=True),
             format=fmt,  # type: ignore[arg-type]
-            on_complete=reports,
+            on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
         )
 
     @app.post("/sync-chat/{fmt}")
-    def sync_chat(fmt: str, options: dict[str, Any]) -> StreamResponse:
+    def sync_chat(fmt: str, options: dict[str, Any], request: Request) -> StreamResponse:
+        request_id = request.headers.get(REQUEST_ID, "")
         stream = sync_client.chat.completions.create(
-            model=options["script"], messages=MESSAGES, stream=True
+            model=options["script"],
+            messages=MESSAGES,
+            stream=True,
+            extra_headers={REQUEST_ID: request_id},
         )
-        return llm_stream(stream, format=fmt, on_complete=reports)  # type: ignore[arg-type]
+        return llm_stream(
+            stream,
+            format=fmt,  # type: ignore[arg-type]
+            on_complete=reports.for_request(request_id),
+        )
+
+    @app.get("/loop-thread")
+    async def loop_thread() -> int:
+        return threading.get_ident()
 
     @app.post("/peeked-chat/{kind}")
     async def peeked_chat(kind: str, options: dict[str, Any]) -> StreamResponse:
@@ -134,22 +191,21 @@ def peer() -> Iterator[ScriptedOpenAI]:
 
 
 @pytest.fixture(scope="module")
-def reports_and_app(peer: ScriptedOpenAI) -> Iterator[tuple[Reports, LiveServer]]:
-    reports = Reports()
-    with LiveServer(make_app(peer, reports)) as server:
-        yield reports, server
+def reports() -> Reports:
+    return Reports()
 
 
-@pytest.fixture
-def app_server(reports_and_app: tuple[Reports, LiveServer]) -> LiveServer:
-    return reports_and_app[1]
+@pytest.fixture(scope="module")
+def read_threads() -> BodyReadThreads:
+    return BodyReadThreads()
 
 
-@pytest.fixture
-def reports(reports_and_app: tuple[Reports, LiveServer]) -> Reports:
-    holder = reports_and_app[0]
-    holder.__init__()  # type: ignore[misc]
-    return holder
+@pytest.fixture(scope="module")
+def app_server(
+    peer: ScriptedOpenAI, reports: Reports, read_threads: BodyReadThreads
+) -> Iterator[LiveServer]:
+    with LiveServer(reports.around(make_app(peer, reports, read_threads))) as server:
+        yield server
 
 
 def decode(fmt: str, body: bytes) -> dict[str, Any]:
@@ -212,12 +268,15 @@ def decode(fmt: str, body: bytes) -> dict[str, Any]:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_real_sdk_stream_arrives_token_by_token_and_reassembles(
-    app_server: LiveServer, peer: ScriptedOpenAI, reports: Reports, fmt: str
+    app_server: LiveServer, peer: ScriptedOpenAI, reports: Reports, request_id: str, fmt: str
 ) -> None:
     before = len(peer.requests)
     requested_at = time.monotonic()
     recording = record_chunks(
-        app_server.url + f"/chat/{fmt}", method="POST", content=json.dumps({"script": "weather"})
+        app_server.url + f"/chat/{fmt}",
+        method="POST",
+        content=json.dumps({"script": "weather"}),
+        headers={REQUEST_ID: request_id},
     )
     assert recording.status_code == 200
     assert recording.complete
@@ -233,8 +292,9 @@ def test_real_sdk_stream_arrives_token_by_token_and_reassembles(
         assert answer["tools"] == {0: {"name": "get_weather", "arguments": WEATHER_ARGS}}
         assert answer["finish"] == "tool_calls"
         assert answer["usage"] == {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
-    assert reports.arrived.wait(2)
-    completion = reports.completions[0]
+    completions = reports.after(request_id)
+    assert len(completions) == 1, f"on_complete was called {len(completions)} times"
+    completion = completions[0]
     assert completion.text == "The weather in Oslo"
     assert completion.tool_calls[0].arguments == WEATHER_ARGS
     assert completion.usage == {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
@@ -326,10 +386,13 @@ def test_upstream_401_becomes_502_without_the_key(app_server: LiveServer) -> Non
 )
 @pytest.mark.parametrize("fmt", ["sse", "ndjson", "openai", "ui", "text"])
 def test_mid_stream_failure_ends_with_an_error_frame_after_the_tokens(
-    app_server: LiveServer, reports: Reports, route: str, script: str, fmt: str
+    app_server: LiveServer, reports: Reports, request_id: str, route: str, script: str, fmt: str
 ) -> None:
     recording = record_chunks(
-        app_server.url + f"/{route}/{fmt}", method="POST", content=json.dumps({"script": script})
+        app_server.url + f"/{route}/{fmt}",
+        method="POST",
+        content=json.dumps({"script": script}),
+        headers={REQUEST_ID: request_id},
     )
     assert recording.status_code == 200
     answer = decode(fmt, recording.body)
@@ -340,9 +403,11 @@ def test_mid_stream_failure_ends_with_an_error_frame_after_the_tokens(
         assert recording.complete
         assert answer["error"] is not None
         assert answer["finish"] is None, "a failed stream must not look finished"
-    assert reports.arrived.wait(2)
-    assert reports.completions[0].error is not None
-    assert reports.completions[0].text == "one two"
+    completions = reports.after(request_id)
+    assert len(completions) == 1, f"on_complete was called {len(completions)} times"
+    completion = completions[0]
+    assert completion.error is not None
+    assert completion.text == "one two"
 
 
 @pytest.mark.parametrize("fmt", ["sse", "text"])
@@ -366,13 +431,14 @@ def test_idle_timeout_between_tokens_ends_the_stream(
 
 
 def test_client_disconnect_between_tokens_closes_the_upstream_within_100ms(
-    app_server: LiveServer, peer: ScriptedOpenAI, reports: Reports
+    app_server: LiveServer, peer: ScriptedOpenAI, reports: Reports, request_id: str
 ) -> None:
     before = len(peer.requests)
     recording = record_chunks(
         app_server.url + "/chat/sse",
         method="POST",
         content=json.dumps({"script": "between-tokens"}),
+        headers={REQUEST_ID: request_id},
         stop_after_chunks=1,
     )
     left_at = time.monotonic()
@@ -381,10 +447,11 @@ def test_client_disconnect_between_tokens_closes_the_upstream_within_100ms(
     assert record.wait_disconnected(2)
     assert record.disconnected_at is not None
     assert record.disconnected_at - left_at < 0.1
-    assert reports.arrived.wait(2)
-    assert len(reports.completions) == 1
-    assert reports.completions[0].disconnected
-    assert reports.completions[0].text == "first"
+    completions = reports.after(request_id)
+    assert len(completions) == 1, f"on_complete was called {len(completions)} times"
+    completion = completions[0]
+    assert completion.disconnected
+    assert completion.text == "first"
 
 
 def test_responses_api_stream_reassembles(app_server: LiveServer) -> None:
@@ -397,9 +464,28 @@ def test_responses_api_stream_reassembles(app_server: LiveServer) -> None:
     assert answer["usage"] == {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
 
 
-def test_sync_client_stream_works(app_server: LiveServer) -> None:
-    response = httpx.post(app_server.url + "/sync-chat/text", json={"script": "weather"})
+def test_sync_client_stream_is_read_in_one_worker_thread_off_the_event_loop(
+    app_server: LiveServer, reports: Reports, read_threads: BodyReadThreads, request_id: str
+) -> None:
+    response = httpx.post(
+        app_server.url + "/sync-chat/text",
+        json={"script": "weather"},
+        headers={REQUEST_ID: request_id},
+    )
     assert response.text == "The weather in Oslo"
+    completions = reports.after(request_id)
+    assert len(completions) == 1, f"on_complete was called {len(completions)} times"
+    completion = completions[0]
+    assert completion.finished
+    # Every read of the model's response body (a blocking socket read in the sync SDK) ran
+    # in one thread of the library's own, never in the event loop's thread, which would
+    # stall every other request meanwhile.
+    loop_thread = httpx.get(app_server.url + "/loop-thread").json()
+    threads = read_threads.reads[request_id]
+    assert len(threads) >= 2, "the answer came in one read: the test would prove nothing"
+    assert len(set(threads)) == 1, f"read in several threads: {sorted({t.name for t in threads})}"
+    assert threads[0].ident != loop_thread, "the sync stream was read on the event loop"
+    assert threads[0].name == "faststream-kit-source"
 
 
 def test_azure_prelude_chunk_without_choices_is_skipped(app_server: LiveServer) -> None:
@@ -441,10 +527,16 @@ def test_an_upstream_event_that_is_not_json_is_reported_as_an_upstream_error(
 
 
 def test_a_connection_lost_after_done_does_not_spoil_a_complete_answer(
-    app_server: LiveServer, reports: Reports
+    app_server: LiveServer, reports: Reports, request_id: str
 ) -> None:
-    response = httpx.post(app_server.url + "/chat/sse", json={"script": "drop-after-done"})
+    response = httpx.post(
+        app_server.url + "/chat/sse",
+        json={"script": "drop-after-done"},
+        headers={REQUEST_ID: request_id},
+    )
     answer = decode("sse", response.content)
     assert answer == {**answer, "text": "all here", "finish": "stop", "error": None}
-    assert reports.arrived.wait(2)
-    assert reports.completions[0].finished
+    completions = reports.after(request_id)
+    assert len(completions) == 1, f"on_complete was called {len(completions)} times"
+    completion = completions[0]
+    assert completion.finished

@@ -11,6 +11,7 @@ token is on the page while the peer has not sent the last one yet.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,11 +35,31 @@ TOKENS = ["Streams", " reach", " the", " page", " token", " by", " token."]
 TOKEN_SECONDS = 0.15
 PROMPT = "Say it slowly"
 
+# The answer's pixels in a screenshot: red-dominant (the text is rgb(200, 0, 0) on white; the
+# test counts the anti-aliased edges too, so it does not depend on the font's rendering).
+INK_PIXELS = """async (png) => {
+  const bytes = Uint8Array.from(atob(png), c => c.charCodeAt(0));
+  const bitmap = await createImageBitmap(new Blob([bytes], {type: 'image/png'}));
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const context = canvas.getContext('2d');
+  context.drawImage(bitmap, 0, 0);
+  const {data} = context.getImageData(0, 0, bitmap.width, bitmap.height);
+  let ink = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i] > 120 && data[i] - data[i + 1] > 60 && data[i] - data[i + 2] > 60) ink++;
+  }
+  return ink;
+}"""
+
 # startChat() POSTs the prompt and reads the SSE body by hand: blocks end with a blank line,
 # "event:" names the type, "data:" lines carry JSON (WHATWG HTML, "Server-sent events").
 PAGE = """<!doctype html>
 <meta charset="utf-8">
 <title>chat</title>
+<style>
+  body { background: #fff; margin: 0; }
+  #answer { color: rgb(200, 0, 0); font: 32px monospace; margin: 8px; min-height: 40px; }
+</style>
 <p id="answer"></p>
 <script>
 window.tokenTimes = [];
@@ -170,24 +191,38 @@ def test_chromium_fetch_shows_sse_chat_tokens_progressively(
         )
         record = peer.wait_for_request(1)
         sent_when_shown = record.tokens_sent
-        page.screenshot(path=str(tmp_path / "mid-stream.png"))
-        # The first token is on the page while the model is still generating.
-        assert sent_when_shown < len(TOKENS), f"peer had sent {sent_when_shown} tokens"
+        # What the user sees at that moment: the picture, and the text it shows.
+        mid_stream = page.locator("#answer").screenshot(path=tmp_path / "mid-stream.png")
+        shown_mid_stream = page.text_content("#answer") or ""
 
         page.wait_for_function("window.finished !== null", timeout=10_000)
         answer = page.text_content("#answer")
         finished = page.evaluate("window.finished")
         status, content_type = page.evaluate("[window.responseStatus, window.contentType]")
         token_times = page.evaluate("window.tokenTimes")
+        at_end = page.locator("#answer").screenshot(path=tmp_path / "at-end.png")
+        ink_mid_stream, ink_at_end = (
+            page.evaluate(INK_PIXELS, base64.b64encode(png).decode())
+            for png in (mid_stream, at_end)
+        )
     finally:
         context.close()
+
+    # The first tokens were painted, not only put in the DOM, while the model was still
+    # generating; the rest of the answer was painted later.
+    assert ink_mid_stream > 0, "the mid-stream screenshot shows no text"
+    assert ink_mid_stream < ink_at_end, (
+        f"the mid-stream screenshot already shows the whole answer ({ink_mid_stream} pixels)"
+    )
+    assert "".join(TOKENS).startswith(shown_mid_stream)
+    assert 0 < len(shown_mid_stream) < len("".join(TOKENS)), shown_mid_stream
+    assert sent_when_shown < len(TOKENS), f"peer had sent {sent_when_shown} tokens"
 
     assert (status, content_type.split(";")[0]) == (200, "text/event-stream")
     assert answer == "".join(TOKENS)
     assert finished == {"type": "done", "finish_reason": "stop", "usage": None}
     assert len(token_times) == len(TOKENS)
     assert token_times[-1] - token_times[0] >= 500, f"token times (ms): {token_times}"
-    assert (tmp_path / "mid-stream.png").stat().st_size > 0
     # The prompt travelled in the POST body, the user's token stayed with our app.
     assert record.body["messages"] == [{"role": "user", "content": PROMPT}]
     assert record.api_key == "sk-server-side"

@@ -6,48 +6,54 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 
 import anyio
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from faststream_kit import Completion, StreamError, StreamResponse, llm_stream
 from faststream_kit.testing import LiveServer, parse_events, record_chunks
 
+from .per_request import REQUEST_ID, PerRequest
+
 FORMATS = ["text", "sse", "ndjson", "openai", "ui"]
 
 
+@dataclass
 class Log:
-    def __init__(self) -> None:
-        self.completions: list[Completion] = []
-        self.reported = threading.Event()
+    """One request's record: what ``on_complete`` reported, which threads ran the source."""
 
-    def on_complete(self, completion: Completion) -> None:
-        self.completions.append(completion)
-        self.reported.set()
+    completions: list[Completion] = field(default_factory=list)
+    source_threads: list[threading.Thread] = field(default_factory=list)
 
 
-def make_app(log: Log) -> FastAPI:
+def make_app(logs: PerRequest[Log]) -> FastAPI:
     app = FastAPI()
 
+    def log_of(request: Request) -> Log:
+        return logs.of(request.headers.get(REQUEST_ID, ""))
+
     @app.get("/tokens/{fmt}")
-    async def tokens(fmt: str) -> StreamResponse:
+    async def tokens(fmt: str, request: Request) -> StreamResponse:
         async def produce() -> AsyncIterator[str]:
             for token in ["Hel", "lo", " wor", "ld"]:
                 yield token
                 await anyio.sleep(0.1)
 
-        return llm_stream(produce(), format=fmt, on_complete=log.on_complete)  # type: ignore[arg-type]
+        on_complete = log_of(request).completions.append
+        return llm_stream(produce(), format=fmt, on_complete=on_complete)  # type: ignore[arg-type]
 
     @app.get("/fails/{fmt}")
-    async def fails(fmt: str) -> StreamResponse:
+    async def fails(fmt: str, request: Request) -> StreamResponse:
         async def produce() -> AsyncIterator[str]:
             yield "partial"
             yield " answer"
             raise StreamError("model overloaded", status_code=502, type="overloaded")
 
-        return llm_stream(produce(), format=fmt, on_complete=log.on_complete)  # type: ignore[arg-type]
+        on_complete = log_of(request).completions.append
+        return llm_stream(produce(), format=fmt, on_complete=on_complete)  # type: ignore[arg-type]
 
     @app.get("/stalls/{fmt}")
     async def stalls(fmt: str) -> StreamResponse:
@@ -59,43 +65,42 @@ def make_app(log: Log) -> FastAPI:
         return llm_stream(produce(), format=fmt, idle_timeout=0.3)  # type: ignore[arg-type]
 
     @app.get("/waits")
-    async def waits() -> StreamResponse:
+    async def waits(request: Request) -> StreamResponse:
         async def produce() -> AsyncIterator[str]:
             yield "first"
             await anyio.sleep(30)
             yield "never"
 
-        return llm_stream(produce(), format="sse", on_complete=log.on_complete)
+        return llm_stream(produce(), format="sse", on_complete=log_of(request).completions.append)
 
     @app.get("/sync")
-    def sync() -> StreamResponse:
+    def sync(request: Request) -> StreamResponse:
+        threads = log_of(request).source_threads
+
         def produce() -> Iterator[str]:
             for token in ["sync ", "tokens"]:
-                time.sleep(0.05)
+                time.sleep(0.05)  # a blocking call, as a sync SDK makes
+                threads.append(threading.current_thread())
                 yield token
 
         return llm_stream(produce(), format="text")
+
+    @app.get("/loop-thread")
+    async def loop_thread() -> int:
+        return threading.get_ident()
 
     return app
 
 
 @pytest.fixture(scope="module")
-def log_and_server() -> Iterator[tuple[Log, LiveServer]]:
-    log = Log()
-    with LiveServer(make_app(log)) as server:
-        yield log, server
+def logs() -> PerRequest[Log]:
+    return PerRequest(Log)
 
 
-@pytest.fixture
-def server(log_and_server: tuple[Log, LiveServer]) -> LiveServer:
-    return log_and_server[1]
-
-
-@pytest.fixture
-def log(log_and_server: tuple[Log, LiveServer]) -> Log:
-    holder = log_and_server[0]
-    holder.__init__()  # type: ignore[misc]
-    return holder
+@pytest.fixture(scope="module")
+def server(logs: PerRequest[Log]) -> Iterator[LiveServer]:
+    with LiveServer(logs.around(make_app(logs))) as live:
+        yield live
 
 
 def text_of(fmt: str, body: bytes) -> str:
@@ -118,22 +123,25 @@ def text_of(fmt: str, body: bytes) -> str:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_tokens_arrive_one_by_one_and_reassemble(server: LiveServer, log: Log, fmt: str) -> None:
-    recording = record_chunks(server.url + f"/tokens/{fmt}")
+def test_tokens_arrive_one_by_one_and_reassemble(
+    server: LiveServer, logs: PerRequest[Log], request_id: str, fmt: str
+) -> None:
+    recording = record_chunks(server.url + f"/tokens/{fmt}", headers={REQUEST_ID: request_id})
     assert recording.complete
     assert text_of(fmt, recording.body) == "Hello world"
     assert len(recording.chunks) >= 4
     assert recording.chunks[-1].at - recording.chunks[0].at > 0.25, "arrived in one burst"
-    assert log.reported.wait(2)
-    assert log.completions[0].text == "Hello world"
-    assert log.completions[0].finished
+    completions = logs.after(request_id).completions
+    assert len(completions) == 1, f"on_complete was called {len(completions)} times"
+    assert completions[0].text == "Hello world"
+    assert completions[0].finished
 
 
 @pytest.mark.parametrize("fmt", ["sse", "ndjson", "openai", "ui"])
 def test_mid_stream_failure_ends_with_the_format_error_frame(
-    server: LiveServer, log: Log, fmt: str
+    server: LiveServer, logs: PerRequest[Log], request_id: str, fmt: str
 ) -> None:
-    recording = record_chunks(server.url + f"/fails/{fmt}")
+    recording = record_chunks(server.url + f"/fails/{fmt}", headers={REQUEST_ID: request_id})
     assert recording.status_code == 200
     assert recording.complete
     assert text_of(fmt, recording.body) == "partial answer"
@@ -163,9 +171,10 @@ def test_mid_stream_failure_ends_with_the_format_error_frame(
         "ui": b'"type":"finish"',
     }
     assert clean_end[fmt] not in body, "a failed stream must not look finished"
-    assert log.reported.wait(2)
-    assert isinstance(log.completions[0].error, StreamError)
-    assert log.completions[0].text == "partial answer"
+    completions = logs.after(request_id).completions
+    assert len(completions) == 1, f"on_complete was called {len(completions)} times"
+    assert isinstance(completions[0].error, StreamError)
+    assert completions[0].text == "partial answer"
 
 
 def test_mid_stream_failure_aborts_a_text_stream(server: LiveServer) -> None:
@@ -188,23 +197,32 @@ def test_idle_timeout_between_tokens_ends_the_stream(server: LiveServer, fmt: st
         assert json.loads(last.data)["type"] == "timeout"
 
 
-def test_disconnect_reports_partial_text_once(server: LiveServer, log: Log) -> None:
-    recording = record_chunks(server.url + "/waits", stop_after_chunks=1)
+def test_disconnect_reports_partial_text_once(
+    server: LiveServer, logs: PerRequest[Log], request_id: str
+) -> None:
+    recording = record_chunks(
+        server.url + "/waits", headers={REQUEST_ID: request_id}, stop_after_chunks=1
+    )
     assert b"first" in recording.body
-    assert log.reported.wait(2)
-    # A later stream's report is the barrier: a second report of the first would precede it.
-    log.reported.clear()
-    assert httpx.get(server.url + "/tokens/text").text == "Hello world"
-    assert log.reported.wait(2)
-    assert len(log.completions) == 2
-    completion = log.completions[0]
+    # Once the app has returned from the request, nothing can report it again.
+    completions = logs.after(request_id).completions
+    assert len(completions) == 1, f"on_complete was called {len(completions)} times"
+    completion = completions[0]
     assert completion.disconnected
     assert completion.text == "first"
     assert completion.error is None
 
 
-def test_sync_iterable_source_streams_from_a_thread(server: LiveServer) -> None:
-    assert httpx.get(server.url + "/sync").text == "sync tokens"
+def test_sync_iterable_source_runs_in_one_worker_thread_off_the_event_loop(
+    server: LiveServer, logs: PerRequest[Log], request_id: str
+) -> None:
+    assert httpx.get(server.url + "/sync", headers={REQUEST_ID: request_id}).text == "sync tokens"
+    threads = logs.after(request_id).source_threads
+    loop_thread = httpx.get(server.url + "/loop-thread").json()
+    assert len(threads) == 2
+    assert threads[0] is threads[1], f"ran in several threads: {[t.name for t in threads]}"
+    assert threads[0].ident != loop_thread, "the sync source ran on the event loop"
+    assert threads[0].name == "faststream-kit-source"
 
 
 def test_unknown_format_is_rejected_with_the_field_name() -> None:

@@ -17,12 +17,14 @@ from starlette.responses import StreamingResponse
 from faststream_kit import StreamError, stream_response
 from faststream_kit.testing import LiveServer, record_chunks
 
+from .per_request import REQUEST_ID, PerRequest
+
 # RFC 9113 §8.2.2
 HTTP2_FORBIDDEN = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 
 
 class Events:
-    """Thread-safe record of what a source did, and when."""
+    """What one request's source did, and when (written in the server's threads)."""
 
     def __init__(self) -> None:
         self.closed = threading.Event()
@@ -36,8 +38,11 @@ class Events:
         self.closed.set()
 
 
-def make_app(events: Events) -> FastAPI:
+def make_app(records: PerRequest[Events]) -> FastAPI:
     app = FastAPI()
+
+    def events_of(request: Request) -> Events:
+        return records.of(request.headers.get(REQUEST_ID, ""))
 
     @app.get("/ticks")
     async def ticks() -> StreamingResponse:
@@ -98,7 +103,9 @@ def make_app(events: Events) -> FastAPI:
         return stream_response(produce(), media_type="text/event-stream")
 
     @app.api_route("/untouched", methods=["GET", "HEAD"])
-    async def untouched() -> StreamingResponse:
+    async def untouched(request: Request) -> StreamingResponse:
+        events = events_of(request)
+
         async def produce() -> AsyncIterator[str]:
             events.touched = True
             yield "body"
@@ -106,7 +113,9 @@ def make_app(events: Events) -> FastAPI:
         return stream_response(produce(), headers={"X-Total": "4"})
 
     @app.get("/idle-async")
-    async def idle_async() -> StreamingResponse:
+    async def idle_async(request: Request) -> StreamingResponse:
+        events = events_of(request)
+
         async def produce() -> AsyncIterator[str]:
             try:
                 yield "first\n"
@@ -118,7 +127,9 @@ def make_app(events: Events) -> FastAPI:
         return stream_response(produce())
 
     @app.get("/idle-sync")
-    def idle_sync() -> StreamingResponse:
+    def idle_sync(request: Request) -> StreamingResponse:
+        events = events_of(request)
+
         def produce() -> Iterator[str]:
             try:
                 for i in range(1000):
@@ -130,7 +141,8 @@ def make_app(events: Events) -> FastAPI:
         return stream_response(produce())
 
     @app.get("/firehose")
-    async def firehose() -> StreamingResponse:
+    async def firehose(request: Request) -> StreamingResponse:
+        events = events_of(request)
         block = b"x" * 65536
 
         async def produce() -> AsyncIterator[bytes]:
@@ -172,24 +184,14 @@ def make_app(events: Events) -> FastAPI:
 
 
 @pytest.fixture(scope="module")
-def events_and_server() -> Iterator[tuple[Events, LiveServer]]:
-    holder = Events()
-    app = make_app(holder)
-    with LiveServer(app) as server:
-        # Each test gets fresh events through the holder's attributes.
-        yield holder, server
+def records() -> PerRequest[Events]:
+    return PerRequest(Events)
 
 
-@pytest.fixture
-def server(events_and_server: tuple[Events, LiveServer]) -> LiveServer:
-    return events_and_server[1]
-
-
-@pytest.fixture
-def events(events_and_server: tuple[Events, LiveServer]) -> Events:
-    holder = events_and_server[0]
-    holder.__init__()  # type: ignore[misc]
-    return holder
+@pytest.fixture(scope="module")
+def server(records: PerRequest[Events]) -> Iterator[LiveServer]:
+    with LiveServer(records.around(make_app(records))) as live:
+        yield live
 
 
 def assert_streamed_200ms_apart(gaps: list[float]) -> None:
@@ -230,7 +232,18 @@ def test_anti_buffering_headers_are_sent(server: LiveServer) -> None:
 def test_caller_cache_control_wins_and_connection_header_is_dropped(server: LiveServer) -> None:
     response = httpx.get(server.url + "/headers")
     assert response.headers["cache-control"] == "private"
-    assert "connection" not in response.headers or response.headers["connection"] != "keep-alive"
+    # Not the caller's, and none other either: the server owns the connection (and HTTP/2
+    # forbids the field, RFC 9113 §8.2.2). Exactly these fields went out, each once.
+    assert sorted(name.decode().lower() for name, _ in response.headers.raw) == [
+        "cache-control",
+        "content-encoding",
+        "content-type",
+        "date",
+        "server",
+        "transfer-encoding",
+        "x-accel-buffering",
+        "x-content-type-options",
+    ], response.headers.raw
     assert response.text == "x"
 
 
@@ -274,22 +287,26 @@ def test_sse_failure_after_first_event_ends_with_an_error_frame(server: LiveServ
 
 
 def test_head_answers_headers_without_touching_the_source(
-    server: LiveServer, events: Events
+    server: LiveServer, records: PerRequest[Events], request_id: str
 ) -> None:
-    response = httpx.head(server.url + "/untouched")
+    response = httpx.head(server.url + "/untouched", headers={REQUEST_ID: request_id})
     assert response.status_code == 200
     assert response.headers["x-total"] == "4"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.content == b""
-    assert not events.touched
-    assert httpx.get(server.url + "/untouched").text == "body"
-    assert events.touched
+    assert not records.after(request_id).touched  # the app is done: it never will be
+    got = f"{request_id}-get"
+    assert httpx.get(server.url + "/untouched", headers={REQUEST_ID: got}).text == "body"
+    assert records.after(got).touched
 
 
 def test_idle_async_generator_is_closed_within_100ms_of_disconnect(
-    server: LiveServer, events: Events
+    server: LiveServer, records: PerRequest[Events], request_id: str
 ) -> None:
-    recording = record_chunks(server.url + "/idle-async", stop_after_chunks=1)
+    events = records.of(request_id)
+    recording = record_chunks(
+        server.url + "/idle-async", headers={REQUEST_ID: request_id}, stop_after_chunks=1
+    )
     left_at = time.monotonic()
     assert recording.text == "first\n"
     assert events.closed.wait(timeout=2), "the generator was never closed"
@@ -297,9 +314,12 @@ def test_idle_async_generator_is_closed_within_100ms_of_disconnect(
 
 
 def test_sync_generator_finally_runs_in_its_worker_thread_after_disconnect(
-    server: LiveServer, events: Events
+    server: LiveServer, records: PerRequest[Events], request_id: str
 ) -> None:
-    recording = record_chunks(server.url + "/idle-sync", stop_after_chunks=3)
+    events = records.of(request_id)
+    recording = record_chunks(
+        server.url + "/idle-sync", headers={REQUEST_ID: request_id}, stop_after_chunks=3
+    )
     left_at = time.monotonic()
     assert recording.body.startswith(b"item 0\n")
     assert events.closed.wait(timeout=2), "the generator's finally never ran"
@@ -307,22 +327,56 @@ def test_sync_generator_finally_runs_in_its_worker_thread_after_disconnect(
     assert events.closed_in_thread == "faststream-kit-source"
 
 
-def test_request_body_can_be_read_while_the_response_streams(server: LiveServer) -> None:
-    uploaded: list[float] = []
+class ChunkedReader:
+    """Reads an HTTP/1.1 response with a chunked body from a raw socket, one chunk at a time."""
 
-    def upload() -> Iterator[bytes]:
-        for piece in (b"one ", b"two ", b"three"):
-            uploaded.append(time.monotonic())
-            yield piece
+    def __init__(self, sock: socket.socket) -> None:
+        self._file = sock.makefile("rb")
 
-    response = httpx.post(server.url + "/echo-upper", content=upload())
-    assert response.status_code == 200
-    assert response.text == "ready\nONE TWO THREE"
+    def head(self) -> tuple[bytes, dict[str, str]]:
+        status = self._file.readline().rstrip(b"\r\n")
+        headers: dict[str, str] = {}
+        while line := self._file.readline().rstrip(b"\r\n"):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return status, headers
+
+    def chunk(self) -> bytes:
+        size = int(self._file.readline().split(b";")[0], 16)
+        data = self._file.read(size)
+        assert self._file.read(2) == b"\r\n"
+        return data
+
+
+def test_request_body_parts_reach_the_source_while_the_response_streams(
+    server: LiveServer,
+) -> None:
+    # A full-duplex conversation: the client sends each part of the request body only after
+    # the echo of the one before has arrived. If the response held body messages back (until
+    # the request ended, or until it ended itself), the client would wait for an echo that
+    # never comes.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /echo-upper HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        reader = ChunkedReader(sock)
+        status, headers = reader.head()
+        assert status == b"HTTP/1.1 200 OK"
+        assert headers["transfer-encoding"] == "chunked"
+        assert reader.chunk() == b"ready\n", "the response must start before the body is sent"
+        for part in (b"one ", b"two ", b"three"):
+            sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+            try:
+                echo = reader.chunk()
+            except TimeoutError:
+                pytest.fail(f"{part!r} never reached the source while the response streamed")
+            assert echo == part.upper()
+        sock.sendall(b"0\r\n\r\n")
+        assert reader.chunk() == b"", "the response ends when the request body has ended"
 
 
 def test_http2_streams_incrementally_without_forbidden_headers() -> None:
-    app = make_app(Events())
-    with LiveServer(app, server="hypercorn") as server:
+    with LiveServer(make_app(PerRequest(Events)), server="hypercorn") as server:
         recording = record_chunks(server.url + "/ticks", http2=True)
         headers_recording = record_chunks(server.url + "/headers", http2=True)
     assert recording.http_version == "HTTP/2"
@@ -335,8 +389,7 @@ def test_http2_streams_incrementally_without_forbidden_headers() -> None:
 
 
 def test_http2_keepalive_arrives_before_first_chunk() -> None:
-    app = make_app(Events())
-    with LiveServer(app, server="hypercorn") as server:
+    with LiveServer(make_app(PerRequest(Events)), server="hypercorn") as server:
         recording = record_chunks(server.url + "/slow-start", http2=True)
     assert recording.http_version == "HTTP/2"
     assert recording.chunks[0].data == b": ping\n\n"
@@ -345,11 +398,14 @@ def test_http2_keepalive_arrives_before_first_chunk() -> None:
 
 
 def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
-    server: LiveServer, events: Events
+    server: LiveServer, records: PerRequest[Events], request_id: str
 ) -> None:
+    events = records.of(request_id)
     with socket.create_connection(("127.0.0.1", server.port)) as frozen:
         frozen.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        frozen.sendall(b"GET /firehose HTTP/1.1\r\nHost: test\r\n\r\n")
+        frozen.sendall(
+            f"GET /firehose HTTP/1.1\r\nHost: test\r\n{REQUEST_ID}: {request_id}\r\n\r\n".encode()
+        )
         assert frozen.recv(1024).startswith(b"HTTP/1.1 200")
         # Never read again: the server's writes block once the socket buffers are full.
         assert events.closed.wait(timeout=10), "the source kept running for a frozen client"

@@ -139,8 +139,10 @@ def test_hop_by_hop_request_headers_do_not_reach_the_upstream(
     assert "x-client-hop" not in names
     assert "cookie" not in names  # forward_cookies=False
     assert "authorization" not in names  # forward_authorization=False
-    # The proxy's own client may say "keep-alive" for its own hop, and nothing else.
-    assert dict(received).get("connection", "keep-alive").lower() == "keep-alive"
+    # The proxy's own client speaks for its own hop: httpx always sends "keep-alive", aiohttp
+    # relies on HTTP/1.1's default and sends nothing. Nothing of the client's got through.
+    own_hop = {"httpx": ["keep-alive"], "aiohttp": []}[kind]
+    assert [value for name, value in received if name == "connection"] == own_hop, received
     assert [n for n, count in Counter(names).items() if count > 1] == []
     headers = dict(received)
     assert headers["host"] == upstream[1].removeprefix("http://")
@@ -163,7 +165,7 @@ def test_hop_by_hop_response_headers_do_not_reach_the_client(
     names = [name.decode().lower() for name, _ in response.headers.raw]
     assert not (HOP_BY_HOP - {"transfer-encoding"}) & set(names), response.headers.raw
     assert "x-up-hop" not in names  # named in the upstream's Connection header
-    assert "connection" not in names or server == "uvicorn"  # uvicorn's own, for its hop
+    assert "connection" not in names  # uvicorn keeps a connection open without saying so
     assert [n for n, count in Counter(names).items() if count > 1] == []  # one Date, one Server
     assert response.headers["x-end-to-end"] == "kept"
     assert response.headers["content-length"] == str(len("headers recorded"))
@@ -182,7 +184,8 @@ def test_client_without_accept_encoding_gets_identity(
         response = client.get(f"{proxies['uvicorn']}/{kind}/gzip?id={request_id}")
 
     assert dict(upstream[0].log.get(request_id).headers)["accept-encoding"] == "identity"
-    assert response.headers.get("content-encoding", "identity") == "identity"
+    # Said explicitly, so that a GZipMiddleware in front leaves the stream alone.
+    assert response.headers.get_list("content-encoding") == ["identity"]
     assert response.content == PAYLOAD
     assert response.headers["content-length"] == str(len(PAYLOAD))
 
@@ -217,7 +220,7 @@ def test_upstream_gzip_the_client_did_not_accept_is_decoded(
         with client.stream("GET", f"{proxies['uvicorn']}/{kind}/always-gzip") as response:
             raw = b"".join(response.iter_raw())
 
-    assert response.headers.get("content-encoding", "identity") == "identity"
+    assert response.headers.get_list("content-encoding") == ["identity"]
     assert "content-length" not in response.headers  # it described the compressed bytes
     assert raw == PAYLOAD
 
