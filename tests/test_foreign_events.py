@@ -92,13 +92,12 @@ def server() -> Iterator[LiveServer]:
         yield live
 
 
-def _fields(event: ParsedEvent) -> tuple[str, str | None, int | None, Any]:
+def _fields(event: ParsedEvent) -> tuple[str, str | None, int | None, str, Any]:
     """What a client reads of an event; JSON data compared as values, not as spacing."""
     try:
-        data: Any = json.loads(event.data)
+        return event.event, event.id, event.retry, "json", json.loads(event.data)
     except ValueError:
-        data = event.data
-    return event.event, event.id, event.retry, data
+        return event.event, event.id, event.retry, "text", event.data
 
 
 def test_fastapi_events_keep_event_id_retry_and_fastapis_json_data(server: LiveServer) -> None:
