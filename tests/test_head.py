@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -111,19 +111,12 @@ def make_app(peer: ScriptedOpenAI, completions: Completions, opened: Opened) -> 
         finally:
             opened.closed_in_thread[tag] = threading.current_thread().name
 
-    @app.api_route("/peeked/stream", methods=["GET", "HEAD"])
-    async def peeked_stream(tag: str) -> StreamResponse:
+    @app.api_route("/peeked/{helper}", methods=["GET", "HEAD"])
+    async def peeked_source(helper: Literal["stream", "sse"], tag: str) -> StreamResponse:
         opened.loop_thread = threading.current_thread().name
-        lines = peeked(tag)
-        next(lines)
-        return stream_response(lines)
-
-    @app.api_route("/peeked/sse", methods=["GET", "HEAD"])
-    async def peeked_sse(tag: str) -> StreamResponse:
-        opened.loop_thread = threading.current_thread().name
-        events = peeked(tag)
-        next(events)
-        return sse_response(events)
+        items = peeked(tag)
+        next(items)
+        return stream_response(items) if helper == "stream" else sse_response(items)
 
     @app.api_route("/sse/factory", methods=["GET", "HEAD"])
     async def sse_factory(tag: str) -> StreamResponse:
