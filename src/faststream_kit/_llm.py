@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,7 +36,7 @@ from ._llm_formats import (
 )
 from ._llm_wire import sdk_payloads, upstream_error
 from ._response import StreamResponse, stop_reason
-from ._threads import ThreadIterator, iterate_in_thread
+from ._threads import ThreadIterator, default_thread_limiter, iterate_in_thread
 
 __all__ = ["Completion", "OnComplete", "ToolCall", "format_response", "llm_events", "llm_stream"]
 
@@ -147,58 +154,99 @@ def format_response(
     )
 
 
-async def llm_events(source: Any, *, on_complete: OnComplete | None) -> AsyncIterator[LLMEvent]:
-    """The source as neutral events, ending with one :class:`Finish`; reports to ``on_complete``."""
-    completion = Completion() if on_complete is not None else None
-    stream: Any = None
-    items: AsyncIterator[Any] | None = None
-    try:
+def llm_events(source: Any, *, on_complete: OnComplete | None) -> _LLMEvents:
+    """The source as neutral events, ending with one :class:`Finish`; reports to
+    ``on_complete``. Closing it before it started (a ``HEAD``) still closes the source."""
+    return _LLMEvents(source, on_complete)
+
+
+class _LLMEvents:
+    """``llm_stream``'s source: the neutral events, and an ``aclose()`` that works unstarted.
+
+    The core closes a source it never started (a ``HEAD`` request) with ``aclose()``, and
+    closing an async generator that never started runs none of its code: its ``finally``
+    could neither close what the caller opened (a ``create()`` call not awaited yet, an open
+    SDK stream) nor call ``on_complete``. ``aclose()`` does both then, once.
+    """
+
+    __slots__ = ("_events", "_on_complete", "_source", "_started")
+
+    def __init__(self, source: Any, on_complete: OnComplete | None) -> None:
+        self._source = source
+        self._on_complete = on_complete
+        self._started = False
+        self._events = self._read()
+
+    def __aiter__(self) -> AsyncGenerator[LLMEvent, None]:
+        return self._events  # the per-token path is the generator itself, no layer on top
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+        if self._started:
+            return  # the generator's own finally closed the source and reported
+        self._started = True  # closed before it started: it never will, so this runs once
+        source = self._source
+        with anyio.CancelScope(shield=True):
+            await _close_upstream(None, None if inspect.isawaitable(source) else source, source)
+            if self._on_complete is not None:
+                # Nothing was generated, nothing failed and nobody left: see docs/llm.md.
+                await _report(self._on_complete, Completion())
+
+    async def _read(self) -> AsyncGenerator[LLMEvent, None]:
+        self._started = True
+        source, on_complete = self._source, self._on_complete
+        completion = Completion() if on_complete is not None else None
+        stream: Any = None
+        items: AsyncIterator[Any] | None = None
         try:
-            stream = await source if inspect.isawaitable(source) else source
-        except Exception as exc:
-            raise _sdk_error(exc) from exc
-        readable = sdk_payloads(stream) or stream
-        if isinstance(readable, AsyncIterable):
-            items = aiter(readable)
-        elif isinstance(readable, Iterable) and not isinstance(readable, str | bytes):
-            items = iterate_in_thread(readable)
-        else:
-            raise TypeError(
-                "llm_stream needs an OpenAI Stream/AsyncStream, an awaitable returning one, "
-                f"or an iterable of str; got {type(stream).__name__}"
-            )
-        state = _ChunkState()
-        # The response enforces ``idle_timeout`` from its watch task: no timer per token.
-        while True:
             try:
-                item = await items.__anext__()
-            except StopAsyncIteration:
-                break
+                stream = await source if inspect.isawaitable(source) else source
             except Exception as exc:
                 raise _sdk_error(exc) from exc
-            for event in state.events_for(item):
-                if completion is not None:
-                    _record(completion, event)
-                yield event
-        finish = state.finish()
-        if completion is not None:
-            _record(completion, finish)
-        yield finish
-    except BaseException as exc:
-        if completion is not None:
-            if isinstance(exc, GeneratorExit) or _is_cancellation(exc):
-                if stop_reason() == "idle_timeout":
-                    completion.error = library_error("timeout", "the model sent nothing in time")
-                else:
-                    completion.disconnected = True
+            readable = sdk_payloads(stream) or stream
+            if isinstance(readable, AsyncIterable):
+                items = aiter(readable)
+            elif isinstance(readable, Iterable) and not isinstance(readable, str | bytes):
+                items = iterate_in_thread(readable)
             else:
-                completion.error = exc
-        raise
-    finally:
-        with anyio.CancelScope(shield=True):
-            await _close_upstream(items, stream, source)
-            if completion is not None and on_complete is not None:
-                await _report(on_complete, completion)
+                raise TypeError(
+                    "llm_stream needs an OpenAI Stream/AsyncStream, an awaitable returning one, "
+                    f"or an iterable of str; got {type(stream).__name__}"
+                )
+            state = _ChunkState()
+            # The response enforces ``idle_timeout`` from its watch task: no timer per token.
+            while True:
+                try:
+                    item = await items.__anext__()
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:
+                    raise _sdk_error(exc) from exc
+                for event in state.events_for(item):
+                    if completion is not None:
+                        _record(completion, event)
+                    yield event
+            finish = state.finish()
+            if completion is not None:
+                _record(completion, finish)
+            yield finish
+        except BaseException as exc:
+            if completion is not None:
+                if isinstance(exc, GeneratorExit) or _is_cancellation(exc):
+                    if stop_reason() == "idle_timeout":
+                        completion.error = library_error(
+                            "timeout", "the model sent nothing in time"
+                        )
+                    else:
+                        completion.disconnected = True
+                else:
+                    completion.error = exc
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _close_upstream(items, stream, source)
+                if completion is not None and on_complete is not None:
+                    await _report(on_complete, completion)
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -216,13 +264,20 @@ async def _close_upstream(items: Any, stream: Any, source: Any) -> None:
         if items is not None and hasattr(items, "aclose"):
             await items.aclose()
         if stream is not None and stream is not items:
-            close = getattr(stream, "aclose", None) or getattr(stream, "close", None)
-            if close is not None:
-                result = close()
-                if inspect.isawaitable(result):
-                    await result
+            aclose = getattr(stream, "aclose", None)
+            close = getattr(stream, "close", None)
+            if aclose is not None:
+                await aclose()
+            elif inspect.iscoroutinefunction(close):
+                await close()
+            elif close is not None:
+                # A sync stream never handed to a worker thread (a HEAD): its close() may
+                # block (a generator's finally, a socket), so not on the event loop either.
+                await anyio.to_thread.run_sync(close, limiter=default_thread_limiter())
         elif stream is None and inspect.iscoroutine(source):
-            source.close()  # never awaited (it failed, or the response never started)
+            # Never awaited (it failed, or the response never started): closing it means no
+            # request is made and no "coroutine was never awaited" warning.
+            source.close()
     except Exception:
         logger.debug("closing the upstream stream failed", exc_info=True)
 

@@ -51,6 +51,25 @@ _CLOSE_SOURCE_SECONDS = 5.0
 """How long a closing source may take before we stop waiting for it."""
 
 
+def _join_encoded(data: bytes, ready: list[Any], encode: Encoder) -> tuple[bytes, Exception | None]:
+    """``data`` and the ``ready`` items encoded, as one write, up to an item that fails.
+
+    The items before the failing one are written and its error is raised after them, as if
+    it had been produced later: whether a source awaited between its items (or its worker
+    thread ran ahead) must not change what the client gets. An encoder may keep state (the
+    LLM formats do), so nothing is encoded twice.
+    """
+    parts = [data]
+    try:
+        # list.extend() keeps what it appended before the iterator raised (CPython appends
+        # one by one; tests/test_encode_failures.py fails if not); a loop of append() calls
+        # costs ~1.5x per item on this path.
+        parts.extend(map(encode, ready))
+    except Exception as exc:
+        return b"".join(parts), exc
+    return b"".join(parts), None
+
+
 class _Request(Protocol):
     _receive: Receive
 
@@ -272,6 +291,7 @@ class StreamResponse(StreamingResponse):
         plain_bytes = encode == self._encode_text  # bytes pass through untouched
         track_idle = self.idle_timeout is not None
         token = _current_wire.set(wire)
+        unencodable: Exception | None = None
         try:
             async for chunk in source:
                 data = chunk if type(chunk) is bytes and plain_bytes else encode(chunk)
@@ -280,7 +300,7 @@ class StreamResponse(StreamingResponse):
                 if len(data) < _COALESCE_BELOW_BYTES:
                     ready = take_ready(read_ahead)
                     if ready:
-                        data = b"".join([data, *map(encode, ready)])
+                        data, unencodable = _join_encoded(data, ready, encode)
                 if preamble:
                     data, preamble = preamble + data, b""
                 if data:
@@ -294,6 +314,8 @@ class StreamResponse(StreamingResponse):
                         await source.throw_into_pending(cancelled)
                 if track_idle:
                     wire.last_item = monotonic()  # the wait for the next item starts now
+                if unencodable is not None:
+                    raise unencodable  # after the items before it, as if it came later
             if preamble:
                 await wire.send_body(preamble)
             await wire.send_end()

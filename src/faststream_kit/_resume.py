@@ -481,7 +481,7 @@ class _LazyLLMEvents:
         source = self.source
         if callable(source) and not isinstance(source, AsyncIterable | Iterable):
             source = source()
-        return llm_events(source, on_complete=self.options.get("on_complete"))
+        return aiter(llm_events(source, on_complete=self.options.get("on_complete")))
 
     def close(self) -> None:
         _close_quietly(self.source)

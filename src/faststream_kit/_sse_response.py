@@ -10,7 +10,7 @@ from starlette.background import BackgroundTask
 from starlette.types import Scope
 
 from ._response import StreamResponse
-from ._sse import PING_FRAME, ServerSentEvent, sse_frame
+from ._sse import PING_FRAME, ServerSentEvent, compact_json, data_text, sse_frame
 
 __all__ = ["SHUTDOWN_EVENT", "encode_event", "sse_response"]
 
@@ -27,8 +27,9 @@ def encode_event(item: Any) -> bytes:
     """One source item as an SSE frame.
 
     ``ServerSentEvent`` as built; a ``dict`` as its fields (``{"data": ..., "event": ...}``);
-    ``str`` and ``bytes`` as ``data``; anything else (a list, a dataclass, a pydantic model)
-    as JSON ``data``.
+    ``str`` and ``bytes`` as ``data``; an event of another library, recognised by its
+    attributes (see :func:`_foreign_event`), as its fields; anything else (a list, a
+    dataclass, a pydantic model) as JSON ``data``.
     """
     if type(item) is str:
         return sse_frame(item)
@@ -44,7 +45,50 @@ def encode_event(item: Any) -> bytes:
                 "data, event, id, retry and comment (wrap a JSON payload as {'data': ...})"
             )
         return sse_frame(**item)
+    foreign = _foreign_event(item)
+    if foreign is not None:
+        return foreign
     return sse_frame(item)
+
+
+_NOT_AN_EVENT, _EVENT, _FASTAPI_EVENT = 0, 1, 2
+_event_kinds: dict[type, int] = {}
+"""What each item type seen so far is; bounded by :data:`_EVENT_KINDS_KEPT`."""
+_EVENT_KINDS_KEPT = 256
+
+
+def _foreign_event(item: Any) -> bytes | None:
+    """The frame of another library's event object, or None if ``item`` is not one.
+
+    An object with the attributes ``data``, ``event``, ``id``, ``retry`` and ``comment`` is
+    an event (sse-starlette's ``ServerSentEvent`` and ``JSONServerSentEvent``; its ``sep``
+    is ignored, since every line ending is valid and ours is LF). One that also has
+    ``raw_data`` is FastAPI's (``fastapi.sse.ServerSentEvent``), sent as FastAPI sends it:
+    ``raw_data`` as is, else ``data`` as JSON (a ``str`` is sent quoted). The fields get the
+    checks of :func:`sse_frame`. Neither library is imported; the first item of a type
+    decides for its type, so other objects pay one dict lookup.
+    """
+    kind = _event_kinds.get(type(item))
+    if kind is None:
+        kind = _event_kind(item)
+        if len(_event_kinds) < _EVENT_KINDS_KEPT:
+            _event_kinds[type(item)] = kind
+    if kind == _NOT_AN_EVENT:
+        return None
+    data = item.data
+    if kind == _FASTAPI_EVENT:
+        raw_data = item.raw_data
+        if raw_data is not None:
+            data = raw_data
+        elif isinstance(data, str | bytes | bytearray | memoryview):
+            data = compact_json(data_text(data))
+    return sse_frame(data, event=item.event, id=item.id, retry=item.retry, comment=item.comment)
+
+
+def _event_kind(item: Any) -> int:
+    if not all(hasattr(item, name) for name in _EVENT_FIELDS):
+        return _NOT_AN_EVENT
+    return _FASTAPI_EVENT if hasattr(item, "raw_data") else _EVENT
 
 
 def last_event_id(scope: Scope) -> str | None:

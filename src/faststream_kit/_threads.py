@@ -257,7 +257,19 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
             self._space.notify_all()
 
     async def aclose(self) -> None:
-        """Stop the worker, close the sync iterator in its thread, and wait for it."""
+        """Stop the worker, close the sync iterator in its thread, and wait for it.
+
+        An iterable that was never started (a ``HEAD`` request) has no thread yet: it is
+        closed in a worker thread of the limiter, since a generator the caller already
+        started runs its ``finally`` then, which may block like the rest of it.
+        """
+        if not self._started and not self._closed:
+            self._closed = True
+            close = getattr(self._iterable, "close", None)
+            if close is not None:
+                limiter = self._limiter or default_thread_limiter()
+                await anyio.to_thread.run_sync(close, limiter=limiter)
+            return
         self.stop()
         if self._started:
             await self._done.wait()
