@@ -12,6 +12,7 @@ import gc
 import inspect
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from faststream_kit import (
 from faststream_kit.testing import LiveServer
 
 from .openai_peer import Script, ScriptedOpenAI
+from .redis_peer import RedisServer, redis_server_fixture  # noqa: F401  (fixture: redis_server)
 from .upstream_peers import Upstream
 
 API_KEY = "sk-test-head"
@@ -277,3 +279,46 @@ def test_head_closes_the_upstream_response_of_a_proxied_get() -> None:
         assert response.content == b""
         seen = upstream.log.get(request_id)
         assert seen.disconnected.wait(5), "the upstream response was left open"
+
+
+def test_head_of_a_resumable_llm_stream_closes_the_create_call_it_never_awaits(
+    redis_server: RedisServer, peer: ScriptedOpenAI
+) -> None:
+    import redis.asyncio
+
+    from faststream_kit.resume import ResumableStreams
+
+    client = AsyncOpenAI(base_url=peer.base_url, api_key="sk-test", max_retries=0)
+    created: list[Any] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = redis.asyncio.Redis(unix_socket_path=redis_server.socket_path)
+        async with ResumableStreams(store, ttl_seconds=60) as streams:
+            app.state.streams = streams
+            yield
+        await store.aclose()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.api_route("/answers/{key}", methods=["GET", "HEAD"])
+    async def answer(key: str, request: Request) -> Response:
+        create = client.chat.completions.create(
+            model="resume-head", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        created.append(create)
+        return request.app.state.streams.llm_response(key, source=create)  # type: ignore[no-any-return]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with LiveServer(app) as server:
+            response = httpx.head(server.url + "/answers/" + uuid.uuid4().hex)
+        [create] = created
+        assert inspect.getcoroutinestate(create) == inspect.CORO_CLOSED
+        del create
+        created.clear()
+        gc.collect()
+    assert response.status_code == 200
+    assert response.content == b""
+    assert not [w for w in caught if "never awaited" in str(w.message)]
+    assert "resume-head" not in [record.script_name for record in peer.requests]

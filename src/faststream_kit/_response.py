@@ -346,6 +346,16 @@ class StreamResponse(StreamingResponse):
 
     async def _close_source(self) -> None:
         source = getattr(self, "body_iterator", None)
+        if source is None:
+            # The factory never ran (a HEAD): it may hold what it was given (a coroutine not
+            # awaited yet), so a factory with a ``close()`` is told it never will run.
+            close = getattr(self._open, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:
+                    logger.exception("closing the stream source failed")
+            return
         if isinstance(source, EagerIterator) and source.pending:
             # The kept step may sit inside the source's own cancel scopes: close it before
             # entering ours, so that they exit in order (asyncio.timeout is no anyio scope).

@@ -339,12 +339,8 @@ class ResumableStreams:
         encoder = spec.make_encoder(None)
         producer = None if source is None else _LazyLLMEvents(source, on_complete=on_complete)
 
-        def open_stream(scope: Scope) -> AsyncIterator[bytes]:
-            after = last_event_id(scope) if format == "sse" else None
-            return self._llm_frames(key, producer, encoder, after, with_ids=format == "sse")
-
         return format_response(
-            open_stream,
+            _OpenFrames(self, key, producer, encoder, with_ids=format == "sse"),
             spec,
             encoder,
             encode=_pass_frames,
@@ -464,6 +460,27 @@ def _decode_llm_event(raw: bytes) -> LLMEvent:
     if kind == "tool":
         return ToolCallDelta(record["i"], record["id"], record["n"], record["a"])
     return Finish(record["r"], record["u"])
+
+
+class _OpenFrames:
+    """Opens a resumable LLM stream's frames when the response starts; on a ``HEAD``, which
+    never starts it, ``close()`` closes the source the caller gave (no request, no warning)."""
+
+    def __init__(
+        self, streams: ResumableStreams, key: str, producer: Any, encoder: Any, *, with_ids: bool
+    ) -> None:
+        self._streams, self._key, self._producer = streams, key, producer
+        self._encoder, self._with_ids = encoder, with_ids
+
+    def __call__(self, scope: Scope) -> AsyncIterator[bytes]:
+        after = last_event_id(scope) if self._with_ids else None
+        return self._streams._llm_frames(
+            self._key, self._producer, self._encoder, after, with_ids=self._with_ids
+        )
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close()
 
 
 class _LazyLLMEvents:
