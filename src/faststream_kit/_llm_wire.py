@@ -11,12 +11,15 @@ What the SDK does between its decoder and its models is repeated here: ``[DONE]`
 stream, and a payload with an ``error`` key raises. Its transport errors (timeouts, dropped
 connections) still come from its ``_iter_events``. A stream it cannot read this way (no
 ``_iter_events``, already started, not ``text/event-stream``, a non-legacy stream mode) is
-iterated by the SDK as before.
+iterated by the SDK as before. ``_iter_events`` and ``_options`` are private to the SDK (see
+"Private APIs we rely on" in ``docs/design.md``; ``tests/test_private_apis.py`` fails when
+they change), and an openai ``Stream`` without ``_iter_events`` logs a warning once.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -25,6 +28,8 @@ import anyio
 from ._errors import StreamError, library_error
 
 __all__ = ["Payload", "sdk_payloads", "upstream_error"]
+
+logger = logging.getLogger("faststream_kit")
 
 _DRAIN_SECONDS = 0.1
 """After ``[DONE]``, how long to read what is left of an async body so that its HTTP/1.1
@@ -47,8 +52,10 @@ def sdk_payloads(stream: Any) -> Iterator[Payload] | AsyncIterator[Payload] | No
     iter_events = getattr(stream, "_iter_events", None)
     response = getattr(stream, "response", None)
     if iter_events is None or response is None or not _unread_event_stream(response):
+        if iter_events is None and _is_openai_stream(stream):
+            _sdk_changed()
         return None
-    options = getattr(stream, "_options", None)
+    options = getattr(stream, "_options", None)  # absent in older SDKs (1.40): read as chat
     if getattr(options, "stream_mode", "legacy") != "legacy" or getattr(
         options, "synthesize_event_and_data", None
     ):
@@ -56,6 +63,28 @@ def sdk_payloads(stream: Any) -> Iterator[Payload] | AsyncIterator[Payload] | No
     if hasattr(stream, "__aiter__"):
         return _async_payloads(iter_events())
     return _SyncPayloads(stream, iter_events())
+
+
+def _is_openai_stream(stream: Any) -> bool:
+    return any(
+        cls.__name__ in ("Stream", "AsyncStream") and cls.__module__.startswith("openai")
+        for cls in type(stream).__mro__
+    )
+
+
+_warned: list[bool] = []
+
+
+def _sdk_changed() -> None:
+    """Say once that an SDK change turned the fast path off (it still streams, more slowly)."""
+    if _warned:
+        return
+    _warned.append(True)
+    logger.warning(
+        "openai's Stream has no _iter_events: llm_stream reads openai streams through the SDK's "
+        "models (about 5x the CPU per token). Please report this to faststream-kit with your "
+        "openai version"
+    )
 
 
 def _unread_event_stream(response: Any) -> bool:

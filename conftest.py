@@ -1,0 +1,24 @@
+"""Peers for the documentation's executed examples (README.md and docs/, pytest-markdown-docs).
+
+An example that needs a program besides Python names a fixture in its fence's info string,
+``python fixture:needs_redis_server``; pytest-markdown-docs requests that fixture before the
+example runs. Like the tests' peers (``tests/conftest.py``), a missing program skips the example
+with what to install, and fails it under ``CI=true``. ``mkdocs_hooks.py`` drops the fixture
+names from the rendered page.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from tests.conftest import need_peer
+
+
+@pytest.fixture
+def needs_redis_server() -> str:
+    """The ``redis-server`` on ``PATH``, which is where the example looks for it."""
+    path = shutil.which("redis-server")
+    need_peer(path is not None, "redis-server not found: apt-get install redis-server")
+    assert path is not None
+    return path

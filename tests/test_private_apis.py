@@ -1,0 +1,331 @@
+"""The private APIs of our dependencies that faststream-kit relies on, each on its real path.
+
+``docs/design.md`` ("Private APIs we rely on") lists them. Most have a fallback that keeps the
+library working, more slowly or less exactly, when the dependency changes; nothing a user
+would notice at once. So each test here runs the real dependency (no mocks) through the path
+that uses the private API and asserts that path was taken: when an upgrade removes or renames
+the attribute, these tests fail and say which one and where it is documented.
+"""
+
+from __future__ import annotations
+
+import dis
+import inspect
+import itertools
+import json
+import logging
+import platform
+import socket
+import types
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiobotocore.session
+import anyio
+import httpx
+import openai
+import pytest
+from fastapi import FastAPI, Request
+from openai import AsyncOpenAI, OpenAI
+from openai.types.chat import ChatCompletionChunk
+from starlette.types import Message
+
+import faststream_kit._llm
+from faststream_kit import StreamResponse, llm_stream, stream_response
+from faststream_kit._llm import _reasoning_of
+from faststream_kit._llm_wire import Payload, sdk_payloads
+from faststream_kit._s3 import _S3Calls
+from faststream_kit._sse import compact_json
+from faststream_kit.testing import LiveServer
+
+from .openai_peer import Script, ScriptedOpenAI
+
+TOKENS = ["Private", " APIs", " are", " watched"]
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def changed(dependency: str, attribute: str, consequence: str) -> str:
+    return (
+        f"{dependency} changed {attribute}, an internal API faststream-kit relies on: "
+        f"{consequence}. Update the code that uses it and docs/design.md "
+        '("Private APIs we rely on").'
+    )
+
+
+# ------------------------------------------------------------------ openai: Stream._iter_events
+
+
+@pytest.fixture(scope="module")
+def peer() -> Iterator[ScriptedOpenAI]:
+    with ScriptedOpenAI(Script(tokens=TOKENS)) as scripted:
+        yield scripted
+
+
+def text_of(payloads: list[Any]) -> str:
+    return "".join(p.choices[0].delta.content or "" for p in payloads if p.choices)
+
+
+ITER_EVENTS_GONE = changed(
+    f"openai {openai.__version__}",
+    "Stream._iter_events",
+    "llm_stream now reads every chunk through the SDK's pydantic models, about 5x the CPU "
+    "per token",
+)
+
+
+def test_a_sync_openai_stream_is_read_from_the_sdks_sse_decoder(peer: ScriptedOpenAI) -> None:
+    client = OpenAI(base_url=peer.base_url, api_key="sk-test", max_retries=0)
+    with client.chat.completions.create(model="m", messages=MESSAGES, stream=True) as stream:
+        payloads = sdk_payloads(stream)
+        assert payloads is not None, ITER_EVENTS_GONE
+        read = list(payloads)  # type: ignore[arg-type]
+    assert all(type(payload) is Payload for payload in read)
+    assert text_of(read) == "".join(TOKENS)
+
+
+def test_an_async_openai_stream_is_read_from_the_sdks_sse_decoder(peer: ScriptedOpenAI) -> None:
+    async def read() -> list[Any]:
+        client = AsyncOpenAI(base_url=peer.base_url, api_key="sk-test", max_retries=0)
+        stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        async with stream:
+            payloads = sdk_payloads(stream)
+            assert payloads is not None, ITER_EVENTS_GONE
+            return [payload async for payload in payloads]  # type: ignore[union-attr]
+
+    read_payloads = anyio.run(read)
+    assert all(type(payload) is Payload for payload in read_payloads)
+    assert text_of(read_payloads) == "".join(TOKENS)
+
+
+OPTIONS_WE_READ = {("_options", "stream_mode"), ("_options", "synthesize_event_and_data")}
+"""What ``sdk_payloads`` reads from an SDK stream to leave event streams to the SDK."""
+
+
+def options_read_by(cls: type) -> set[tuple[str, str]]:
+    """Every ``<obj>.<attribute>.<name>`` the class's own code reads where the attribute is
+    ``_options`` or the name is one we read (from its bytecode: what runs is what is checked)."""
+    names = {name for _, name in OPTIONS_WE_READ}
+    codes = [f.__code__ for f in vars(cls).values() if isinstance(f, types.FunctionType)]
+    read: set[tuple[str, str]] = set()
+    while codes:
+        code = codes.pop()
+        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+        ops = [op for op in dis.get_instructions(code) if op.opname != "CACHE"]
+        read.update(
+            (before.argval, after.argval)
+            for before, after in itertools.pairwise(ops)
+            if before.opname == after.opname == "LOAD_ATTR"
+            if before.argval == "_options" or after.argval in names
+        )
+    return read
+
+
+@pytest.mark.parametrize("stream_class", [openai.Stream, openai.AsyncStream])
+def test_the_sdk_decides_by_the_stream_options_we_read(
+    peer: ScriptedOpenAI, stream_class: type
+) -> None:
+    """Between its decoder and its models, the SDK reshapes some streams (Assistants, agents)
+    according to ``self._options``; ``sdk_payloads`` leaves those to it by reading the same
+    options. Older SDKs (1.40) have no ``_options`` and read none."""
+    read = options_read_by(stream_class)
+    assert read <= OPTIONS_WE_READ, changed(
+        f"openai {openai.__version__}",
+        f"Stream._options (the SDK reads {sorted(read)}, we read {sorted(OPTIONS_WE_READ)})",
+        "llm_stream may read an event stream that the SDK reshapes (agents, Assistants) as "
+        "chat chunks",
+    )
+    client = OpenAI(base_url=peer.base_url, api_key="sk-test", max_retries=0)
+    with client.chat.completions.create(model="m", messages=MESSAGES, stream=True) as stream:
+        if read:
+            assert stream._options.stream_mode == "legacy"
+        assert sdk_payloads(stream) is not None, ITER_EVENTS_GONE
+
+
+def test_llm_stream_reads_a_real_openai_stream_through_the_fast_path(
+    peer: ScriptedOpenAI, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The whole route: ``llm_stream`` hands the SDK stream to ``sdk_payloads`` and uses what
+    it returns, for a sync and an async client, and logs no "SDK changed" warning."""
+    taken: list[str] = []
+    original = faststream_kit._llm.sdk_payloads
+
+    def recording_sdk_payloads(stream: Any) -> Any:
+        payloads = original(stream)
+        taken.append("fast" if payloads is not None else "sdk models")
+        return payloads
+
+    monkeypatch.setattr(faststream_kit._llm, "sdk_payloads", recording_sdk_payloads)
+    sync_client = OpenAI(base_url=peer.base_url, api_key="sk-test", max_retries=0)
+    async_client = AsyncOpenAI(base_url=peer.base_url, api_key="sk-test", max_retries=0)
+    app = FastAPI()
+
+    @app.get("/sync")
+    def sync_chat() -> StreamResponse:
+        return llm_stream(
+            sync_client.chat.completions.create(model="m", messages=MESSAGES, stream=True),
+            format="text",
+        )
+
+    @app.get("/async")
+    async def async_chat() -> StreamResponse:
+        return llm_stream(
+            async_client.chat.completions.create(model="m", messages=MESSAGES, stream=True),
+            format="text",
+        )
+
+    caplog.set_level(logging.WARNING, logger="faststream_kit")
+    with LiveServer(app) as server:
+        answers = [httpx.get(server.url + path, timeout=10) for path in ("/sync", "/async")]
+    assert [answer.text for answer in answers] == ["".join(TOKENS)] * 2
+    assert taken == ["fast", "fast"], ITER_EVENTS_GONE
+    assert not [r for r in caplog.records if r.name == "faststream_kit"], caplog.text
+
+
+# ------------------------------------------------------------- pydantic: __pydantic_extra__
+
+
+def test_reasoning_is_read_from_the_sdk_models_extra_fields() -> None:
+    chunk = ChatCompletionChunk.model_validate(
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"reasoning_content": "thinking"}}],
+        }
+    )
+    delta = chunk.choices[0].delta
+    extra = getattr(delta, "__pydantic_extra__", None)
+    assert isinstance(extra, dict), changed(
+        "pydantic (through the openai SDK's models)",
+        "BaseModel.__pydantic_extra__",
+        "reasoning deltas of SDK chunks are found by two failing attribute lookups per token",
+    )
+    assert extra.get("reasoning_content") == "thinking"
+    assert _reasoning_of(delta) == "thinking"
+
+
+# -------------------------------------------------------------------- starlette: _receive
+
+
+def test_a_request_body_arrives_through_the_relay_while_the_response_streams() -> None:
+    """With ``request=``, the disconnect watch owns the server's ``receive()`` and hands body
+    messages on by replacing ``Request._receive``, which ``Request.stream()`` reads."""
+
+    async def server_receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    request = Request({"type": "http", "method": "POST", "headers": []}, server_receive)
+    assert getattr(request, "_receive", None) is server_receive, changed(
+        "starlette",
+        "Request._receive",
+        "stream_response(..., request=request) raises TypeError, so a route cannot read its "
+        "request body while it streams",
+    )
+    app = FastAPI()
+
+    @app.post("/upload")
+    async def upload(request: Request) -> StreamResponse:
+        async def sizes() -> AsyncIterator[str]:
+            yield "started\n"  # the response (and so the watch) is running from here
+            async for chunk in request.stream():
+                if chunk:
+                    yield f"{len(chunk)}\n"
+
+        return stream_response(sizes(), request=request)
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield b"x" * 1000
+            await anyio.sleep(0.05)
+
+    async def post(url: str) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=10) as client:
+            return await client.post(url, content=body())
+
+    with LiveServer(app) as server:
+        response = anyio.run(post, server.url + "/upload")
+    assert response.status_code == 200, response.text
+    lines = response.text.splitlines()
+    assert lines[0] == "started"
+    assert sum(int(line) for line in lines[1:]) == 3000
+
+
+# ---------------------------------------------------------- aiobotocore: _make_api_call
+
+
+def test_an_aiobotocore_client_is_called_without_a_worker_thread() -> None:
+    """aiobotocore's operation methods are botocore's plain functions that return the
+    coroutine of its ``async def _make_api_call``; that is how ``s3_stream`` tells the async
+    client from boto3's (which it calls in worker threads, reading bodies with ``read()``)."""
+
+    async def recognised() -> bool:
+        session = aiobotocore.session.get_session()
+        async with session.create_client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url="http://127.0.0.1:9",  # never contacted
+            aws_access_key_id="example",
+            aws_secret_access_key="example",
+        ) as client:
+            return _S3Calls(client, None).is_async
+
+    assert anyio.run(recognised), changed(
+        f"aiobotocore {aiobotocore.__version__}",
+        "AioBaseClient._make_api_call (no longer an async def)",
+        "s3_stream takes an aiobotocore client for a boto3 one: calls in worker threads and "
+        "a body whose read() returns a coroutine",
+    )
+
+
+# -------------------------------------------------------- CPython: json.encoder.c_make_encoder
+
+
+@pytest.mark.skipif(
+    platform.python_implementation() != "CPython",
+    reason="only CPython has the C JSON encoder; elsewhere JSONEncoder.encode is the path",
+)
+def test_compact_json_uses_the_c_encoder_built_once() -> None:
+    assert getattr(json.encoder, "c_make_encoder", None) is not None, changed(
+        f"CPython {platform.python_version()}",
+        "json.encoder.c_make_encoder",
+        "every JSON payload (SSE data, LLM frames, error bodies) is encoded by "
+        "JSONEncoder.encode, which builds a new C encoder per call",
+    )
+    assert not inspect.ismethod(compact_json), "compact_json fell back to JSONEncoder.encode"
+    assert compact_json({"text": "é", "n": [1, 2.5, None]}) == '{"text":"é","n":[1,2.5,null]}'
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    with pytest.raises(ValueError, match="Circular reference"):
+        compact_json(cyclic)
+
+
+# -------------------------------------------------- uvicorn: Server.started and should_exit
+
+
+def test_live_server_sees_uvicorn_start_and_stops_it() -> None:
+    """``LiveServer`` waits for ``uvicorn.Server.started`` and stops it by setting
+    ``should_exit``: public names, but undocumented."""
+    app = FastAPI()
+
+    @app.get("/")
+    def root() -> dict[str, bool]:
+        return {"ok": True}
+
+    server = LiveServer(app)
+    server.start()
+    try:
+        assert httpx.get(server.url + "/", timeout=5).json() == {"ok": True}
+    finally:
+        server.stop()
+    try:
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+    except ConnectionRefusedError:
+        return
+    pytest.fail(
+        changed(
+            "uvicorn",
+            "Server.should_exit",
+            "LiveServer.stop() no longer stops uvicorn, whose thread keeps serving",
+        )
+    )
