@@ -112,7 +112,7 @@ def llm_stream(
     disconnect if the stream did not finish.
     """
     stream_source("source", source, what=_SOURCE, awaitable=True)
-    one_of("format", format, sorted(FORMATS))
+    one_of("format", format, FORMATS)
     check_callable("on_complete", on_complete, arguments=1)
     optional_positive_seconds("idle_timeout", idle_timeout)
     optional_non_negative_seconds("ping", ping)

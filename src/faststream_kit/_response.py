@@ -138,10 +138,14 @@ class StreamResponse(StreamingResponse):
         check_bytes("shutdown_frame", shutdown_frame, optional=True)
         self._open: SourceFactory | None = None
         source: Content | None = None
-        if callable(content) and not isinstance(content, AsyncIterable | Iterable):
+        if isinstance(content, AsyncIterable | Iterable) and not isinstance(
+            content, str | bytes | bytearray | memoryview
+        ):
+            source = content
+        elif callable(content):
             self._open = source_factory("content", content, "the ASGI scope")
         else:
-            source = stream_source("content", content)
+            stream_source("content", content)  # raises, saying what is wrong with it
         self.status_code = status_code
         if media_type is not None:
             self.media_type = media_type
