@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-import aiohttp
 import anyio
 import httpx
 import pytest
@@ -55,7 +54,7 @@ from .s3_peers import (
     SentRequests,
     moto_s3_fixture,  # noqa: F401  (the moto_s3 fixture)
 )
-from .upstream_peers import CLIENT_KINDS, POOL_SIZE, Upstream
+from .upstream_peers import CLIENT_KINDS, POOL_SIZE, Upstream, proxy_app
 
 # --- recorders -------------------------------------------------------------------------------
 
@@ -963,29 +962,13 @@ def upstream() -> Iterator[tuple[Upstream, str]]:
         yield app, live.url
 
 
-def proxy_app(upstream_url: str) -> FastAPI:
-    """``/{kind}/good?id=`` proxies ``/headers``; ``/{kind}/bad?id=`` passes ``send_timeout=0``.
+def bad_proxy_app(upstream_url: str) -> FastAPI:
+    """The proxy of ``test_upstream.py`` (``/{kind}/headers?id=`` reaches the upstream), plus
+    ``/bad-{kind}?id=``, which passes ``send_timeout=0``. Each of its clients holds at most
+    ``POOL_SIZE`` connections, so a response left open shows."""
+    app = proxy_app(upstream_url)
 
-    Each client holds at most ``POOL_SIZE`` connections, so a response left open shows.
-    """
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with (
-            httpx.AsyncClient(limits=httpx.Limits(max_connections=POOL_SIZE)) as httpx_client,
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=POOL_SIZE)) as session,
-        ):
-            app.state.clients = {"httpx": httpx_client, "aiohttp": session}
-            yield
-
-    app = FastAPI(lifespan=lifespan)
-
-    @app.get("/{kind}/good")
-    async def good(kind: str, id: str, request: Request) -> Response:
-        client = request.app.state.clients[kind]
-        return await upstream_stream(client, "GET", f"{upstream_url}/headers?id={id}")
-
-    @app.get("/{kind}/bad")
+    @app.get("/bad-{kind}")
     async def bad(kind: str, id: str, request: Request) -> Response:
         client = request.app.state.clients[kind]
         url = f"{upstream_url}/headers?id={id}"
@@ -1002,13 +985,13 @@ def test_upstream_stream_with_a_bad_argument_sends_nothing_upstream(
     run = f"{kind}-{time.monotonic_ns()}"
     bad_ids = [f"bad-{run}-{i}" for i in range(POOL_SIZE + 1)]
     with (
-        LiveServer(proxy_app(upstream_url), log_level="critical") as proxy,
+        LiveServer(bad_proxy_app(upstream_url), log_level="critical") as proxy,
         httpx.Client(timeout=15) as client,
     ):
         for request_id in bad_ids:
             # A fresh connection each: uvicorn closes the one on which the app raised.
             bad = client.get(
-                f"{proxy.url}/{kind}/bad",
+                f"{proxy.url}/bad-{kind}",
                 params={"id": request_id},
                 headers={"connection": "close"},
             )
@@ -1016,7 +999,7 @@ def test_upstream_stream_with_a_bad_argument_sends_nothing_upstream(
         # Every request the upstream receives records its headers (a client always sends Host).
         assert [peer.log.get(request_id).headers for request_id in bad_ids] == [[]] * len(bad_ids)
         # More bad requests than the pool has connections, and it still serves: none is held.
-        good = client.get(f"{proxy.url}/{kind}/good", params={"id": f"good-{run}"})
+        good = client.get(f"{proxy.url}/{kind}/headers", params={"id": f"good-{run}"})
         assert (good.status_code, good.text) == (200, "headers recorded")
         assert peer.log.get(f"good-{run}").headers != []
 

@@ -154,14 +154,22 @@ def check_bool(name: str, value: bool) -> bool:
     return value
 
 
-def check_str(name: str, value: str | None, *, optional: bool = False) -> str | None:
-    """A ``str`` (empty allowed), or ``None`` when ``optional``."""
+def check_instance(
+    name: str, value: Any, kind: type, *, optional: bool = True, rule: str | None = None
+) -> Any:
+    """An instance of ``kind`` (or ``None`` when ``optional``)."""
     if value is None and optional:
         return None
-    if not isinstance(value, str):
-        rule = "a str or None" if optional else "a str"
+    if not isinstance(value, kind):
+        rule = (rule or f"a {kind.__name__}") + (" or None" if optional else "")
         raise TypeError(f"{name} must be {rule}, got {_type_of(value)}")
     return value
+
+
+def check_str(name: str, value: str | None, *, optional: bool = False) -> str | None:
+    """A ``str`` (empty allowed), or ``None`` when ``optional``."""
+    result: str | None = check_instance(name, value, str, optional=optional)
+    return result
 
 
 def non_empty_str(name: str, value: str | None, *, optional: bool = False) -> str | None:
@@ -177,12 +185,8 @@ def non_empty_str(name: str, value: str | None, *, optional: bool = False) -> st
 
 
 def check_bytes(name: str, value: bytes | None, *, optional: bool = False) -> bytes | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, bytes):
-        rule = "bytes or None" if optional else "bytes"
-        raise TypeError(f"{name} must be {rule}, got {_type_of(value)}")
-    return value
+    result: bytes | None = check_instance(name, value, bytes, optional=optional, rule="bytes")
+    return result
 
 
 def one_of(name: str, value: T, choices: Collection[T]) -> T:
@@ -376,16 +380,6 @@ def check_background(name: str, value: Any) -> Any:
         raise TypeError(
             f"{name} must be a starlette.background.BackgroundTask or None, got {_type_of(value)}"
         )
-    return value
-
-
-def check_instance(name: str, value: Any, kind: type, *, optional: bool = True) -> Any:
-    """An instance of ``kind`` (or ``None``)."""
-    if value is None and optional:
-        return None
-    if not isinstance(value, kind):
-        rule = f"a {kind.__name__}" + (" or None" if optional else "")
-        raise TypeError(f"{name} must be {rule}, got {_type_of(value)}")
     return value
 
 
