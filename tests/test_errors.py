@@ -102,12 +102,12 @@ def _function_at(tree: ast.AST, line: int) -> str | None:
 
 @pytest.mark.parametrize("status", [100, 200, 204, 302, 399, 600])
 def test_a_stream_error_is_an_error_status(status: int) -> None:
-    with pytest.raises(ValueError, match=r"status_code must be an error status \(400-599\)"):
+    with pytest.raises(ValueError, match="^status_code must be an int from 400 to 599"):
         StreamError("fine", status_code=status)
 
 
 def test_a_stream_error_with_a_header_injection_is_refused() -> None:
-    with pytest.raises(ValueError, match="headers must not contain CR, LF or NUL"):
+    with pytest.raises(ValueError, match=r"^headers\['Retry-After'\]"):
         StreamError("no", status_code=429, headers={"Retry-After": "1\r\nSet-Cookie: x=1"})
 
 

@@ -15,6 +15,7 @@ from typing import Final, Literal
 from starlette.responses import Response
 
 from ._sse import compact_json
+from ._validate import check_headers, check_status_code, check_str, non_empty_str
 
 __all__ = [
     "ERRORS",
@@ -99,24 +100,17 @@ class StreamError(Exception):
         headers: Mapping[str, str] | None = None,
         code: str | None = None,
     ) -> None:
-        if not isinstance(message, str):
-            raise TypeError(f"message must be a str, got {_name(message)}")
-        if not isinstance(status_code, int) or isinstance(status_code, bool):
-            raise TypeError(f"status_code must be an int, got {_name(status_code)}")
-        if not 400 <= status_code <= 599:
-            # A 2xx/3xx would tell the client the stream worked: an error is a 4xx or 5xx.
-            raise ValueError(f"status_code must be an error status (400-599), got {status_code}")
-        if not isinstance(type, str) or not type:
-            raise ValueError(f"type must be a non-empty str, got {type!r}")
-        if code is not None and not isinstance(code, str):
-            raise TypeError(f"code must be a str or None, got {_name(code)}")
-        checked = _checked_headers(headers)
+        check_str("message", message)
+        check_status_code("status_code", status_code, lowest=400)  # an error is a 4xx or 5xx
+        non_empty_str("type", type)
+        check_str("code", code, optional=True)
+        check_headers("headers", headers)
         super().__init__(message)
         self.message = message
         self.status_code = status_code
         self.type = type
         self.code = code
-        self.headers = checked
+        self.headers = dict(headers or {})
 
 
 def library_error(
@@ -129,23 +123,6 @@ def library_error(
     """A :class:`StreamError` of the library's own vocabulary: the status comes from
     :data:`ERRORS`, so a helper can never give the same failure another status."""
     return StreamError(message, status_code=ERRORS[type][0], type=type, headers=headers, code=code)
-
-
-def _checked_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
-    if headers is None:
-        return {}
-    if not isinstance(headers, Mapping):
-        raise TypeError(f"headers must be a mapping of str to str, got {_name(headers)}")
-    for name, value in headers.items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError(f"headers must map str to str, got {name!r}: {value!r}")
-        if any(c in name + value for c in "\r\n\0"):
-            raise ValueError(f"headers must not contain CR, LF or NUL, got {name!r}: {value!r}")
-    return dict(headers)
-
-
-def _name(value: object) -> str:
-    return type(value).__name__
 
 
 @dataclass(frozen=True)

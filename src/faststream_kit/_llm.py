@@ -37,12 +37,23 @@ from ._llm_formats import (
 from ._llm_wire import sdk_payloads, upstream_error
 from ._response import StreamResponse, stop_reason
 from ._threads import ThreadIterator, default_thread_limiter, iterate_in_thread
+from ._validate import (
+    check_callable,
+    check_headers,
+    non_empty_str,
+    one_of,
+    optional_non_negative_seconds,
+    optional_positive_seconds,
+    stream_source,
+)
 
 __all__ = ["Completion", "OnComplete", "ToolCall", "format_response", "llm_events", "llm_stream"]
 
 logger = logging.getLogger("faststream_kit")
 
 Format = Literal["text", "sse", "ndjson", "openai", "ui"]
+
+_SOURCE = "an OpenAI Stream/AsyncStream, an awaitable returning one, or an iterable of str"
 
 
 @dataclass
@@ -107,10 +118,14 @@ def llm_stream(
     :class:`Completion`: the text, finish reason, usage, tool calls, and the error or the
     disconnect if the stream did not finish.
     """
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {sorted(FORMATS)}, got {format!r}")
-    if idle_timeout is not None and idle_timeout <= 0:
-        raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout!r}")
+    stream_source("source", source, what=_SOURCE, awaitable=True)
+    one_of("format", format, FORMATS)
+    check_callable("on_complete", on_complete, arguments=1)
+    optional_positive_seconds("idle_timeout", idle_timeout)
+    optional_non_negative_seconds("ping", ping)
+    optional_positive_seconds("send_timeout", send_timeout)
+    non_empty_str("model", model, optional=True)
+    check_headers("headers", headers)
     spec = FORMATS[format]
     encoder = spec.make_encoder(model)
     return format_response(

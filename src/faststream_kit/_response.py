@@ -25,6 +25,20 @@ from ._errors import ErrorReport, library_error, report_error
 from ._formats import ErrorFrame, default_error_frame, default_keepalive_frame
 from ._hop_by_hop import HOP_BY_HOP
 from ._threads import DEFAULT_READ_AHEAD, ThreadIterator, iterate_in_thread
+from ._validate import (
+    check_background,
+    check_bytes,
+    check_callable,
+    check_headers,
+    check_limiter,
+    check_media_type,
+    check_request,
+    check_status_code,
+    optional_positive_seconds,
+    positive_int,
+    source_factory,
+    stream_source,
+)
 
 __all__ = ["StreamResponse", "stream_response"]
 
@@ -125,39 +139,39 @@ class StreamResponse(StreamingResponse):
         shutdown_frame: bytes | None = None,
         idle_timeout: float | None = None,
     ) -> None:
-        if idle_timeout is not None and idle_timeout <= 0:
-            raise ValueError(
-                f"idle_timeout must be a positive number of seconds, got {idle_timeout!r}"
-            )
-        if keepalive is not None and keepalive <= 0:
-            raise ValueError(f"keepalive must be a positive number of seconds, got {keepalive!r}")
-        if send_timeout is not None and send_timeout <= 0:
-            raise ValueError(
-                f"send_timeout must be a positive number of seconds, got {send_timeout!r}"
-            )
-        if request is not None and not hasattr(request, "_receive"):
-            raise TypeError("request must be a starlette.requests.Request (or FastAPI Request)")
+        check_status_code("status_code", status_code)
+        check_headers("headers", headers)
+        check_media_type("media_type", media_type)
+        check_background("background", background)
+        optional_positive_seconds("keepalive", keepalive)
+        check_bytes("keepalive_frame", keepalive_frame, optional=True)
+        optional_positive_seconds("send_timeout", send_timeout)
+        optional_positive_seconds("idle_timeout", idle_timeout)
+        check_callable("error_frame", error_frame)
+        check_request("request", request)
+        check_limiter("thread_limiter", thread_limiter)
+        positive_int("read_ahead", read_ahead)
+        check_callable("encode", encode)
+        check_bytes("preamble", preamble)
+        check_bytes("shutdown_frame", shutdown_frame, optional=True)
+        self._open: SourceFactory | None = None
+        source: Content | None = None
+        if isinstance(content, AsyncIterable | Iterable) and not isinstance(
+            content, str | bytes | bytearray | memoryview
+        ):
+            source = content
+        elif callable(content):
+            self._open = source_factory("content", content, "the ASGI scope")
+        else:
+            stream_source("content", content)  # raises, saying what is wrong with it
         self.status_code = status_code
         if media_type is not None:
             self.media_type = media_type
         self.background = background
         self._thread_limiter = thread_limiter
         self._read_ahead = read_ahead
-        self._open: SourceFactory | None = None
-        if isinstance(content, str | bytes | bytearray | memoryview):
-            raise TypeError(
-                "content must be an iterable of chunks, not a single str/bytes value; "
-                "use starlette.responses.Response for a body that is already complete"
-            )
-        if isinstance(content, AsyncIterable | Iterable):
-            self.body_iterator = self._as_async(content)
-        elif callable(content):
-            self._open = content
-        else:
-            raise TypeError(
-                "content must be an iterable or async iterable of bytes/str, "
-                f"got {type(content).__name__}"
-            )
+        if source is not None:
+            self.body_iterator = self._as_async(source)
         self.init_headers(headers)
         self._prepare_headers()
         self.keepalive = keepalive
@@ -749,6 +763,9 @@ def stream_response(
     Pass ``request`` when the source reads the request body while the response streams
     (``request.stream()``); see :class:`StreamResponse` for everything else.
     """
+    # Not a factory: content is the iterable itself. StreamResponse checks the rest, under
+    # the same parameter names as here.
+    stream_source("content", content)
     return StreamResponse(
         content,
         status_code=status_code,

@@ -32,6 +32,19 @@ from ._response import StreamResponse
 from ._sse import ServerSentEvent, compact_json, data_text, sse_frame, with_id
 from ._sse_response import SHUTDOWN_EVENT, encode_event, last_event_id, sse_response
 from ._threads import iterate_in_thread
+from ._validate import (
+    check_bool,
+    check_callable,
+    check_client,
+    check_str,
+    non_empty_str,
+    non_negative_seconds,
+    one_of,
+    optional_non_negative_seconds,
+    optional_positive_seconds,
+    positive_seconds,
+    stream_source,
+)
 
 __all__ = ["ResumableStreams"]
 
@@ -51,6 +64,34 @@ redis.call('XADD', KEYS[1], '*', 'k', 'start')
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
+
+
+_REDIS = "a redis.asyncio.Redis or RedisCluster client"
+_EVENTS = "a sync or async iterable of events"
+_LLM_SOURCE = (
+    "what llm_stream accepts (an OpenAI Stream, an awaitable returning one, an iterable of "
+    "str), or a function of no arguments returning it"
+)
+
+
+def _check_redis(redis: Any) -> None:
+    """``redis`` is an asyncio client: a sync one would fail at the first request instead."""
+    check_client("redis", redis, ("eval", "xadd", "xread", "exists", "pipeline"), _REDIS)
+    if not inspect.iscoroutinefunction(getattr(redis, "execute_command", None)):
+        raise TypeError(f"redis must be {_REDIS}, got the sync {type(redis).__name__}")
+
+
+def _check_producer(producer: Any, *, llm: bool, name: str = "producer") -> None:
+    """What :meth:`ResumableStreams.start` can run: the checks of ``sse_response`` or
+    ``llm_stream``, plus (``llm``) a function that makes the source only when needed."""
+    if not llm:
+        stream_source(name, producer, what=_EVENTS)
+    elif callable(producer) and not isinstance(producer, AsyncIterable | Iterable):
+        # Called with no argument when the stream starts (so the model is only asked then);
+        # what it returns is checked there, by llm_stream's own reader.
+        check_callable(name, producer, optional=False, arguments=0)
+    else:
+        stream_source(name, producer, what=_LLM_SOURCE, awaitable=True)
 
 
 def _unavailable(exc: BaseException) -> StreamError:
@@ -92,10 +133,11 @@ class ResumableStreams:
         heartbeat_seconds: float = 2.0,
         shutdown_grace_seconds: float = 30.0,
     ) -> None:
-        if ttl_seconds <= 0:
-            raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds!r}")
-        if heartbeat_seconds <= 0:
-            raise ValueError(f"heartbeat_seconds must be positive, got {heartbeat_seconds!r}")
+        check_str("prefix", prefix)
+        positive_seconds("ttl_seconds", ttl_seconds)
+        positive_seconds("heartbeat_seconds", heartbeat_seconds)
+        non_negative_seconds("shutdown_grace_seconds", shutdown_grace_seconds)
+        _check_redis(redis)
         self.redis = redis
         self.prefix = prefix
         self.ttl_seconds = ttl_seconds
@@ -144,6 +186,9 @@ class ResumableStreams:
         or with ``llm=True`` anything ``llm_stream`` accepts. Raises :class:`StreamError`
         (503) when Redis is unavailable.
         """
+        non_empty_str("key", key)
+        check_bool("llm", llm)
+        _check_producer(producer, llm=llm)
         if self._task_group is None:
             raise RuntimeError("use ResumableStreams as an async context manager (app lifespan)")
         if llm and not isinstance(producer, _LazyLLMEvents):
@@ -171,6 +216,7 @@ class ResumableStreams:
 
     async def cancel(self, key: str) -> None:
         """Stop the producer of ``key``, on whichever worker runs it."""
+        non_empty_str("key", key)
         _, _, cancel_key = self._keys(key)
         await self.redis.set(cancel_key, b"1", ex=self._ttl())
         scope = self._local.get(key)
@@ -256,6 +302,8 @@ class ResumableStreams:
         Raises :class:`StreamError`: 404 for an unknown key (before anything is read), the
         producer's error after its events, 503 when Redis fails.
         """
+        non_empty_str("key", key)
+        check_str("after", after, optional=True)
         events_key, owner_key, _ = self._keys(key)
         cursor = after if after and _ENTRY_ID.match(after) else "0-0"
         block_ms = max(100, round(self.heartbeat_seconds * 1000))
@@ -302,6 +350,10 @@ class ResumableStreams:
         With ``producer``, the stream is started first if it has not been (once across all
         workers). Each event's ``id`` is its Redis entry id.
         """
+        non_empty_str("key", key)
+        if producer is not None:
+            _check_producer(producer, llm=False)
+        # ping and retry: sse_response checks them under these same names.
 
         async def follow(last_id: str | None) -> AsyncIterator[ServerSentEvent]:
             if producer is not None:
@@ -333,8 +385,16 @@ class ResumableStreams:
         body ends (``sse``: after a ``shutdown`` event), so clients reconnect to another
         worker and resume; the answer keeps being produced wherever its producer runs.
         """
-        if format not in ("sse", "ui"):
-            raise ValueError(f"format must be 'sse' or 'ui' for a resumable stream, got {format!r}")
+        non_empty_str("key", key)
+        if source is not None:
+            _check_producer(source, llm=True, name="source")
+        one_of("format", format, ("sse", "ui"))
+        check_callable("on_complete", on_complete, arguments=1)
+        optional_positive_seconds("idle_timeout", idle_timeout)
+        optional_non_negative_seconds("ping", ping)
+        if retry is not None:
+            ServerSentEvent(retry=retry)  # validates with the field's name in the message
+        optional_positive_seconds("send_timeout", send_timeout)
         spec = FORMATS[format]
         encoder = spec.make_encoder(None)
         producer = None if source is None else _LazyLLMEvents(source, on_complete=on_complete)

@@ -40,6 +40,20 @@ from ._threads import (
     default_thread_limiter,
     iterate_in_thread,
 )
+from ._validate import (
+    check_client,
+    check_header_value,
+    check_headers,
+    check_limiter,
+    check_mapping,
+    check_media_type,
+    check_request,
+    check_str,
+    non_empty_str,
+    one_of,
+    optional_positive_seconds,
+    positive_int,
+)
 
 __all__ = ["s3_stream"]
 
@@ -70,6 +84,7 @@ _BAD_CREDENTIALS = frozenset(
 _OVERLOADED = frozenset({"SlowDown", "ServiceUnavailable"})
 
 _PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError)
+_CLIENT = "an aiobotocore or boto3/botocore S3 client"
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/([0-9]+)")
 
 
@@ -110,9 +125,22 @@ async def s3_stream(
     read ``chunk_bytes`` at a time (a boto3 body at most ``BODY_READ_AHEAD_BYTES`` ahead of the
     client) and closed on completion, failure and disconnect.
     """
-    if chunk_bytes < 1:
-        raise ValueError(f"chunk_bytes must be at least 1, got {chunk_bytes!r}")
-    content_disposition(disposition, None)  # reject a bad disposition before any I/O
+    # Every argument before any I/O: a bad one after GetObject would leave its body open.
+    non_empty_str("bucket", bucket)
+    non_empty_str("key", key)
+    check_request("request", request)
+    positive_int("chunk_bytes", chunk_bytes)
+    check_media_type("media_type", media_type)
+    check_str("filename", filename, optional=True)
+    one_of("disposition", disposition, ("inline", "attachment"))
+    check_header_value("cache_control", cache_control, optional=True)
+    check_mapping("extra_args", extra_args)
+    if extra_args and not extra_args.keys().isdisjoint(("Bucket", "Key")):
+        raise ValueError("extra_args must not set Bucket or Key: pass them as bucket and key")
+    check_headers("headers", headers)
+    optional_positive_seconds("send_timeout", send_timeout)
+    check_limiter("thread_limiter", thread_limiter)
+    check_client("client", client, ("get_object", "head_object"), _CLIENT)  # last: touches it
     asked = _Asked.from_request(request)
     calls = _S3Calls(client, thread_limiter)
     params: dict[str, Any] = {"Bucket": bucket, "Key": key, **(extra_args or {})}

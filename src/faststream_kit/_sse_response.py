@@ -11,6 +11,19 @@ from starlette.types import Scope
 
 from ._response import StreamResponse
 from ._sse import PING_FRAME, ServerSentEvent, compact_json, data_text, sse_frame
+from ._validate import (
+    check_background,
+    check_headers,
+    check_instance,
+    check_limiter,
+    check_request,
+    check_status_code,
+    optional_non_negative_seconds,
+    optional_positive_seconds,
+    returned_source,
+    source_factory,
+    stream_source,
+)
 
 __all__ = ["SHUTDOWN_EVENT", "encode_event", "sse_response"]
 
@@ -21,6 +34,8 @@ SHUTDOWN_EVENT = ServerSentEvent(event="shutdown", data={"reason": "server shutt
 """The last event of every open stream when the server shuts down (then the body ends)."""
 
 _EVENT_FIELDS = frozenset({"data", "event", "id", "retry", "comment"})
+
+_EVENTS = "a sync or async iterable of events, or a function of the Last-Event-ID returning one"
 
 
 def encode_event(item: Any) -> bytes:
@@ -137,15 +152,33 @@ def sse_response(
     the server shuts down, each open stream sends ``shutdown_event`` and ends, so it never
     holds the shutdown up. ``send_timeout`` drops a client that stops reading.
     """
+    # Every argument under the name the caller used, before StreamResponse checks its own.
+    if _is_events_factory(events):
+        source_factory("events", events, "the Last-Event-ID")
+    else:
+        stream_source("events", events, what=_EVENTS)
+    optional_non_negative_seconds("ping", ping)
     if retry is not None:
         ServerSentEvent(retry=retry)  # validates with the field's name in the message
+    check_status_code("status_code", status_code)
+    check_headers("headers", headers)
+    check_background("background", background)
+    optional_positive_seconds("send_timeout", send_timeout)
+    check_instance("shutdown_event", shutdown_event, ServerSentEvent)
+    check_limiter("thread_limiter", thread_limiter)
+    check_request("request", request)
     preamble = sse_frame(retry=retry) if retry is not None else b""
     content: Events | Callable[[Scope], Events]
     if _is_events_factory(events):
         factory: EventsFactory = events  # type: ignore[assignment]
 
         def content(scope: Scope) -> Events:
-            return factory(last_event_id(scope))
+            # Only now can a factory's result be checked: a wrong one is the caller's bug
+            # (a 500, logged naming ``events``), not the client's.
+            opened: Events = returned_source(
+                "events", factory(last_event_id(scope)), what="a sync or async iterable of events"
+            )
+            return opened
 
     else:
         content = events  # type: ignore[assignment]

@@ -19,6 +19,8 @@ from typing import Generic, TypeVar
 import anyio
 import anyio.lowlevel
 
+from ._validate import check_limiter, positive_int, stream_source
+
 __all__ = ["ThreadIterator", "default_thread_limiter", "iterate_in_thread"]
 
 T = TypeVar("T")
@@ -86,10 +88,11 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
         read_ahead: int = DEFAULT_READ_AHEAD,
         read_ahead_bytes: int = READ_AHEAD_BYTES,
     ) -> None:
-        if read_ahead < 1:
-            raise ValueError(f"read_ahead must be at least 1, got {read_ahead!r}")
-        if read_ahead_bytes < 1:
-            raise ValueError(f"read_ahead_bytes must be at least 1, got {read_ahead_bytes!r}")
+        # The names are those of iterate_in_thread(), which is this constructor.
+        stream_source("iterable", iterable, what="a sync iterable", asynchronous=False)
+        check_limiter("limiter", limiter)
+        positive_int("read_ahead", read_ahead)
+        positive_int("read_ahead_bytes", read_ahead_bytes)
         self._iterable = iterable
         self._limiter = limiter
         self._read_ahead = read_ahead

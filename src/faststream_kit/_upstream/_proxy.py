@@ -14,6 +14,7 @@ their library lazily, and share only ``_base`` with this module.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import zlib
 from collections.abc import (
@@ -34,6 +35,18 @@ from starlette.responses import Response
 from .._errors import StreamError, error_response, library_error
 from .._hop_by_hop import accepts, coding_qualities, end_to_end, without
 from .._response import StreamResponse
+from .._validate import (
+    check_bool,
+    check_callable,
+    check_client,
+    check_headers,
+    check_query,
+    check_request,
+    check_token,
+    check_url,
+    optional_positive_seconds,
+    stream_source,
+)
 from ._base import Header, Upstream
 
 __all__ = ["HeaderFilter", "upstream_stream"]
@@ -103,6 +116,28 @@ async def upstream_stream(
     ``connect_timeout``/``read_timeout`` seconds passed before the headers → 504, both with a
     JSON body; a failure mid-body aborts the response, so it is visibly incomplete.
     """
+    # Every argument before the upstream is opened: a bad one after it would leave it open.
+    check_token("method", method)
+    check_url("url", url)
+    check_request("request", request)
+    check_query("params", params)
+    check_headers("headers", headers, pairs=True)
+    if content is not None and not isinstance(content, bytes | bytearray | str):
+        what = "bytes, str or an async iterable of bytes"
+        stream_source("content", content, what=what, sync=False)
+    check_bool("forward_cookies", forward_cookies)
+    check_bool("forward_authorization", forward_authorization)
+    check_bool("forwarded_headers", forwarded_headers)
+    check_callable("header_filter", header_filter, arguments=3)
+    optional_positive_seconds("connect_timeout", connect_timeout)
+    optional_positive_seconds("read_timeout", read_timeout)
+    optional_positive_seconds("send_timeout", send_timeout)
+    kind = "an httpx.AsyncClient or an aiohttp.ClientSession"
+    check_client("client", client, (), kind)  # last: the first look at the client
+    if callable(getattr(client, "build_request", None)) and not inspect.iscoroutinefunction(
+        getattr(client, "send", None)
+    ):
+        raise TypeError(f"client must be {kind}, got the sync {type(client).__name__}")
     outgoing = request_headers(
         request,
         headers,

@@ -14,6 +14,16 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
+from .._validate import (
+    check_bool,
+    check_bytes,
+    check_client,
+    check_headers,
+    check_token,
+    check_url,
+    optional_positive_int,
+    positive_seconds,
+)
 from ._sse_parser import ParsedEvent, SSEParser
 
 __all__ = [
@@ -84,11 +94,32 @@ def record_chunks(
     for testing that the server stops its work. ``http2=True`` speaks HTTP/2 with prior
     knowledge (needs ``h2`` and a server that supports it, such as hypercorn).
     """
+    _check_request(url, method, headers, content, http2, timeout)
+    optional_positive_int("stop_after_chunks", stop_after_chunks)
+    _check_client(client, "an httpx.Client")
 
     def enough(recording: Recording) -> bool:
         return stop_after_chunks is not None and len(recording.chunks) >= stop_after_chunks
 
     return _record(url, method, headers, content, http2, timeout, client, enough)
+
+
+def _check_request(
+    url: Any, method: Any, headers: Any, content: Any, http2: Any, timeout: Any
+) -> None:
+    """The arguments the three readers share, under their parameter names."""
+    check_url("url", url)
+    check_token("method", method)
+    check_headers("headers", headers)
+    if not isinstance(content, str):
+        check_bytes("content", content, optional=True)
+    check_bool("http2", http2)
+    positive_seconds("timeout", timeout)
+
+
+def _check_client(client: object, kind: str) -> None:
+    if client is not None:
+        check_client("client", client, ("stream",), kind)
 
 
 def _record(
@@ -142,6 +173,9 @@ async def arecord_chunks(
     client: Any = None,
 ) -> Recording:
     """The async twin of :func:`record_chunks`, with ``httpx.AsyncClient``."""
+    _check_request(url, method, headers, content, http2, timeout)
+    optional_positive_int("stop_after_chunks", stop_after_chunks)
+    _check_client(client, "an httpx.AsyncClient")
     import httpx
 
     own_client = client is None
@@ -207,6 +241,9 @@ def read_sse(
     ``stop_after_events=N`` disconnects after the N-th event, like a browser tab closing.
     Each event carries the time its final byte arrived.
     """
+    _check_request(url, method, headers, content, http2, timeout)
+    optional_positive_int("stop_after_events", stop_after_events)
+    _check_client(client, "an httpx.Client")
     parser = SSEParser()
     events: list[TimedEvent] = []
 

@@ -14,10 +14,14 @@ import threading
 from types import TracebackType
 from typing import Any, Literal
 
+from .._validate import check_callable, check_mapping, non_empty_str, non_negative_seconds, one_of
+
 __all__ = ["LiveServer"]
 
 ServerName = Literal["uvicorn", "hypercorn"]
 
+
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 _SET_BY_LIVE_SERVER = frozenset(
     {"app", "host", "port", "uds", "fd", "log_level", "lifespan", "timeout_graceful_shutdown"}
@@ -48,8 +52,12 @@ class LiveServer:
         log_level: str = "warning",
         uvicorn_options: dict[str, Any] | None = None,
     ) -> None:
-        if server not in ("uvicorn", "hypercorn"):
-            raise ValueError(f"server must be 'uvicorn' or 'hypercorn', got {server!r}")
+        check_callable("app", app, optional=False)
+        one_of("server", server, ("uvicorn", "hypercorn"))
+        non_empty_str("host", host)
+        non_negative_seconds("graceful_shutdown_seconds", graceful_shutdown_seconds)
+        one_of("log_level", log_level, _LOG_LEVELS)
+        check_mapping("uvicorn_options", uvicorn_options)
         if uvicorn_options and server != "uvicorn":
             raise ValueError("uvicorn_options is for server='uvicorn' only")
         taken = _SET_BY_LIVE_SERVER & set(uvicorn_options or {})

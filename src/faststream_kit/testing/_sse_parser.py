@@ -65,6 +65,8 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[ParsedEvent]:
         """Parse the next chunk of the stream; return the events it dispatched."""
+        if not isinstance(chunk, bytes | bytearray | memoryview):
+            raise TypeError(f"chunk must be bytes (the raw stream), got {type(chunk).__name__}")
         if self._closed:
             raise RuntimeError("SSEParser.feed() called after close()")
         return self._feed_text(self._decoder.decode(chunk))
@@ -171,5 +173,7 @@ class SSEParser:
 
 def parse_events(data: bytes) -> list[ParsedEvent]:
     """Parse a complete event stream; an unfinished last event is discarded."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"data must be bytes (the raw stream), got {type(data).__name__}")
     parser = SSEParser()
     return parser.feed(data) + parser.close()
