@@ -172,13 +172,20 @@ async def s3_stream(
         length=found.get("ContentLength"),
         key=key,
     )
-    return StreamResponse(
-        source,
-        status_code=206 if found.get("ContentRange") else 200,
-        headers=shape.headers(found),
-        send_timeout=send_timeout,
-        thread_limiter=thread_limiter,
-    )
+    try:
+        return StreamResponse(
+            source,
+            status_code=206 if found.get("ContentRange") else 200,
+            headers=shape.headers(found),
+            send_timeout=send_timeout,
+            thread_limiter=thread_limiter,
+        )
+    except Exception:
+        # A header the store sent that no HTTP message may carry: the body is closed, not
+        # left holding a pooled connection, and the client gets a 502.
+        await source.aclose()
+        logger.warning("S3 sent headers for %s that cannot be relayed", key, exc_info=True)
+        return error_response(_failed())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -173,6 +173,29 @@ async def upstream_stream(
         logger.warning("upstream %s request failed: %s (%r)", method, exc.message, exc.__cause__)
         return error_response(exc)
 
+    try:
+        return _relay(
+            upstream, outgoing, header_filter, forward_cookies, relay_request, send_timeout
+        )
+    except Exception as exc:
+        # An answer we cannot send on (a status outside 200-599, a header value no HTTP
+        # message may carry, a filter that raised): the upstream is closed, never left open.
+        await upstream.close(complete=False)
+        logger.warning("upstream %s answer cannot be relayed: %r", method, exc)
+        return error_response(
+            library_error("upstream_error", "The upstream service sent an invalid answer.")
+        )
+
+
+def _relay(
+    upstream: Upstream,
+    outgoing: list[Header],
+    header_filter: HeaderFilter | None,
+    forward_cookies: bool,
+    relay_request: Request | None,
+    send_timeout: float | None,
+) -> StreamResponse:
+    """Our response for ``upstream``'s answer, its body not read yet."""
     codings = _codings(_get(upstream.headers, "content-encoding"))
     qualities = coding_qualities(_get(outgoing, "accept-encoding"))
     decode = bool(codings) and not all(accepts(qualities, coding) for coding in codings)
