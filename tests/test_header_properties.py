@@ -303,9 +303,18 @@ def test_accept_encoding_qualities_are_qvalues(value: str | None, coding: str) -
     assert isinstance(accepts(qualities, coding.lower()), bool)
 
 
-@pytest.mark.parametrize("q", ["nan", "inf", "1e999", "-1", "2", "1.5", "0.0001x", "1_0"])
+@pytest.mark.parametrize(
+    "q", ["nan", "inf", "1e999", "-1", "2", "1.5", "0.0001", "1.0001", "1_0", "٠.٥"]
+)
 def test_an_invalid_qvalue_refuses_the_coding(q: str) -> None:
     assert not accepts(coding_qualities(f"gzip;q={q}"), "gzip")
+
+
+def test_x_gzip_is_gzip() -> None:
+    """RFC 9110 §8.4.1.3: refusing x-gzip refuses gzip, whatever ``*`` says."""
+    assert not accepts(coding_qualities("*, x-gzip;q=0"), "gzip")
+    assert accepts(coding_qualities("x-gzip"), "gzip")
+    assert accepts(coding_qualities("gzip"), "x-gzip")
 
 
 @pytest.mark.parametrize("q", ["1", "1.", "1.000", "0.001", "0.5", "0.999", " 0.5"])
@@ -346,7 +355,8 @@ def test_content_disposition_is_one_safe_header_line_for_any_filename(
     )
     assert value == disposition or quoted is not None, value
     if quoted is not None and quoted.group(2) is not None:
-        unquote(quoted.group(2), errors="strict")  # RFC 8187: percent-encoded UTF-8
+        name = unquote(quoted.group(2), errors="strict")  # RFC 8187: percent-encoded UTF-8
+        assert not re.search(r"[\x00-\x1f\x7f-\x9f]", name), name  # dropped, not encoded
 
 
 HUGE = 1 << 18  # 256 KiB: far past what any server lets into one header
@@ -569,7 +579,8 @@ _QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
 
 
 def _grants_gzip(value: str) -> bool:
-    """RFC 9110 §12.5.3, read independently: gzip (or ``*``) listed with a valid q above 0."""
+    """RFC 9110 §12.5.3, read independently: gzip (or its alias x-gzip, else ``*``) listed
+    with a valid q above 0; of several mentions of gzip, the last one counts."""
     grant: dict[str, bool] = {}
     for item in value.split(","):
         coding, *params = (part.strip(" \t") for part in item.split(";"))
@@ -578,12 +589,9 @@ def _grants_gzip(value: str) -> bool:
             key, _, found = param.partition("=")
             if key.strip(" \t").lower() == "q":
                 q = found.strip(" \t")
-        valid = _QVALUE.fullmatch(q) is not None
-        grant[coding.lower()] = valid and float(q) > 0
-    for name in ("gzip", "x-gzip", "*"):
-        if name in grant:
-            return grant[name]
-    return False
+        name = "gzip" if coding.lower() in ("gzip", "x-gzip") else coding.lower()
+        grant[name] = _QVALUE.fullmatch(q) is not None and float(q) > 0
+    return grant.get("gzip", grant.get("*", False))
 
 
 def sse_app() -> FastAPI:
