@@ -61,6 +61,10 @@ def without(headers: Iterable[Header], *names: str) -> list[Header]:
 # RFC 9110 §12.4.2:  qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
 _QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 
+# RFC 9110 §8.4.1.1 and §8.4.1.3: a recipient SHOULD treat these as compress and gzip, so a
+# client that refuses x-gzip refuses gzip too.
+_ALIASES = {"x-gzip": "gzip", "x-compress": "compress"}
+
 
 def coding_qualities(accept_encoding: str | None) -> dict[str, float]:
     """Each content-coding an ``Accept-Encoding`` value names, with its ``q`` (RFC 9110 §12.5.3).
@@ -76,6 +80,7 @@ def coding_qualities(accept_encoding: str | None) -> dict[str, float]:
         coding = coding.strip().lower()
         if not coding:
             continue
+        coding = _ALIASES.get(coding, coding)
         quality = 1.0
         for param in params.split(";"):
             key, _, value = param.partition("=")
@@ -90,8 +95,9 @@ def accepts(qualities: dict[str, float], coding: str) -> bool:
     """Whether a client that sent ``qualities`` accepts a body in ``coding``.
 
     ``identity`` is acceptable unless refused; ``*`` stands for every coding not listed;
-    ``q=0`` refuses.
+    ``q=0`` refuses; ``x-gzip`` is ``gzip``.
     """
+    coding = _ALIASES.get(coding, coding)
     if coding in qualities:
         return qualities[coding] > 0
     if "*" in qualities:
