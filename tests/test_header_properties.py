@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.responses import Response
@@ -176,16 +176,12 @@ WIRE_OCTETS = "".join(map(chr, [0x09, 0x20, *range(0x21, 0x7F), *range(0x80, 0x1
 wire_text = st.text(WIRE_OCTETS, max_size=60)
 
 
-def sendable(text: str) -> bytes | None:
-    """``text`` as the octets of a field value a client may send, or ``None`` if it can't."""
-    try:
-        octets = text.encode("latin-1")
-    except UnicodeEncodeError:
-        return None
-    octets = octets.strip(b" \t")  # servers drop surrounding whitespace (RFC 9112 §5.1)
-    if re.search(rb"[\x00-\x08\x0a-\x1f\x7f]", octets):
-        return None
-    return octets
+def sendable(text: str) -> bytes:
+    """``text`` as the octets of a field value a client may send: latin-1 without the control
+    characters (RFC 9110 §5.5) and without surrounding whitespace, which servers drop anyway
+    (RFC 9112 §5.1)."""
+    octets = text.encode("latin-1", errors="ignore")
+    return re.sub(rb"[\x00-\x08\x0a-\x1f\x7f]", b"", octets).strip(b" \t")
 
 
 def on_the_wire(headers: dict[str, bytes]) -> dict[bytes, bytes]:
@@ -193,7 +189,7 @@ def on_the_wire(headers: dict[str, bytes]) -> dict[bytes, bytes]:
 
 
 def wire_values(targeted: st.SearchStrategy[str]) -> st.SearchStrategy[bytes]:
-    return st.one_of(targeted, wire_text).map(sendable).filter(lambda v: v is not None)  # type: ignore[return-value]
+    return st.one_of(targeted, wire_text).map(sendable)
 
 
 # --- the parsers ---------------------------------------------------------------------------------
@@ -272,8 +268,8 @@ def test_a_date_utc_cannot_hold_is_no_date(value: str) -> None:
 
 def test_a_date_with_a_zone_is_the_same_moment_in_utc() -> None:
     moment = parse_http_date("Sun, 06 Nov 1994 09:49:37 +0100")
-    assert moment == datetime(1994, 11, 6, 8, 49, 37, tzinfo=UTC)
     assert moment is not None
+    assert moment == datetime(1994, 11, 6, 8, 49, 37, tzinfo=UTC)
     assert moment.tzinfo is UTC
 
 
@@ -333,7 +329,6 @@ def test_last_event_id_is_total_on_any_octets(octets: bytes) -> None:
     if found is not None:
         assert found  # an empty field is no id at all
         found.encode("utf-8")  # valid Unicode: no lone surrogates reach the source
-    assert last_event_id({"type": "http", "headers": []}) is None
 
 
 @given(
@@ -598,7 +593,7 @@ def sse_app() -> FastAPI:
     app = FastAPI()
 
     @app.get("/resume")
-    async def resume(request: Request) -> Response:
+    async def resume() -> Response:
         async def events(last_id: str | None) -> AsyncIterator[dict[str, Any]]:
             yield {"data": {"last_event_id": last_id}, "id": "next"}
 
