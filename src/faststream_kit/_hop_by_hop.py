@@ -12,6 +12,7 @@ spots forwards the one it forgot.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 __all__ = ["HOP_BY_HOP", "accepts", "coding_qualities", "end_to_end", "without"]
@@ -57,22 +58,35 @@ def without(headers: Iterable[Header], *names: str) -> list[Header]:
     return [(name, value) for name, value in headers if name not in drop]
 
 
+# RFC 9110 §12.4.2:  qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
+_QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
+
+# RFC 9110 §8.4.1.1 and §8.4.1.3: a recipient SHOULD treat these as compress and gzip, so a
+# client that refuses x-gzip refuses gzip too.
+_ALIASES = {"x-gzip": "gzip", "x-compress": "compress"}
+
+
 def coding_qualities(accept_encoding: str | None) -> dict[str, float]:
-    """Each content-coding an ``Accept-Encoding`` value names, with its ``q`` (RFC 9110 §12.5.3)."""
+    """Each content-coding an ``Accept-Encoding`` value names, with its ``q`` (RFC 9110 §12.5.3).
+
+    Never raises. A ``q`` that is not a qvalue (``nan``, ``inf``, ``1e999``, ``-1``, ``2``,
+    four decimals, digits other than ASCII ones, all of which ``float()`` would take) counts
+    as ``0``: the coding is refused, so a client that garbled its preference is sent
+    ``identity``, which every client can read, rather than a coding it may not decode.
+    """
     qualities: dict[str, float] = {}
     for item in (accept_encoding or "").split(","):
         coding, _, params = item.partition(";")
         coding = coding.strip().lower()
         if not coding:
             continue
+        coding = _ALIASES.get(coding, coding)
         quality = 1.0
         for param in params.split(";"):
             key, _, value = param.partition("=")
             if key.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
+                value = value.strip(" \t")
+                quality = float(value) if _QVALUE.fullmatch(value) else 0.0
         qualities[coding] = quality
     return qualities
 
@@ -81,8 +95,9 @@ def accepts(qualities: dict[str, float], coding: str) -> bool:
     """Whether a client that sent ``qualities`` accepts a body in ``coding``.
 
     ``identity`` is acceptable unless refused; ``*`` stands for every coding not listed;
-    ``q=0`` refuses.
+    ``q=0`` refuses; ``x-gzip`` is ``gzip``.
     """
+    coding = _ALIASES.get(coding, coding)
     if coding in qualities:
         return qualities[coding] > 0
     if "*" in qualities:

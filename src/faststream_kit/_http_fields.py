@@ -29,6 +29,9 @@ __all__ = [
 _MAX_POSITION = 2**62
 """Larger positions are clamped: no object is that big, and S3 rejects absurd numbers."""
 
+_POSITION_DIGITS = len(str(_MAX_POSITION))
+"""Significant digits beyond this clamp without ``int()``, which refuses more than 4,300."""
+
 _MAX_RANGES = 100
 """A Range with more parts than this is ignored (RFC 9110 §14.2 lets a server do so)."""
 
@@ -97,14 +100,28 @@ def parse_range(value: str | None) -> list[ByteRange] | None:
             return None
         first, last, suffix = match.groups()
         if suffix is not None:
-            ranges.append(ByteRange(suffix=min(int(suffix), _MAX_POSITION)))
+            ranges.append(ByteRange(suffix=_position(suffix)))
             continue
-        start = min(int(first), _MAX_POSITION)
-        end = min(int(last), _MAX_POSITION) if last else None
+        start = _position(first)
+        end = _position(last) if last else None
         if end is not None and end < start:
             return None
         ranges.append(ByteRange(first=start, last=end))
     return ranges
+
+
+def _position(digits: str) -> int:
+    """A byte position or suffix length, at most ``_MAX_POSITION``, from any number of digits.
+
+    Clamping keeps the meaning RFC 9110 §14.1.2 gives a number past the end of every
+    representation: a first position there is unsatisfiable (416), a last position means
+    "to the end", and a suffix length means "all of it". ``int()`` would raise instead on
+    more than 4,300 digits, so the length decides first; leading zeros count for nothing.
+    """
+    significant = digits.lstrip("0")
+    if len(significant) > _POSITION_DIGITS:
+        return _MAX_POSITION
+    return min(int(significant or "0"), _MAX_POSITION)
 
 
 @dataclass(frozen=True)
@@ -151,16 +168,21 @@ def parse_entity_tags(value: str | None) -> Literal["*"] | list[EntityTag] | Non
 
 
 def parse_http_date(value: str | None) -> datetime | None:
-    """An HTTP-date (RFC 9110 §5.6.7, all three historic forms) as an aware datetime."""
+    """An HTTP-date (RFC 9110 §5.6.7, all three historic forms) as a datetime in UTC.
+
+    HTTP-dates are GMT, but the email parser also takes numeric zones; the moment is
+    normalised to UTC, so that it compares with ``Last-Modified`` and goes back out as an
+    HTTP-date. A date that UTC cannot hold (31 Dec 9999 at ``-2359``) is no date at all.
+    """
     if not value:
         return None
     try:
         parsed = parsedate_to_datetime(value)
+        if parsed.tzinfo is None:  # "-0000" or no zone: RFC 5322 §3.3 "no information"
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
 
 
 def format_http_date(moment: datetime) -> str:
@@ -192,7 +214,11 @@ def content_disposition(disposition: str, filename: str | None) -> str:
         raise ValueError(f"disposition must be 'inline' or 'attachment', got {disposition!r}")
     if filename is None:
         return disposition
-    name = _CONTROL.sub("", filename).strip()
+    # A str may hold lone surrogates (from ``surrogateescape``, or JSON's "\ud800"), which
+    # UTF-8 cannot carry: each becomes U+FFFD, and a pair stored as two code points becomes
+    # the character it stands for.
+    name = filename.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    name = _CONTROL.sub("", name).strip()
     if not name:
         return disposition
     if all(_PLAIN_NAME_CHAR.fullmatch(char) for char in name):

@@ -107,7 +107,11 @@ def _event_kind(item: Any) -> int:
 
 
 def last_event_id(scope: Scope) -> str | None:
-    """The ``Last-Event-ID`` request header, which ``EventSource`` sends when it reconnects."""
+    """The ``Last-Event-ID`` request header, which ``EventSource`` sends when it reconnects.
+
+    ``EventSource`` sends the id as UTF-8; octets that are not UTF-8 become U+FFFD rather
+    than an error, so the source always gets a valid ``str`` (or ``None``: absent or empty).
+    """
     for name, value in scope.get("headers", ()):
         if name == b"last-event-id":
             return bytes(value).decode("utf-8", errors="replace") or None

@@ -29,8 +29,12 @@ async def open_httpx(
     timeout = httpx.Timeout(
         connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
     )
+    # Starlette decodes request header octets as latin-1; encoding them back forwards the
+    # client's obs-text octets unchanged (RFC 9110 §5.5: opaque data). A str value would be
+    # encoded as ASCII by httpx, which raises on the first octet above 0x7F.
+    octets = [(name, value.encode("latin-1")) for name, value in headers]
     request = client.build_request(
-        method, url, params=params, headers=headers, content=content, timeout=timeout
+        method, url, params=params, headers=octets, content=content, timeout=timeout
     )
     try:
         # A proxy hands redirects to its client rather than following them.
