@@ -102,7 +102,7 @@ def _function_at(tree: ast.AST, line: int) -> str | None:
 
 @pytest.mark.parametrize("status", [100, 200, 204, 302, 399, 600])
 def test_a_stream_error_is_an_error_status(status: int) -> None:
-    with pytest.raises(ValueError, match="^status_code must be an int from 400 to 599"):
+    with pytest.raises(ValueError, match=r"^status_code must be an int from 400 to 599"):
         StreamError("fine", status_code=status)
 
 

@@ -33,7 +33,7 @@ async def open_aiohttp(
             method,
             url,
             params=params,
-            headers=headers,
+            headers=_as_sent(headers),
             data=content,
             timeout=timeout,
             allow_redirects=False,  # a proxy hands redirects to its client
@@ -79,3 +79,16 @@ class AiohttpUpstream:
             self._response.release()  # back to the pool
         else:
             self._response.close()  # the upstream sees the connection drop
+
+
+def _as_sent(headers: list[Header]) -> list[Header]:
+    """Values aiohttp will write as the octets the client sent.
+
+    Starlette decodes header octets as latin-1 and aiohttp encodes values as UTF-8, so a
+    client's UTF-8 ``café`` would arrive double-encoded; decoding the octets as UTF-8 first
+    makes aiohttp's encoding give them back (octets that are not UTF-8 become U+FFFD).
+    """
+    return [
+        (name, value if value.isascii() else value.encode("latin-1").decode("utf-8", "replace"))
+        for name, value in headers
+    ]
