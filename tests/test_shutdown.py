@@ -27,6 +27,11 @@ def server_command(name: str, port: int) -> list[str]:
             sys.executable, "-m", "uvicorn", "sse_forever:app", "--host", "127.0.0.1",
             "--port", str(port), "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
+    if name == "daphne":
+        return [
+            sys.executable, "-m", "daphne", "sse_forever:app", "--bind", "127.0.0.1",
+            "--port", str(port), "-v", "0",
+        ]  # fmt: skip
     # --workers 0 serves in this process, which is the one that receives the signal; with
     # worker processes hypercorn's parent gets it and the workers only poll a flag.
     return [
@@ -56,7 +61,7 @@ async def follow(url: str, connected: anyio.Event, counter: list[int]) -> tuple[
     return kinds, True
 
 
-@pytest.mark.parametrize("server_name", ["uvicorn", "hypercorn"])
+@pytest.mark.parametrize("server_name", ["uvicorn", "hypercorn", "daphne"])
 def test_sigterm_ends_100_open_streams_with_a_final_event_within_2s(server_name: str) -> None:
     port = free_port()
     process = subprocess.Popen(

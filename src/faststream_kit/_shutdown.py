@@ -23,6 +23,9 @@ from typing import Any
 __all__ = ["ShutdownWatch", "begin_shutdown", "register", "shutting_down"]
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_DRAIN_SECONDS = 1.0
+"""Longest wait for the streams' final frames before the server's own handler runs."""
+_DRAIN_POLL_SECONDS = 0.005
 
 _streams: weakref.WeakSet[ShutdownWatch] = weakref.WeakSet()
 _state = {"installed": False, "shutting_down": False}
@@ -82,10 +85,36 @@ def _chained(previous: Any) -> Callable[[int, FrameType | None], None]:
     def handle(signum: int, frame: FrameType | None) -> None:
         begin_shutdown()
         if callable(previous):
-            previous(signum, frame)
+            _when_streams_ended(lambda: previous(signum, frame))
         elif previous == signal.SIG_DFL:
             # Nobody else handles it: do what the default would have done.
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
 
     return handle
+
+
+def _when_streams_ended(call: Callable[[], object]) -> None:
+    """Run the server's own handler once the streams have sent their final frames.
+
+    uvicorn and hypercorn wait for open responses after their handler ran, so it makes no
+    difference there; daphne (Twisted) cancels every application at once, in the same loop
+    turn, which would cut the streams before their final event. So the handler waits until
+    every registered stream has ended, at most ``_DRAIN_SECONDS``.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None  # the signal came while no loop runs in this thread: nothing to wait for
+    if loop is None or not _streams:
+        call()
+        return
+    deadline = loop.time() + _DRAIN_SECONDS
+
+    def check() -> None:
+        if _streams and loop.time() < deadline:
+            loop.call_later(_DRAIN_POLL_SECONDS, check)
+        else:
+            call()
+
+    loop.call_soon_threadsafe(check)  # a signal handler may interrupt the loop anywhere
