@@ -29,7 +29,7 @@ def make_fastapi_app() -> FastAPI:
             await anyio.sleep(1.0)
             yield "bye"
 
-        return sse_response(produce(), ping=0.2)
+        return sse_response(produce(), keepalive=0.2)
 
     @app.get("/busy")
     async def busy() -> StreamResponse:
@@ -38,7 +38,7 @@ def make_fastapi_app() -> FastAPI:
                 yield ServerSentEvent(data={"n": n}, id=str(n))
                 await anyio.sleep(0.05)
 
-        return sse_response(produce(), ping=0.2)
+        return sse_response(produce(), keepalive=0.2)
 
     @app.get("/fails")
     async def fails() -> StreamResponse:
