@@ -456,7 +456,7 @@ class ResumableStreams:
         )
 
         return format_response(
-            _OpenFrames(self, key, producer, encoder, with_ids=format == "sse", request=request),
+            _OpenFrames(self, key, producer, encoder, with_ids=format == "sse"),
             spec,
             encoder,
             encode=_pass_frames,
@@ -595,14 +595,12 @@ class _OpenFrames:
         encoder: Any,
         *,
         with_ids: bool,
-        request: Request | None,
     ) -> None:
         self._streams, self._key, self._producer = streams, key, producer
-        self._encoder, self._with_ids, self._request = encoder, with_ids, request
+        self._encoder, self._with_ids = encoder, with_ids
 
     def __call__(self, scope: Scope) -> AsyncIterator[bytes]:
-        asked = self._request.scope if self._request is not None else scope
-        after = last_event_id(asked) if self._with_ids else None
+        after = last_event_id(scope) if self._with_ids else None
         return self._streams._llm_frames(
             self._key, self._producer, self._encoder, after, with_ids=self._with_ids
         )

@@ -161,7 +161,7 @@ def sse_response(
     client that stops reading; ``idle_timeout`` ends a source silent for that long.
 
     Pass the route's ``request`` when the source reads the request body while the response
-    streams; the ``Last-Event-ID`` is then read from it.
+    streams.
     """
     # Every argument under the name the caller used, before StreamResponse checks its own.
     if _is_events_factory(events):
@@ -187,9 +187,8 @@ def sse_response(
         def content(scope: Scope) -> Events:
             # Only now can a factory's result be checked: a wrong one is the caller's bug
             # (a 500, logged naming ``events``), not the client's.
-            asked = last_event_id(request.scope if request is not None else scope)
             opened: Events = returned_source(
-                "events", factory(asked), what="a sync or async iterable of events"
+                "events", factory(last_event_id(scope)), what="a sync or async iterable of events"
             )
             return opened
 
