@@ -19,6 +19,7 @@ from faststream_kit.testing import LiveServer, parse_events, record_chunks
 
 from .openai_peer import FAILURES, Script, ScriptedOpenAI, ToolCall, Usage
 from .per_request import REQUEST_ID, PerRequest
+from .sources import slow_body
 
 API_KEY = "sk-test-never-echo-me-0123456789"
 FORMATS = ["text", "sse", "ndjson", "openai", "ui"]
@@ -578,19 +579,14 @@ def request_app_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
         yield live
 
 
-def slow_body() -> Iterator[bytes]:
-    """A request body that arrives while the answer already streams."""
-    for piece in (b"Hello", b", ", b"world"):
-        time.sleep(0.1)
-        yield piece
-
-
 @pytest.mark.parametrize("fmt", ["text", "ndjson"])
 def test_with_request_a_source_reads_the_request_body_while_the_answer_streams(
     request_app_server: LiveServer, fmt: str
 ) -> None:
     with httpx.Client(timeout=5) as client:
-        response = client.post(f"{request_app_server.url}/echo/{fmt}", content=slow_body())
+        response = client.post(
+            f"{request_app_server.url}/echo/{fmt}", content=slow_body(b"Hello", b", ", b"world")
+        )
     assert response.status_code == 200
     if fmt == "text":
         assert response.text == "Hello, world"

@@ -18,6 +18,8 @@ from starlette.routing import Route
 from faststream_kit import ServerSentEvent, StreamResponse, sse_response
 from faststream_kit.testing import LiveServer, parse_events, read_sse
 
+from .sources import slow_body
+
 
 def make_fastapi_app() -> FastAPI:
     app = FastAPI()
@@ -128,13 +130,6 @@ def test_last_event_id_is_handed_to_the_source(server: LiveServer) -> None:
     assert [e.event.id for e in resumed.events] == ["4", "5"]
 
 
-def slow_body() -> Iterator[bytes]:
-    """A request body that arrives while the response already streams."""
-    for piece in (b"one", b"two", b"three"):
-        time.sleep(0.1)
-        yield piece
-
-
 @pytest.mark.parametrize("server_name", ["uvicorn", "hypercorn"])
 def test_with_request_the_source_reads_the_body_and_gets_its_last_event_id(
     server_name: str,
@@ -146,7 +141,9 @@ def test_with_request_the_source_reads_the_body_and_gets_its_last_event_id(
         LiveServer(make_fastapi_app(), server=server_name) as live,  # type: ignore[arg-type]
         httpx.Client(timeout=5) as client,
     ):
-        response = client.post(live.url + "/echo", content=slow_body(), headers=headers)
+        response = client.post(
+            live.url + "/echo", content=slow_body(b"one", b"two", b"three"), headers=headers
+        )
     assert response.status_code == 200
     assert [event.data for event in parse_events(response.content)] == [
         "after 7",
