@@ -6,7 +6,7 @@ variant reads the same source: ``n`` small JSON payloads ``{"i": i, "t": "token"
 async generator that never suspends.
 
 ==============================  ===========================================================
-``/stream/ours_dict``           ``sse_response`` of ``{"data": payload}`` (ping=15)
+``/stream/ours_dict``           ``sse_response`` of ``{"data": payload}`` (keepalive=15)
 ``/stream/ours_event``          ``sse_response`` of ``ServerSentEvent(data=payload)``
 ``/stream/fastapi``             FastAPI native SSE: a generator yielding ``payload``
                                 (``response_class=EventSourceResponse``)
@@ -87,7 +87,7 @@ async def stream_ours_dict(n: int = 20_000) -> Response:
         async for item in payloads(_count(n)):
             yield {"data": item}
 
-    return sse_response(events(), ping=PING_SECONDS)
+    return sse_response(events(), keepalive=PING_SECONDS)
 
 
 @app.get("/stream/ours_event")
@@ -96,7 +96,7 @@ async def stream_ours_event(n: int = 20_000) -> Response:
         async for item in payloads(_count(n)):
             yield ServerSentEvent(data=item)
 
-    return sse_response(events(), ping=PING_SECONDS)
+    return sse_response(events(), keepalive=PING_SECONDS)
 
 
 @app.get("/stream/fastapi", response_class=FastAPIEventSourceResponse)
@@ -140,7 +140,7 @@ async def idle_ours() -> Response:
         yield ServerSentEvent(data=payload(0))
         await anyio.sleep_forever()
 
-    return sse_response(events(), ping=PING_SECONDS)
+    return sse_response(events(), keepalive=PING_SECONDS)
 
 
 @app.get("/idle/fastapi", response_class=FastAPIEventSourceResponse)

@@ -64,8 +64,10 @@ class Variant:
 
 
 STREAM_VARIANTS = [
-    Variant("ours_dict", "/stream/ours_dict", "sse_response, dict items (ping=15)"),
-    Variant("ours_event", "/stream/ours_event", "sse_response, ServerSentEvent items (ping=15)"),
+    Variant("ours_dict", "/stream/ours_dict", "sse_response, dict items (keepalive=15)"),
+    Variant(
+        "ours_event", "/stream/ours_event", "sse_response, ServerSentEvent items (keepalive=15)"
+    ),
     Variant("fastapi", "/stream/fastapi", "FastAPI native SSE"),
     Variant("sse_starlette", "/stream/sse_starlette", "sse-starlette EventSourceResponse"),
     Variant("handwritten", "/stream/handwritten", "StreamingResponse, f'data: {json}' per item"),

@@ -1,5 +1,5 @@
 """The demo app, for ``uvicorn examples.demo:app`` (or just run ``faststream-kit demo``)."""
 
-from faststream_kit._demo import create_app
+from faststream_kit.demo import create_app
 
 app = create_app()

@@ -1,9 +1,10 @@
-"""A source that remembers when it produced each line, so tests can compare with arrivals."""
+"""Sources for tests: lines that remember when they were produced, a request body that
+trickles in."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 
@@ -22,3 +23,10 @@ class TimedLines:
                 await anyio.sleep(self._interval_seconds)
             self.produced_at.append(time.perf_counter())
             yield line
+
+
+def slow_body(*pieces: bytes, interval_seconds: float = 0.1) -> Iterator[bytes]:
+    """A request body (for httpx's ``content=``) that arrives while the response streams."""
+    for piece in pieces:
+        time.sleep(interval_seconds)
+        yield piece

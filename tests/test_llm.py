@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI, Request
@@ -18,6 +19,7 @@ from faststream_kit.testing import LiveServer, parse_events, record_chunks
 
 from .openai_peer import FAILURES, Script, ScriptedOpenAI, ToolCall, Usage
 from .per_request import REQUEST_ID, PerRequest
+from .sources import slow_body
 
 API_KEY = "sk-test-never-echo-me-0123456789"
 FORMATS = ["text", "sse", "ndjson", "openai", "ui"]
@@ -540,3 +542,59 @@ def test_a_connection_lost_after_done_does_not_spoil_a_complete_answer(
     assert len(completions) == 1, f"on_complete was called {len(completions)} times"
     completion = completions[0]
     assert completion.finished
+
+
+# --- the request being answered, and the thread limiter --------------------------------------
+
+
+def make_request_app(limiter: anyio.CapacityLimiter) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/echo/{fmt}")
+    async def echo(fmt: str, request: Request) -> StreamResponse:
+        async def tokens() -> AsyncIterator[str]:
+            async for piece in request.stream():
+                if piece:
+                    yield piece.decode()
+
+        return llm_stream(tokens(), format=fmt, request=request)  # type: ignore[arg-type]
+
+    @app.get("/sync-tokens")
+    def sync_tokens() -> StreamResponse:
+        def tokens() -> Iterator[str]:
+            # Runs in the worker thread, which holds one token of the limiter it was given.
+            yield f"{limiter.borrowed_tokens} of {limiter.total_tokens}"
+
+        return llm_stream(tokens(), format="text", thread_limiter=limiter)
+
+    return app
+
+
+@pytest.fixture(scope="module", params=["uvicorn", "hypercorn"])
+def request_app_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    # hypercorn hands each body message to one receive() call: without the relay, the
+    # response's disconnect watch would take some of the body away from the source.
+    app = make_request_app(anyio.CapacityLimiter(3))
+    with LiveServer(app, server=request.param) as live:
+        yield live
+
+
+@pytest.mark.parametrize("fmt", ["text", "ndjson"])
+def test_with_request_a_source_reads_the_request_body_while_the_answer_streams(
+    request_app_server: LiveServer, fmt: str
+) -> None:
+    with httpx.Client(timeout=5) as client:
+        response = client.post(
+            f"{request_app_server.url}/echo/{fmt}", content=slow_body(b"Hello", b", ", b"world")
+        )
+    assert response.status_code == 200
+    if fmt == "text":
+        assert response.text == "Hello, world"
+    else:
+        lines = [json.loads(line) for line in response.text.splitlines() if line]
+        assert "".join(line["text"] for line in lines if line["type"] == "text") == "Hello, world"
+
+
+def test_a_sync_source_runs_on_the_thread_limiter_given(request_app_server: LiveServer) -> None:
+    response = httpx.get(request_app_server.url + "/sync-tokens", timeout=5)
+    assert response.text == "1 of 3"

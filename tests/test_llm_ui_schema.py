@@ -95,7 +95,7 @@ def make_app() -> FastAPI:
 
     @app.get("/text")
     async def text() -> StreamResponse:
-        return llm_stream(text_answer(), format="ui", ping=0.02)
+        return llm_stream(text_answer(), format="ui", keepalive=0.02)
 
     @app.get("/reasoning")
     async def reasoning() -> StreamResponse:

@@ -64,8 +64,10 @@ async def follow(url: str, connected: anyio.Event, counter: list[int]) -> tuple[
 @pytest.mark.parametrize("server_name", ["uvicorn", "hypercorn", "daphne"])
 def test_sigterm_ends_100_open_streams_with_a_final_event_within_2s(server_name: str) -> None:
     port = free_port()
+    # The apps first, then whatever the run put on the path (a source tree under test).
+    python_path = os.pathsep.join(filter(None, [str(APPS), os.environ.get("PYTHONPATH")]))
     process = subprocess.Popen(
-        server_command(server_name, port), env={**os.environ, "PYTHONPATH": str(APPS)}
+        server_command(server_name, port), env={**os.environ, "PYTHONPATH": python_path}
     )
     try:
         wait_for_port(port)

@@ -16,7 +16,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from faststream_kit import ServerSentEvent, StreamResponse, sse_response
-from faststream_kit.testing import LiveServer, read_sse
+from faststream_kit.testing import LiveServer, parse_events, read_sse
+
+from .sources import slow_body
 
 
 def make_fastapi_app() -> FastAPI:
@@ -29,7 +31,7 @@ def make_fastapi_app() -> FastAPI:
             await anyio.sleep(1.0)
             yield "bye"
 
-        return sse_response(produce(), ping=0.2)
+        return sse_response(produce(), keepalive=0.2)
 
     @app.get("/busy")
     async def busy() -> StreamResponse:
@@ -38,7 +40,7 @@ def make_fastapi_app() -> FastAPI:
                 yield ServerSentEvent(data={"n": n}, id=str(n))
                 await anyio.sleep(0.05)
 
-        return sse_response(produce(), ping=0.2)
+        return sse_response(produce(), keepalive=0.2)
 
     @app.get("/fails")
     async def fails() -> StreamResponse:
@@ -65,6 +67,16 @@ def make_fastapi_app() -> FastAPI:
             yield ""  # pragma: no cover
 
         return sse_response(produce())
+
+    @app.post("/echo")
+    async def echo(request: Request) -> StreamResponse:
+        async def produce(last_event_id: str | None) -> AsyncIterator[str]:
+            yield f"after {last_event_id}"
+            async for piece in request.stream():
+                if piece:
+                    yield piece.decode().upper()
+
+        return sse_response(produce, request=request)
 
     @app.get("/multiline")
     def multiline() -> StreamResponse:
@@ -116,6 +128,29 @@ def test_last_event_id_is_handed_to_the_source(server: LiveServer) -> None:
     resumed = read_sse(server.url + "/resumable", headers={"Last-Event-ID": "3"})
     assert resumed.data == ["event 4", "event 5"]
     assert [e.event.id for e in resumed.events] == ["4", "5"]
+
+
+@pytest.mark.parametrize("server_name", ["uvicorn", "hypercorn"])
+def test_with_request_the_source_reads_the_body_and_gets_its_last_event_id(
+    server_name: str,
+) -> None:
+    # hypercorn hands each body message to one receive() call: without the relay, the
+    # response's disconnect watch would take some of the body away from the source.
+    headers = {"Last-Event-ID": "7"}
+    with (
+        LiveServer(make_fastapi_app(), server=server_name) as live,  # type: ignore[arg-type]
+        httpx.Client(timeout=5) as client,
+    ):
+        response = client.post(
+            live.url + "/echo", content=slow_body(b"one", b"two", b"three"), headers=headers
+        )
+    assert response.status_code == 200
+    assert [event.data for event in parse_events(response.content)] == [
+        "after 7",
+        "ONE",
+        "TWO",
+        "THREE",
+    ]
 
 
 def test_head_gets_headers_only(server: LiveServer) -> None:

@@ -159,11 +159,18 @@ SEND_TIMEOUT_CASES = [
     case("send_timeout", "30", TypeError),
     case("send_timeout", True, TypeError),
 ]
-PING_CASES = [
-    case("ping", -1, ValueError),
-    case("ping", float("nan"), ValueError),
-    case("ping", "15", TypeError),
-    case("ping", True, TypeError),
+KEEPALIVE_CASES = [
+    case("keepalive", 0, ValueError),
+    case("keepalive", -1, ValueError),
+    case("keepalive", float("nan"), ValueError),
+    case("keepalive", float("inf"), ValueError),
+    case("keepalive", "15", TypeError),
+    case("keepalive", True, TypeError),
+]
+IDLE_TIMEOUT_CASES = [
+    case("idle_timeout", 0, ValueError),
+    case("idle_timeout", [], TypeError),
+    case("idle_timeout", "60", TypeError),
 ]
 LIMITER_CASES = [case("thread_limiter", 4, TypeError)]
 REQUEST_CASES = [
@@ -188,14 +195,10 @@ RESPONSE_CASES = [
     case("media_type", 5, TypeError),
     case("media_type", "", ValueError),
     case("media_type", "text/plain\r\nx-injected: 1", ValueError),
+    *KEEPALIVE_CASES,
+    *IDLE_TIMEOUT_CASES,
     case("background", "task", TypeError),
-    case("keepalive", 0, ValueError),
-    case("keepalive", -1, ValueError),
-    case("keepalive", float("inf"), ValueError),
-    case("keepalive", "15", TypeError),
     case("keepalive_frame", ": ping\n\n", TypeError),
-    case("idle_timeout", 0, ValueError),
-    case("idle_timeout", [], TypeError),
     case("error_frame", b"event: error\n\n", TypeError),
     case("read_ahead", 0, ValueError),
     case("read_ahead", 1.5, TypeError),
@@ -300,7 +303,7 @@ def test_a_source_function_passed_uncalled_is_told_to_call_it(
         case("iterable", 5, TypeError),
         case("iterable", None, TypeError),
         case("iterable", numbers, TypeError),
-        case("limiter", 4, TypeError),
+        case("thread_limiter", 4, TypeError),
         case("read_ahead", 0, ValueError),
         case("read_ahead", "1", TypeError),
         case("read_ahead_bytes", 0, ValueError),
@@ -366,10 +369,11 @@ def test_server_sent_event_rejects_a_bad_field_naming_it(
 @pytest.mark.parametrize(
     ("name", "value", "error"),
     [
-        *PING_CASES,
+        *KEEPALIVE_CASES,
         *STATUS_CASES,
         *HEADER_CASES,
         *SEND_TIMEOUT_CASES,
+        *IDLE_TIMEOUT_CASES,
         *LIMITER_CASES,
         *REQUEST_CASES,
         case("retry", -1, ValueError),
@@ -413,8 +417,7 @@ def test_sse_response_accepts_a_factory_of_the_last_event_id() -> None:
 
     sse_response(updates)
     sse_response(lambda last_event_id: [])
-    sse_response([], ping=0)
-    sse_response([], ping=None)
+    sse_response([], keepalive=None)
 
 
 # --- llm_stream ------------------------------------------------------------------------------
@@ -423,17 +426,18 @@ def test_sse_response_accepts_a_factory_of_the_last_event_id() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "error"),
     [
-        *PING_CASES,
+        *KEEPALIVE_CASES,
         *HEADER_CASES,
         *SEND_TIMEOUT_CASES,
+        *IDLE_TIMEOUT_CASES,
+        *LIMITER_CASES,
+        *REQUEST_CASES,
         case("format", "xml", ValueError),
         case("format", None, ValueError),
         case("format", ["sse"], ValueError),
         case("on_complete", 5, TypeError),
         case("on_complete", lambda: None, TypeError),
         case("on_complete", lambda a, b: None, TypeError),
-        case("idle_timeout", 0, ValueError),
-        case("idle_timeout", "60", TypeError),
         case("model", "", ValueError),
         case("model", 4, TypeError),
     ],
@@ -701,7 +705,12 @@ def test_resumable_entries_reject_a_bad_argument_before_touching_redis(
     ("name", "value", "error"),
     [
         *KEY_CASES,
-        *PING_CASES,
+        *KEEPALIVE_CASES,
+        *SEND_TIMEOUT_CASES,
+        *IDLE_TIMEOUT_CASES,
+        *HEADER_CASES,
+        *LIMITER_CASES,
+        *REQUEST_CASES,
         case("producer", 5, TypeError),
         case("producer", anumbers, TypeError),
         case("retry", -1, ValueError),
@@ -727,14 +736,17 @@ def test_resumable_sse_response_rejects_a_bad_argument_naming_it(
     ("name", "value", "error"),
     [
         *KEY_CASES,
-        *PING_CASES,
+        *KEEPALIVE_CASES,
         *SEND_TIMEOUT_CASES,
+        *IDLE_TIMEOUT_CASES,
+        *HEADER_CASES,
+        *LIMITER_CASES,
+        *REQUEST_CASES,
         case("source", 5, TypeError),
         case("source", lambda model: None, TypeError),
         case("format", "text", ValueError),
         case("format", "xml", ValueError),
         case("on_complete", 5, TypeError),
-        case("idle_timeout", 0, ValueError),
         case("retry", -1, ValueError),
     ],
 )
@@ -834,8 +846,8 @@ def test_readers_reject_a_client_that_cannot_stream(reader: Callable[..., Any]) 
         case("server", "gunicorn", ValueError),
         case("host", "", ValueError),
         case("host", 5, TypeError),
-        case("graceful_shutdown_seconds", -1, ValueError),
-        case("graceful_shutdown_seconds", "2", TypeError),
+        case("shutdown_grace_seconds", -1, ValueError),
+        case("shutdown_grace_seconds", "2", TypeError),
         case("log_level", "loud", ValueError),
         case("uvicorn_options", [("http", "h11")], TypeError),
     ],

@@ -7,21 +7,30 @@ a successful ``200``.
 """
 
 from ._errors import ERRORS, ErrorType, StreamError
-from ._llm import Completion, llm_stream
+from ._formats import ErrorFrame
+from ._llm import Completion, LLMFormat, LLMSource, OnComplete, ToolCall, llm_stream
 from ._response import StreamResponse, stream_response
 from ._s3 import s3_stream
 from ._sse import ServerSentEvent, sse_frame
 from ._sse_response import sse_response
-from ._threads import iterate_in_thread
-from ._upstream import upstream_stream
+from ._threads import ThreadIterator, default_thread_limiter, iterate_in_thread
+from ._upstream import HeaderFilter, upstream_stream
 
 __all__ = [
     "ERRORS",
     "Completion",
+    "ErrorFrame",
     "ErrorType",
+    "HeaderFilter",
+    "LLMFormat",
+    "LLMSource",
+    "OnComplete",
     "ServerSentEvent",
     "StreamError",
     "StreamResponse",
+    "ThreadIterator",
+    "ToolCall",
+    "default_thread_limiter",
     "iterate_in_thread",
     "llm_stream",
     "s3_stream",

@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 ErrorFrame = Callable[[BaseException], bytes]
+"""Turns the exception that ended a stream after its headers into the stream's last bytes."""
 
 NDJSON_KEEPALIVE = b"\n"
 """An empty line: JSON Lines readers skip blank lines, so it keeps the connection alive."""

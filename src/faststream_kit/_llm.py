@@ -17,11 +17,13 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Mapping,
 )
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import anyio
+from starlette.requests import Request
 
 from ._errors import StreamError, library_error
 from ._llm_formats import (
@@ -35,23 +37,47 @@ from ._llm_formats import (
     ToolCallDelta,
 )
 from ._llm_wire import sdk_payloads, upstream_error
+from ._names import (
+    KEEPALIVE,
+    LLM_IDLE_TIMEOUT,
+    SEND_TIMEOUT,
+    FormatKeepalive,
+    OldKeepalive,
+    keepalive_argument,
+)
 from ._response import StreamResponse, stop_reason
 from ._threads import ThreadIterator, default_thread_limiter, iterate_in_thread
 from ._validate import (
     check_callable,
     check_headers,
+    check_limiter,
+    check_request,
     non_empty_str,
     one_of,
-    optional_non_negative_seconds,
     optional_positive_seconds,
     stream_source,
 )
 
-__all__ = ["Completion", "OnComplete", "ToolCall", "format_response", "llm_events", "llm_stream"]
+__all__ = [
+    "Completion",
+    "LLMFormat",
+    "LLMSource",
+    "OnComplete",
+    "ToolCall",
+    "format_response",
+    "llm_events",
+    "llm_stream",
+]
 
 logger = logging.getLogger("faststream_kit")
 
-Format = Literal["text", "sse", "ndjson", "openai", "ui"]
+LLMFormat = Literal["text", "sse", "ndjson", "openai", "ui"]
+"""The wire formats of :func:`llm_stream`."""
+
+LLMSource = AsyncIterable[Any] | Iterable[Any] | Awaitable[Any]
+"""What :func:`llm_stream` reads: an OpenAI ``Stream``/``AsyncStream`` (or a stream of
+another SDK with the same shapes), an awaitable returning one (``create(...)`` not
+awaited), or any sync or async iterable of ``str``."""
 
 _SOURCE = "an OpenAI Stream/AsyncStream, an awaitable returning one, or an iterable of str"
 
@@ -85,18 +111,22 @@ class Completion:
 
 
 OnComplete = Callable[[Completion], Awaitable[None] | None]
+"""Called once per stream with its :class:`Completion`; sync or async."""
 
 
 def llm_stream(
-    source: Any,
+    source: LLMSource,
     *,
-    format: Format = "sse",
+    format: LLMFormat = "sse",
     on_complete: OnComplete | None = None,
-    idle_timeout: float | None = 60.0,
-    ping: float | None = 15.0,
-    send_timeout: float | None = 30.0,
+    keepalive: float | None = KEEPALIVE,
+    send_timeout: float | None = SEND_TIMEOUT,
+    idle_timeout: float | None = LLM_IDLE_TIMEOUT,
     model: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    request: Request | None = None,
+    thread_limiter: anyio.CapacityLimiter | None = None,
+    **deprecated: Unpack[OldKeepalive],
 ) -> StreamResponse:
     """Stream an LLM answer to the client in one of five wire formats.
 
@@ -113,30 +143,44 @@ def llm_stream(
     Errors before the first token become HTTP errors: 429 keeps ``Retry-After``, an upstream
     401/403 becomes 502 (your key problem is not the client's), timeouts 504. After it, the
     format's error frame ends the stream (``text`` aborts the connection instead).
-    ``idle_timeout`` bounds the wait between two chunks. A client that leaves closes the
-    upstream stream at once. ``on_complete`` (sync or async) is called exactly once with a
-    :class:`Completion`: the text, finish reason, usage, tool calls, and the error or the
-    disconnect if the stream did not finish.
+    ``idle_timeout`` bounds the wait between two chunks (60 s: a model that stops sending
+    has failed). ``keepalive`` (``ping``, its old name, is deprecated) sends the format's
+    keepalive after that many idle seconds; ``text`` has none. A client that leaves closes
+    the upstream stream at once. ``on_complete`` (sync or async) is called exactly once with
+    a :class:`Completion`: the text, finish reason, usage, tool calls, and the error or the
+    disconnect if the stream did not finish. A sync stream is read in one worker thread of
+    ``thread_limiter``; pass the route's ``request`` when the source reads the request body
+    while the answer streams.
     """
     stream_source("source", source, what=_SOURCE, awaitable=True)
     one_of("format", format, FORMATS)
     check_callable("on_complete", on_complete, arguments=1)
-    optional_positive_seconds("idle_timeout", idle_timeout)
-    optional_non_negative_seconds("ping", ping)
+    keepalive = keepalive_argument("llm_stream", keepalive, deprecated)
     optional_positive_seconds("send_timeout", send_timeout)
+    optional_positive_seconds("idle_timeout", idle_timeout)
     non_empty_str("model", model, optional=True)
     check_headers("headers", headers)
+    check_request("request", request)
+    check_limiter("thread_limiter", thread_limiter)
     spec = FORMATS[format]
+    if spec.keepalive_frame is None and keepalive is not None:
+        if not isinstance(keepalive, FormatKeepalive):
+            raise ValueError(
+                f"keepalive must be None for format={format!r}: it has no keepalive bytes "
+                f"a reader would ignore, got {keepalive!r}"
+            )
+        keepalive = None
     encoder = spec.make_encoder(model)
     return format_response(
-        llm_events(source, on_complete=on_complete),
+        llm_events(source, on_complete=on_complete, thread_limiter=thread_limiter),
         spec,
         encoder,
         encode=encoder.encode,
-        ping=ping,
+        keepalive=keepalive,
         send_timeout=send_timeout,
         idle_timeout=idle_timeout,
         headers=headers,
+        request=request,
     )
 
 
@@ -146,10 +190,11 @@ def format_response(
     encoder: Encoder,
     *,
     encode: Callable[[Any], bytes],
-    ping: float | None,
+    keepalive: float | None,
     send_timeout: float | None,
-    idle_timeout: float | None = None,
-    headers: dict[str, str] | None = None,
+    idle_timeout: float | None,
+    headers: Mapping[str, str] | None,
+    request: Request | None,
     preamble: bytes = b"",
     shutdown_frame: bytes | None = None,
 ) -> StreamResponse:
@@ -158,7 +203,7 @@ def format_response(
         content,
         media_type=spec.media_type,
         headers={**spec.headers, **(headers or {})},
-        keepalive=ping if spec.keepalive_frame and ping else None,
+        keepalive=keepalive,
         keepalive_frame=spec.keepalive_frame,
         send_timeout=send_timeout,
         encode=encode,
@@ -166,13 +211,20 @@ def format_response(
         error_frame=encoder.error_frame if spec.has_error_frame else None,
         idle_timeout=idle_timeout,
         shutdown_frame=shutdown_frame,
+        request=request,
     )
 
 
-def llm_events(source: Any, *, on_complete: OnComplete | None) -> _LLMEvents:
+def llm_events(
+    source: Any,
+    *,
+    on_complete: OnComplete | None,
+    thread_limiter: anyio.CapacityLimiter | None = None,
+) -> _LLMEvents:
     """The source as neutral events, ending with one :class:`Finish`; reports to
-    ``on_complete``. Closing it before it started (a ``HEAD``) still closes the source."""
-    return _LLMEvents(source, on_complete)
+    ``on_complete``. Closing it before it started (a ``HEAD``) still closes the source.
+    A sync source runs in a worker thread of ``thread_limiter`` (default: ours)."""
+    return _LLMEvents(source, on_complete, thread_limiter)
 
 
 class _LLMEvents:
@@ -184,11 +236,17 @@ class _LLMEvents:
     SDK stream) nor call ``on_complete``. ``aclose()`` does both then, once.
     """
 
-    __slots__ = ("_events", "_on_complete", "_source", "_started")
+    __slots__ = ("_events", "_on_complete", "_source", "_started", "_thread_limiter")
 
-    def __init__(self, source: Any, on_complete: OnComplete | None) -> None:
+    def __init__(
+        self,
+        source: Any,
+        on_complete: OnComplete | None,
+        thread_limiter: anyio.CapacityLimiter | None,
+    ) -> None:
         self._source = source
         self._on_complete = on_complete
+        self._thread_limiter = thread_limiter
         self._started = False
         self._events = self._read()
 
@@ -202,7 +260,8 @@ class _LLMEvents:
         self._started = True  # closed before it started: it never will, so this runs once
         source = self._source
         with anyio.CancelScope(shield=True):
-            await _close_upstream(None, None if inspect.isawaitable(source) else source, source)
+            stream = None if inspect.isawaitable(source) else source
+            await _close_upstream(None, stream, source, self._thread_limiter)
             if self._on_complete is not None:
                 # Nothing was generated, nothing failed and nobody left: see docs/llm.md.
                 await _report(self._on_complete, Completion())
@@ -222,7 +281,7 @@ class _LLMEvents:
             if isinstance(readable, AsyncIterable):
                 items = aiter(readable)
             elif isinstance(readable, Iterable) and not isinstance(readable, str | bytes):
-                items = iterate_in_thread(readable)
+                items = iterate_in_thread(readable, thread_limiter=self._thread_limiter)
             else:
                 raise TypeError(
                     "llm_stream needs an OpenAI Stream/AsyncStream, an awaitable returning one, "
@@ -259,7 +318,7 @@ class _LLMEvents:
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                await _close_upstream(items, stream, source)
+                await _close_upstream(items, stream, source, self._thread_limiter)
                 if completion is not None and on_complete is not None:
                     await _report(on_complete, completion)
 
@@ -268,7 +327,9 @@ def _is_cancellation(exc: BaseException) -> bool:
     return isinstance(exc, anyio.get_cancelled_exc_class())
 
 
-async def _close_upstream(items: Any, stream: Any, source: Any) -> None:
+async def _close_upstream(
+    items: Any, stream: Any, source: Any, thread_limiter: anyio.CapacityLimiter | None
+) -> None:
     """Close the SDK stream so the provider sees the disconnect and stops generating."""
     try:
         if isinstance(items, ThreadIterator):
@@ -288,7 +349,8 @@ async def _close_upstream(items: Any, stream: Any, source: Any) -> None:
             elif close is not None:
                 # A sync stream never handed to a worker thread (a HEAD): its close() may
                 # block (a generator's finally, a socket), so not on the event loop either.
-                await anyio.to_thread.run_sync(close, limiter=default_thread_limiter())
+                limiter = thread_limiter or default_thread_limiter()
+                await anyio.to_thread.run_sync(close, limiter=limiter)
         elif stream is None and inspect.iscoroutine(source):
             # Never awaited (it failed, or the response never started): closing it means no
             # request is made and no "coroutine was never awaited" warning.

@@ -12,10 +12,11 @@ from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from time import monotonic
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import anyio
 from starlette.background import BackgroundTask
+from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
@@ -24,6 +25,7 @@ from ._eager import EagerIterator
 from ._errors import ErrorReport, library_error, report_error
 from ._formats import ErrorFrame, default_error_frame, default_keepalive_frame
 from ._hop_by_hop import HOP_BY_HOP
+from ._names import KEEPALIVE, SEND_TIMEOUT, FormatKeepalive
 from ._threads import DEFAULT_READ_AHEAD, ThreadIterator, iterate_in_thread
 from ._validate import (
     check_background,
@@ -84,10 +86,6 @@ def _join_encoded(data: bytes, ready: list[Any], encode: Encoder) -> tuple[bytes
     return b"".join(parts), None
 
 
-class _Request(Protocol):
-    _receive: Receive
-
-
 class _ClientGone(Exception):
     """The client disconnected, or stopped reading for longer than ``send_timeout``."""
 
@@ -112,10 +110,12 @@ class StreamResponse(StreamingResponse):
       earlier, so an exception before either becomes a real HTTP error (JSON body);
       after that, formats with an error frame (SSE, NDJSON) end with it, and the others
       abort the connection so a truncated body never looks complete;
-    * sends the format's keepalive after ``keepalive`` idle seconds, gives up on a client
-      that does not read for ``send_timeout`` seconds (the connection is aborted), and on a
-      source that produces nothing for ``idle_timeout`` seconds (a 504 before the first
-      chunk, the error frame or an abort after it);
+    * sends the format's keepalive after ``keepalive`` idle seconds (15 by default, for
+      formats that have keepalive bytes: SSE, NDJSON; plain text and bytes need your
+      ``keepalive_frame``), gives up on a client that does not read for ``send_timeout``
+      seconds (30 by default; the connection is aborted), and on a source that produces
+      nothing for ``idle_timeout`` seconds (off by default; a 504 before the first chunk,
+      the error frame or an abort after it);
     * answers ``HEAD`` with the headers only, without touching the source.
     """
 
@@ -127,11 +127,11 @@ class StreamResponse(StreamingResponse):
         media_type: str | None = None,
         background: BackgroundTask | None = None,
         *,
-        keepalive: float | None = None,
+        keepalive: float | None = KEEPALIVE,
         keepalive_frame: bytes | None = None,
-        send_timeout: float | None = None,
+        send_timeout: float | None = SEND_TIMEOUT,
         error_frame: ErrorFrame | None = None,
-        request: Any = None,
+        request: Request | None = None,
         thread_limiter: anyio.CapacityLimiter | None = None,
         read_ahead: int = DEFAULT_READ_AHEAD,
         encode: Encoder | None = None,
@@ -174,23 +174,26 @@ class StreamResponse(StreamingResponse):
             self.body_iterator = self._as_async(source)
         self.init_headers(headers)
         self._prepare_headers()
-        self.keepalive = keepalive
         self.keepalive_frame = (
             keepalive_frame
             if keepalive_frame is not None
             else default_keepalive_frame(self.media_type)
         )
         if keepalive is not None and not self.keepalive_frame:
-            raise ValueError(
-                f"keepalive needs keepalive_frame: media type {self.media_type!r} has no "
-                "keepalive bytes a reader would ignore; pass keepalive_frame=... or drop keepalive"
-            )
+            if not isinstance(keepalive, FormatKeepalive):
+                raise ValueError(
+                    f"keepalive needs keepalive_frame: media type {self.media_type!r} has no "
+                    "keepalive bytes a reader would ignore; pass keepalive_frame=... or "
+                    "keepalive=None"
+                )
+            keepalive = None  # the default: only formats with keepalive bytes send one
+        self.keepalive = None if keepalive is None else float(keepalive)
         self.send_timeout = send_timeout
         self.idle_timeout = idle_timeout
         self.error_frame = (
             error_frame if error_frame is not None else default_error_frame(self.media_type)
         )
-        self._request: _Request | None = request
+        self._request = request
         self._encode: Encoder = encode or self._encode_text
         self._preamble = preamble
         self.shutdown_frame = shutdown_frame
@@ -198,7 +201,9 @@ class StreamResponse(StreamingResponse):
     def _as_async(self, content: Content) -> AsyncIterable[Any]:
         if isinstance(content, AsyncIterable):
             return content
-        return iterate_in_thread(content, limiter=self._thread_limiter, read_ahead=self._read_ahead)
+        return iterate_in_thread(
+            content, thread_limiter=self._thread_limiter, read_ahead=self._read_ahead
+        )
 
     def _ready_source(self) -> ThreadIterator[Any] | EagerIterator[Any]:
         """The source as an iterator that can also hand over what is already produced."""
@@ -707,7 +712,7 @@ class _BodyRelay:
 
     _LIMIT = 8  # messages held before the watch waits for the reader (backpressure)
 
-    def __init__(self, request: _Request) -> None:
+    def __init__(self, request: Request) -> None:
         self._messages: deque[Message] = deque()
         self._arrived = anyio.Event()
         self._taken = anyio.Event()
@@ -739,12 +744,12 @@ def stream_response(
     status_code: int = 200,
     headers: Mapping[str, str] | None = None,
     background: BackgroundTask | None = None,
-    keepalive: float | None = None,
+    keepalive: float | None = KEEPALIVE,
     keepalive_frame: bytes | None = None,
-    send_timeout: float | None = None,
+    send_timeout: float | None = SEND_TIMEOUT,
     idle_timeout: float | None = None,
     error_frame: ErrorFrame | None = None,
-    request: Any = None,
+    request: Request | None = None,
     thread_limiter: anyio.CapacityLimiter | None = None,
     read_ahead: int = DEFAULT_READ_AHEAD,
 ) -> StreamResponse:

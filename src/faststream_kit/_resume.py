@@ -18,29 +18,39 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import anyio
+from starlette.requests import Request
 from starlette.types import Scope
 
 from ._errors import ERRORS, StreamError, library_error, report_error
-from ._llm import OnComplete, format_response, llm_events
+from ._llm import LLMSource, OnComplete, format_response, llm_events
 from ._llm_formats import FORMATS, Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
+from ._names import (
+    KEEPALIVE,
+    LLM_IDLE_TIMEOUT,
+    SEND_TIMEOUT,
+    OldKeepalive,
+    keepalive_argument,
+)
 from ._response import StreamResponse
 from ._sse import ServerSentEvent, compact_json, data_text, sse_frame, with_id
-from ._sse_response import SHUTDOWN_EVENT, encode_event, last_event_id, sse_response
+from ._sse_response import SHUTDOWN_EVENT, Events, encode_event, last_event_id, sse_response
 from ._threads import iterate_in_thread
 from ._validate import (
     check_bool,
     check_callable,
     check_client,
+    check_headers,
+    check_limiter,
+    check_request,
     check_str,
     non_empty_str,
     non_negative_seconds,
     one_of,
-    optional_non_negative_seconds,
     optional_positive_seconds,
     positive_seconds,
     stream_source,
@@ -179,20 +189,29 @@ class ResumableStreams:
 
     # Producing ---------------------------------------------------------------------------
 
-    async def start(self, key: str, producer: Any, *, llm: bool = False) -> bool:
+    async def start(
+        self,
+        key: str,
+        producer: LLMSource | Callable[[], LLMSource],
+        *,
+        llm: bool = False,
+        thread_limiter: anyio.CapacityLimiter | None = None,
+    ) -> bool:
         """Run ``producer`` for ``key`` once, in the background; False if it already ran.
 
         ``producer`` is a sync or async iterable of events (what ``sse_response`` accepts),
-        or with ``llm=True`` anything ``llm_stream`` accepts. Raises :class:`StreamError`
-        (503) when Redis is unavailable.
+        or with ``llm=True`` anything ``llm_stream`` accepts, or a function of no arguments
+        returning it. A sync producer runs in a worker thread of ``thread_limiter``.
+        Raises :class:`StreamError` (503) when Redis is unavailable.
         """
         non_empty_str("key", key)
         check_bool("llm", llm)
         _check_producer(producer, llm=llm)
+        check_limiter("thread_limiter", thread_limiter)
         if self._task_group is None:
             raise RuntimeError("use ResumableStreams as an async context manager (app lifespan)")
         if llm and not isinstance(producer, _LazyLLMEvents):
-            producer = _LazyLLMEvents(producer, on_complete=None)
+            producer = _LazyLLMEvents(producer, on_complete=None, thread_limiter=thread_limiter)
         events_key, owner_key, _ = self._keys(key)
         try:
             # One atomic step, so no reader on another worker can see an owner without
@@ -211,7 +230,7 @@ class ResumableStreams:
         self._local[key] = scope
         if self._idle.is_set():
             self._idle = anyio.Event()
-        self._task_group.start_soon(self._produce, key, producer, llm, scope)
+        self._task_group.start_soon(self._produce, key, producer, llm, scope, thread_limiter)
         return True
 
     async def cancel(self, key: str) -> None:
@@ -229,7 +248,14 @@ class ResumableStreams:
     def _owner_ttl(self) -> int:
         return max(1, round(self.heartbeat_seconds * 3))
 
-    async def _produce(self, key: str, producer: Any, llm: bool, scope: anyio.CancelScope) -> None:
+    async def _produce(
+        self,
+        key: str,
+        producer: Any,
+        llm: bool,
+        scope: anyio.CancelScope,
+        thread_limiter: anyio.CapacityLimiter | None,
+    ) -> None:
         events_key, owner_key, cancel_key = self._keys(key)
         final: dict[bytes, bytes] = {b"k": _END}
         try:
@@ -238,7 +264,7 @@ class ResumableStreams:
                 async with anyio.create_task_group() as heartbeat_group:
                     heartbeat_group.start_soon(self._heartbeat, key, scope)
                     try:
-                        async for fields in _entries(producer, llm):
+                        async for fields in _entries(producer, llm, thread_limiter):
                             await self.redis.xadd(events_key, fields)
                     except Exception as exc:
                         failure = exc  # raised below, outside the group, unwrapped
@@ -341,40 +367,61 @@ class ResumableStreams:
         self,
         key: str,
         *,
-        producer: Any = None,
-        ping: float | None = 15.0,
+        producer: Events | None = None,
+        keepalive: float | None = KEEPALIVE,
         retry: int | None = None,
+        send_timeout: float | None = SEND_TIMEOUT,
+        idle_timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        request: Request | None = None,
+        thread_limiter: anyio.CapacityLimiter | None = None,
+        **deprecated: Unpack[OldKeepalive],
     ) -> StreamResponse:
         """Serve ``key`` as Server-Sent Events, resuming after the request's ``Last-Event-ID``.
 
         With ``producer``, the stream is started first if it has not been (once across all
-        workers). Each event's ``id`` is its Redis entry id.
+        workers; a sync one in a worker thread of ``thread_limiter``). Each event's ``id`` is
+        its Redis entry id. The other options are those of ``sse_response``.
         """
         non_empty_str("key", key)
         if producer is not None:
             _check_producer(producer, llm=False)
-        # ping and retry: sse_response checks them under these same names.
+        keepalive = keepalive_argument("ResumableStreams.sse_response", keepalive, deprecated)
+        check_limiter("thread_limiter", thread_limiter)
+        # The rest: sse_response checks them under these same names.
 
         async def follow(last_id: str | None) -> AsyncIterator[ServerSentEvent]:
             if producer is not None:
-                await self.start(key, producer)
+                await self.start(key, producer, thread_limiter=thread_limiter)
             async for entry_id, fields in self.entries(key, last_id):
                 event = fields.get(b"event", b"").decode() or None
                 yield ServerSentEvent(data=fields[b"data"].decode(), event=event, id=entry_id)
 
-        return sse_response(follow, ping=ping, retry=retry)
+        return sse_response(
+            follow,
+            keepalive=keepalive,
+            retry=retry,
+            send_timeout=send_timeout,
+            idle_timeout=idle_timeout,
+            headers=headers,
+            request=request,
+        )
 
     def llm_response(
         self,
         key: str,
         *,
-        source: Any = None,
+        source: LLMSource | Callable[[], LLMSource] | None = None,
         format: Literal["sse", "ui"] = "sse",
         on_complete: OnComplete | None = None,
-        idle_timeout: float | None = 60.0,
-        ping: float | None = 15.0,
+        keepalive: float | None = KEEPALIVE,
         retry: int | None = None,
-        send_timeout: float | None = 30.0,
+        send_timeout: float | None = SEND_TIMEOUT,
+        idle_timeout: float | None = LLM_IDLE_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+        request: Request | None = None,
+        thread_limiter: anyio.CapacityLimiter | None = None,
+        **deprecated: Unpack[OldKeepalive],
     ) -> StreamResponse:
         """Serve an LLM answer stored under ``key`` in the ``sse`` or ``ui`` format.
 
@@ -384,28 +431,40 @@ class ResumableStreams:
         ``sse`` only) tells ``EventSource`` how soon to reconnect. On server shutdown the
         body ends (``sse``: after a ``shutdown`` event), so clients reconnect to another
         worker and resume; the answer keeps being produced wherever its producer runs.
+        ``idle_timeout`` ends this reader when no part of the answer arrived for that long.
+        The other options are those of ``llm_stream``.
         """
         non_empty_str("key", key)
         if source is not None:
             _check_producer(source, llm=True, name="source")
         one_of("format", format, ("sse", "ui"))
         check_callable("on_complete", on_complete, arguments=1)
-        optional_positive_seconds("idle_timeout", idle_timeout)
-        optional_non_negative_seconds("ping", ping)
+        keepalive = keepalive_argument("ResumableStreams.llm_response", keepalive, deprecated)
         if retry is not None:
             ServerSentEvent(retry=retry)  # validates with the field's name in the message
         optional_positive_seconds("send_timeout", send_timeout)
+        optional_positive_seconds("idle_timeout", idle_timeout)
+        check_headers("headers", headers)
+        check_request("request", request)
+        check_limiter("thread_limiter", thread_limiter)
         spec = FORMATS[format]
         encoder = spec.make_encoder(None)
-        producer = None if source is None else _LazyLLMEvents(source, on_complete=on_complete)
+        producer = (
+            None
+            if source is None
+            else _LazyLLMEvents(source, on_complete=on_complete, thread_limiter=thread_limiter)
+        )
 
         return format_response(
             _OpenFrames(self, key, producer, encoder, with_ids=format == "sse"),
             spec,
             encoder,
             encode=_pass_frames,
-            ping=ping,
+            keepalive=keepalive,
             send_timeout=send_timeout,
+            idle_timeout=idle_timeout,
+            headers=headers,
+            request=request,
             preamble=sse_frame(retry=retry) if retry is not None else b"",
             shutdown_frame=SHUTDOWN_EVENT.encode() if format == "sse" else b"",
         )
@@ -414,7 +473,7 @@ class ResumableStreams:
         self, key: str, producer: Any, encoder: Any, after: str | None, *, with_ids: bool
     ) -> AsyncIterator[bytes]:
         if producer is not None:
-            await self.start(key, producer, llm=True)
+            await self.start(key, producer, llm=True)  # its thread limiter is its own
         async for entry_id, fields in self.entries(key, after):
             frame: bytes = encoder.encode(_decode_llm_event(fields[b"v"]))
             yield with_id(frame, entry_id) if with_ids else frame
@@ -456,13 +515,15 @@ def _error_fields(
     return fields
 
 
-async def _entries(producer: Any, llm: bool) -> AsyncIterator[dict[bytes, bytes]]:
+async def _entries(
+    producer: Any, llm: bool, thread_limiter: anyio.CapacityLimiter | None
+) -> AsyncIterator[dict[bytes, bytes]]:
     """The producer's items as Redis Stream fields."""
     items: AsyncIterable[Any]
     if isinstance(producer, AsyncIterable):
         items = producer
     elif isinstance(producer, Iterable):
-        items = iterate_in_thread(producer)
+        items = iterate_in_thread(producer, thread_limiter=thread_limiter)
     else:
         raise TypeError(f"a producer must be an (async) iterable, got {type(producer).__name__}")
     async for item in items:
@@ -527,7 +588,13 @@ class _OpenFrames:
     never starts it, ``close()`` closes the source the caller gave (no request, no warning)."""
 
     def __init__(
-        self, streams: ResumableStreams, key: str, producer: Any, encoder: Any, *, with_ids: bool
+        self,
+        streams: ResumableStreams,
+        key: str,
+        producer: Any,
+        encoder: Any,
+        *,
+        with_ids: bool,
     ) -> None:
         self._streams, self._key, self._producer = streams, key, producer
         self._encoder, self._with_ids = encoder, with_ids
@@ -550,15 +617,25 @@ class _LazyLLMEvents:
     not even called when the stream already exists.
     """
 
-    def __init__(self, source: Any, **options: Any) -> None:
+    def __init__(
+        self,
+        source: Any,
+        *,
+        on_complete: OnComplete | None,
+        thread_limiter: anyio.CapacityLimiter | None,
+    ) -> None:
         self.source = source
-        self.options = options
+        self.on_complete = on_complete
+        self.thread_limiter = thread_limiter
 
     def __aiter__(self) -> AsyncIterator[LLMEvent]:
         source = self.source
         if callable(source) and not isinstance(source, AsyncIterable | Iterable):
             source = source()
-        return aiter(llm_events(source, on_complete=self.options.get("on_complete")))
+        events = llm_events(
+            source, on_complete=self.on_complete, thread_limiter=self.thread_limiter
+        )
+        return aiter(events)
 
     def close(self) -> None:
         _close_quietly(self.source)

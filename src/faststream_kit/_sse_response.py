@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 from starlette.background import BackgroundTask
+from starlette.requests import Request
 from starlette.types import Scope
 
+from ._names import KEEPALIVE, SEND_TIMEOUT, OldKeepalive, keepalive_argument
 from ._response import StreamResponse
 from ._sse import PING_FRAME, ServerSentEvent, compact_json, data_text, sse_frame
 from ._validate import (
@@ -18,7 +20,6 @@ from ._validate import (
     check_limiter,
     check_request,
     check_status_code,
-    optional_non_negative_seconds,
     optional_positive_seconds,
     returned_source,
     source_factory,
@@ -121,15 +122,17 @@ def last_event_id(scope: Scope) -> str | None:
 def sse_response(
     events: Events | EventsFactory,
     *,
-    ping: float | None = 15.0,
+    keepalive: float | None = KEEPALIVE,
     retry: int | None = None,
     status_code: int = 200,
     headers: Mapping[str, str] | None = None,
     background: BackgroundTask | None = None,
-    send_timeout: float | None = 30.0,
+    send_timeout: float | None = SEND_TIMEOUT,
+    idle_timeout: float | None = None,
     shutdown_event: ServerSentEvent | None = SHUTDOWN_EVENT,
     thread_limiter: anyio.CapacityLimiter | None = None,
-    request: Any = None,
+    request: Request | None = None,
+    **deprecated: Unpack[OldKeepalive],
 ) -> StreamResponse:
     """Stream Server-Sent Events.
 
@@ -148,26 +151,31 @@ def sse_response(
         return sse_response(updates)
     ```
 
-    ``ping`` sends a ``: ping`` comment after that many idle seconds (``None`` or ``0`` turns
-    it off); it is idle-based, so a busy stream sends none. ``retry`` is sent once, first,
-    and tells the browser how many milliseconds to wait before reconnecting. When the source
-    fails after the first event, the stream ends with ``event: error`` and a JSON body
-    ``{"type": ..., "message": ...}``; before it, the client gets an HTTP error response. When
-    the server shuts down, each open stream sends ``shutdown_event`` and ends, so it never
-    holds the shutdown up. ``send_timeout`` drops a client that stops reading.
+    ``keepalive`` sends a ``: ping`` comment after that many idle seconds (``None`` turns
+    it off; ``ping``, its old name, is deprecated); it is idle-based, so a busy stream sends
+    none. ``retry`` is sent once, first, and tells the browser how many milliseconds to wait
+    before reconnecting. When the source fails after the first event, the stream ends with
+    ``event: error`` and a JSON body ``{"type": ..., "message": ...}``; before it, the
+    client gets an HTTP error response. When the server shuts down, each open stream sends
+    ``shutdown_event`` and ends, so it never holds the shutdown up. ``send_timeout`` drops a
+    client that stops reading; ``idle_timeout`` ends a source silent for that long.
+
+    Pass the route's ``request`` when the source reads the request body while the response
+    streams.
     """
     # Every argument under the name the caller used, before StreamResponse checks its own.
     if _is_events_factory(events):
         source_factory("events", events, "the Last-Event-ID")
     else:
         stream_source("events", events, what=_EVENTS)
-    optional_non_negative_seconds("ping", ping)
+    keepalive = keepalive_argument("sse_response", keepalive, deprecated)
     if retry is not None:
         ServerSentEvent(retry=retry)  # validates with the field's name in the message
     check_status_code("status_code", status_code)
     check_headers("headers", headers)
     check_background("background", background)
     optional_positive_seconds("send_timeout", send_timeout)
+    optional_positive_seconds("idle_timeout", idle_timeout)
     check_instance("shutdown_event", shutdown_event, ServerSentEvent)
     check_limiter("thread_limiter", thread_limiter)
     check_request("request", request)
@@ -192,9 +200,10 @@ def sse_response(
         headers=headers,
         media_type="text/event-stream",
         background=background,
-        keepalive=ping or None,
+        keepalive=keepalive,
         keepalive_frame=PING_FRAME,
         send_timeout=send_timeout,
+        idle_timeout=idle_timeout,
         encode=encode_event,
         preamble=preamble,
         shutdown_frame=shutdown_event.encode() if shutdown_event is not None else None,

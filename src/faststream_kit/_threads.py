@@ -14,14 +14,20 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from functools import partial
-from typing import Generic, TypeVar
+from typing import Generic, TypedDict, TypeVar, Unpack
 
 import anyio
 import anyio.lowlevel
 
+from ._names import NOT_GIVEN, old_name
 from ._validate import check_limiter, positive_int, stream_source
 
-__all__ = ["ThreadIterator", "default_thread_limiter", "iterate_in_thread"]
+__all__ = [
+    "OldThreadLimiter",
+    "ThreadIterator",
+    "default_thread_limiter",
+    "iterate_in_thread",
+]
 
 T = TypeVar("T")
 
@@ -84,17 +90,17 @@ class ThreadIterator(AsyncIterator[T], Generic[T]):
         self,
         iterable: Iterable[T],
         *,
-        limiter: anyio.CapacityLimiter | None = None,
+        thread_limiter: anyio.CapacityLimiter | None = None,
         read_ahead: int = DEFAULT_READ_AHEAD,
         read_ahead_bytes: int = READ_AHEAD_BYTES,
     ) -> None:
         # The names are those of iterate_in_thread(), which is this constructor.
         stream_source("iterable", iterable, what="a sync iterable", asynchronous=False)
-        check_limiter("limiter", limiter)
+        check_limiter("thread_limiter", thread_limiter)
         positive_int("read_ahead", read_ahead)
         positive_int("read_ahead_bytes", read_ahead_bytes)
         self._iterable = iterable
-        self._limiter = limiter
+        self._limiter = thread_limiter
         self._read_ahead = read_ahead
         self._read_ahead_bytes = read_ahead_bytes
         self._buffer: deque[T] = deque()
@@ -283,20 +289,27 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+class OldThreadLimiter(TypedDict, total=False):
+    """The old name of ``thread_limiter``, accepted for one release with a warning."""
+
+    limiter: anyio.CapacityLimiter | None
+
+
 def iterate_in_thread(
     iterable: Iterable[T],
     *,
-    limiter: anyio.CapacityLimiter | None = None,
+    thread_limiter: anyio.CapacityLimiter | None = None,
     read_ahead: int = DEFAULT_READ_AHEAD,
     read_ahead_bytes: int = READ_AHEAD_BYTES,
+    **deprecated: Unpack[OldThreadLimiter],
 ) -> ThreadIterator[T]:
     """Iterate a blocking (sync) iterable from async code without blocking the event loop.
 
     One worker thread runs the whole iterable; items cross to the event loop through a
     buffer of at most ``read_ahead`` items and ``read_ahead_bytes`` of ``bytes``/``str`` items
     (the thread blocks when it is full; one larger item always gets through). The thread
-    holds one token of ``limiter`` (by default :func:`default_thread_limiter`, not anyio's
-    shared default) for as long as it runs. ``await iterator.aclose()`` stops the thread
+    holds one token of ``thread_limiter`` (by default :func:`default_thread_limiter`, not
+    anyio's shared default) for as long as it runs. ``await iterator.aclose()`` stops the thread
     and calls the iterable's ``close()`` in that thread, so a generator's ``finally`` runs
     where it was written to run. The iterable is not touched until the first item is
     requested.
@@ -306,6 +319,18 @@ def iterate_in_thread(
         ...
     ```
     """
+    limiter = old_name(
+        "iterate_in_thread",
+        deprecated,
+        "limiter",
+        "thread_limiter",
+        new_given=thread_limiter is not None,
+    )
+    if limiter is not NOT_GIVEN:
+        thread_limiter = check_limiter("limiter", limiter)
     return ThreadIterator(
-        iterable, limiter=limiter, read_ahead=read_ahead, read_ahead_bytes=read_ahead_bytes
+        iterable,
+        thread_limiter=thread_limiter,
+        read_ahead=read_ahead,
+        read_ahead_bytes=read_ahead_bytes,
     )

@@ -91,7 +91,7 @@ async def events(
                 await anyio.sleep(delay)
             yield str(n)
 
-    return streams_of(request).sse_response(key, producer=numbers(), retry=retry, ping=5)
+    return streams_of(request).sse_response(key, producer=numbers(), retry=retry, keepalive=5)
 
 
 @app.post("/cancel/{key}")

@@ -21,4 +21,4 @@ async def forever() -> StreamResponse:
             n += 1
             await anyio.sleep(0.5)
 
-    return sse_response(produce(), ping=5)
+    return sse_response(produce(), keepalive=5)

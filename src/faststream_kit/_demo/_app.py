@@ -50,7 +50,7 @@ async def clock(request: Request) -> Response:
             yield ServerSentEvent(data=time.strftime("%H:%M:%S"), event="tick")
             await anyio.sleep(1)
 
-    return sse_response(ticks(), ping=15)
+    return sse_response(ticks())
 
 
 async def index(request: Request) -> Response:
@@ -59,7 +59,7 @@ async def index(request: Request) -> Response:
 
 
 def create_app(settings: DemoSettings | None = None) -> Starlette:
-    """The demo as a Starlette app (``uvicorn --factory faststream_kit._demo:create_app``).
+    """The demo as a Starlette app (``uvicorn --factory faststream_kit.demo:create_app``).
 
     ``settings`` defaults to :meth:`DemoSettings.from_env`.
     """

@@ -16,7 +16,7 @@ from ._client import (
     read_sse,
     record_chunks,
 )
-from ._server import LiveServer
+from ._server import LiveServer, ServerName
 from ._sse_parser import ParsedEvent, SSEParser, parse_events
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Recording",
     "SSEParser",
     "SSERecording",
+    "ServerName",
     "TimedEvent",
     "arecord_chunks",
     "parse_events",

@@ -11,14 +11,28 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
+from starlette.types import ASGIApp
+
+from .._names import NOT_GIVEN, old_name
 from .._validate import check_callable, check_mapping, non_empty_str, non_negative_seconds, one_of
 
-__all__ = ["LiveServer"]
+__all__ = ["LiveServer", "OldShutdownGrace", "ServerName"]
 
 ServerName = Literal["uvicorn", "hypercorn"]
+"""The servers :class:`LiveServer` can run."""
+
+SHUTDOWN_GRACE_SECONDS = 2.0
+"""A test server's grace at shutdown: a test run must not wait on a stream a test left open."""
+
+
+class OldShutdownGrace(TypedDict, total=False):
+    """The old name of ``shutdown_grace_seconds``, accepted for one release with a warning."""
+
+    graceful_shutdown_seconds: float
 
 
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -37,25 +51,38 @@ class LiveServer:
     ```
 
     ``server="hypercorn"`` also speaks HTTP/2 over cleartext (h2c with prior knowledge), which
-    ``httpx.Client(http1=False, http2=True)`` uses. ``graceful_shutdown_seconds`` bounds how
-    long stopping waits for open streams; ``uvicorn_options`` go to ``uvicorn.Config`` (for
-    example ``{"http": "h11"}``).
+    ``httpx.Client(http1=False, http2=True)`` uses. ``shutdown_grace_seconds`` bounds how
+    long stopping waits for open streams (2 s: a test run must not wait on a stream the test
+    left open; ``graceful_shutdown_seconds``, its old name, is deprecated);
+    ``uvicorn_options`` go to ``uvicorn.Config`` (for example ``{"http": "h11"}``).
     """
 
     def __init__(
         self,
-        app: Any,
+        app: ASGIApp,
         *,
         server: ServerName = "uvicorn",
         host: str = "127.0.0.1",
-        graceful_shutdown_seconds: float = 2.0,
+        shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
         log_level: str = "warning",
-        uvicorn_options: dict[str, Any] | None = None,
+        uvicorn_options: Mapping[str, Any] | None = None,
+        **deprecated: Unpack[OldShutdownGrace],
     ) -> None:
         check_callable("app", app, optional=False)
         one_of("server", server, ("uvicorn", "hypercorn"))
         non_empty_str("host", host)
-        non_negative_seconds("graceful_shutdown_seconds", graceful_shutdown_seconds)
+        grace = old_name(
+            "LiveServer",
+            deprecated,
+            "graceful_shutdown_seconds",
+            "shutdown_grace_seconds",
+            new_given=shutdown_grace_seconds != SHUTDOWN_GRACE_SECONDS,
+        )
+        if grace is NOT_GIVEN:
+            non_negative_seconds("shutdown_grace_seconds", shutdown_grace_seconds)
+        else:
+            old_seconds: Any = grace
+            shutdown_grace_seconds = non_negative_seconds("graceful_shutdown_seconds", old_seconds)
         one_of("log_level", log_level, _LOG_LEVELS)
         check_mapping("uvicorn_options", uvicorn_options)
         if uvicorn_options and server != "uvicorn":
@@ -67,7 +94,7 @@ class LiveServer:
         self.app = app
         self.server = server
         self.host = host
-        self.graceful_shutdown_seconds = graceful_shutdown_seconds
+        self.shutdown_grace_seconds = shutdown_grace_seconds
         self.log_level = log_level
         self.uvicorn_options = dict(uvicorn_options or {})
         self.port = 0
@@ -115,7 +142,7 @@ class LiveServer:
             return
         if self._stop is not None:
             self._stop()
-        self._thread.join(timeout=self.graceful_shutdown_seconds + 10)
+        self._thread.join(timeout=self.shutdown_grace_seconds + 10)
         self._thread = None
 
     def _run_uvicorn(self, sock: socket.socket) -> None:
@@ -125,7 +152,7 @@ class LiveServer:
             self.app,
             log_level=self.log_level,
             lifespan="auto",
-            timeout_graceful_shutdown=int(max(1, self.graceful_shutdown_seconds)),
+            timeout_graceful_shutdown=int(max(1, self.shutdown_grace_seconds)),
             **self.uvicorn_options,
         )
         server = uvicorn.Server(config)
@@ -157,14 +184,16 @@ class LiveServer:
         config = Config()
         config.bind = [f"fd://{sock.fileno()}"]
         config.loglevel = self.log_level.upper()
-        config.graceful_timeout = self.graceful_shutdown_seconds
+        config.graceful_timeout = self.shutdown_grace_seconds
         sock.listen(128)
 
         async def main() -> None:
             shutdown = asyncio.Event()
             loop = asyncio.get_running_loop()
             self._stop = lambda: loop.call_soon_threadsafe(shutdown.set)
-            task = asyncio.create_task(serve(self.app, config, shutdown_trigger=shutdown.wait))
+            # hypercorn types its app with its own ASGI types; any Starlette ASGIApp is one.
+            app: Any = self.app
+            task = asyncio.create_task(serve(app, config, shutdown_trigger=shutdown.wait))
             await _wait_listening(self.host, self.port)
             self._started.set()
             await task
