@@ -363,7 +363,7 @@ def _open_source(
         return _AsyncObjectBody(body, chunk_bytes, length, key)
     return iterate_in_thread(
         _SyncObjectBody(body, chunk_bytes, length, key),
-        limiter=limiter,
+        thread_limiter=limiter,
         read_ahead_bytes=BODY_READ_AHEAD_BYTES,
     )
 
