@@ -12,6 +12,7 @@ import json
 import re
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,14 @@ def refused_url() -> str:
 
 
 def refused_apps(refused_url: str) -> FastAPI:
-    app = FastAPI()
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The clients live as long as the app: the helpers use them after the route returned.
+        async with httpx.AsyncClient() as client, aiohttp.ClientSession() as session:
+            app.state.httpx, app.state.aiohttp = client, session
+            yield
+
+    app = FastAPI(lifespan=lifespan)
     chat = openai.AsyncOpenAI(base_url=refused_url + "/v1", api_key="sk-test", max_retries=0)
 
     @app.get("/llm")
@@ -137,13 +145,13 @@ def refused_apps(refused_url: str) -> FastAPI:
 
     @app.get("/upstream/httpx")
     async def via_httpx(request: Request) -> Response:
-        async with httpx.AsyncClient() as client:
-            return await upstream_stream(client, "GET", refused_url + "/x", request=request)
+        client = request.app.state.httpx
+        return upstream_stream(client, "GET", refused_url + "/x", request=request)
 
     @app.get("/upstream/aiohttp")
     async def via_aiohttp(request: Request) -> Response:
-        async with aiohttp.ClientSession() as session:
-            return await upstream_stream(session, "GET", refused_url + "/x", request=request)
+        session = request.app.state.aiohttp
+        return upstream_stream(session, "GET", refused_url + "/x", request=request)
 
     return app
 

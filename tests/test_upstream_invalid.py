@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import aiohttp
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from faststream_kit import upstream_stream
@@ -56,17 +57,24 @@ class OddUpstream:
 @pytest.fixture(scope="module")
 def odd() -> Iterator[tuple[OddUpstream, str]]:
     upstream = OddUpstream()
-    app = FastAPI()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The clients outlive every request: closing one would close its connections and
+        # hide a connection the proxy itself left open.
+        async with httpx.AsyncClient() as client, aiohttp.ClientSession() as session:
+            app.state.httpx, app.state.aiohttp = client, session
+            yield
+
+    app = FastAPI(lifespan=lifespan)
 
     @app.get("/httpx")
-    async def via_httpx() -> Response:
-        async with httpx.AsyncClient() as client:
-            return await upstream_stream(client, "GET", upstream.url)
+    async def via_httpx(request: Request) -> Response:
+        return upstream_stream(request.app.state.httpx, "GET", upstream.url)
 
     @app.get("/aiohttp")
-    async def via_aiohttp() -> Response:
-        async with aiohttp.ClientSession() as session:
-            return await upstream_stream(session, "GET", upstream.url)
+    async def via_aiohttp(request: Request) -> Response:
+        return upstream_stream(request.app.state.aiohttp, "GET", upstream.url)
 
     with LiveServer(app) as server:
         yield upstream, server.url

@@ -239,19 +239,19 @@ def proxy_app(upstream_url: str, *, down_url: str = "http://127.0.0.1:9") -> Fas
     @app.get("/{kind}/down")
     async def down(kind: str, request: Request) -> Response:
         client = request.app.state.clients[kind]
-        return await upstream_stream(client, "GET", down_url, request=request)
+        return upstream_stream(client, "GET", down_url, request=request)
 
     @app.get("/{kind}/impatient/{path:path}")
     async def impatient(kind: str, path: str, request: Request) -> Response:
         client = request.app.state.clients[kind]
         url = target(upstream_url, path, request)
-        return await upstream_stream(client, "GET", url, request=request, read_timeout=0.5)
+        return upstream_stream(client, "GET", url, request=request, read_timeout=0.5)
 
     @app.api_route("/{kind}/{path:path}", methods=["GET", "HEAD", "POST", "PUT"])
     async def proxy(kind: str, path: str, request: Request) -> Response:
         client = request.app.state.clients[kind]
         url = target(upstream_url, path, request)
-        return await upstream_stream(client, request.method, url, request=request)
+        return upstream_stream(client, request.method, url, request=request)
 
     return app
 
