@@ -46,6 +46,7 @@ class Seen:
     """What the upstream saw of one request."""
 
     headers: list[tuple[str, str]] = field(default_factory=list)
+    arrived: threading.Event = field(default_factory=threading.Event)
     body_bytes: int = 0
     disconnected_at: float = 0.0
     disconnected: threading.Event = field(default_factory=threading.Event)
@@ -84,7 +85,7 @@ class Upstream:
     ``/headers``           records the request headers, answers with hop-by-hop ones
     ``/gzip``              ``PAYLOAD``, gzipped only if the request accepts gzip
     ``/always-gzip``       ``PAYLOAD`` gzipped whatever the request accepts
-    ``/slow?seconds=``     headers only after ``seconds`` (or the proxy hanging up)
+    ``/slow?seconds=``     counts the body, answers after ``seconds``; records a hang-up
     ``/die``               three chunks, then the connection drops
     ``/count``             counts the request body's bytes, answers ``{"bytes": n}``
     ``/bulk?total=``       ``total`` bytes in 64 KiB chunks
@@ -99,6 +100,7 @@ class Upstream:
         query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
         seen = self.log.get(query.get("id", ""))
         seen.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        seen.arrived.set()
         route = getattr(self, "_" + scope["path"].strip("/").replace("-", "_"), None)
         if route is None:
             await _respond(send, 404, b"no such route")
@@ -165,8 +167,9 @@ class Upstream:
 
     async def _slow(self, query: dict[str, str], seen: Seen, receive: Receive, send: Send) -> None:
         with anyio.move_on_after(float(query.get("seconds", "5"))):
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            while (message := await receive())["type"] != "http.disconnect":
+                seen.body_bytes += len(message.get("body", b""))
+            self.log.disconnected(query.get("id", ""))
             return
         await _respond(send, 200, b"too late")
 
