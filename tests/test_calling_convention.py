@@ -9,6 +9,7 @@ leaves before the response started leaves no S3 body and no upstream request ope
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
@@ -25,6 +26,7 @@ import httpx
 import pytest
 from fastapi import BackgroundTasks, FastAPI, Request
 from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
 
 from faststream_kit import s3_stream, upstream_stream
 from faststream_kit.testing import LiveServer
@@ -165,18 +167,58 @@ def s3_app(peer: S3Peer, kind: ClientKind) -> FastAPI:
     return app
 
 
+class DisconnectProbe:
+    """ASGI middleware: sets ``left`` once the server reports a client gone, whether or not
+    the app is listening. The app receives the same messages, and ``http.disconnect`` for
+    good once it came (as uvicorn answers)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.left = threading.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        messages: asyncio.Queue[Message] = asyncio.Queue()
+
+        async def listen() -> None:
+            while True:
+                message = await receive()
+                messages.put_nowait(message)
+                if message["type"] == "http.disconnect":
+                    self.left.set()
+                    return
+
+        async def relayed() -> Message:
+            message = await messages.get()
+            if message["type"] == "http.disconnect":
+                messages.put_nowait(message)
+            return message
+
+        listening = asyncio.get_running_loop().create_task(listen())
+        try:
+            await self.app(scope, relayed, send)
+        finally:
+            listening.cancel()
+
+
+Served = tuple[str, FastAPI, DisconnectProbe]
+
+
 @pytest.fixture(scope="module", params=KINDS)
-def s3_server(request: pytest.FixtureRequest, s3: S3Peer) -> Iterator[tuple[str, FastAPI]]:
+def s3_server(request: pytest.FixtureRequest, s3: S3Peer) -> Iterator[Served]:
     app = s3_app(s3, request.param)
-    with LiveServer(app, log_level="critical") as server:
-        yield server.url, app
+    probe = DisconnectProbe(app)
+    with LiveServer(probe, log_level="critical") as server:
+        yield server.url, app, probe
 
 
 # --- returned at once, S3 asked when the response starts ---------------------------------------
 
 
-def test_s3_stream_returns_before_asking_s3(s3_server: tuple[str, FastAPI]) -> None:
-    url, app = s3_server
+def test_s3_stream_returns_before_asking_s3(s3_server: Served) -> None:
+    url, app, _ = s3_server
     response = httpx.get(f"{url}/returned/{KEY}", headers={"range": "bytes=0-99"})
     assert app.state.sent_when_returned == []  # nothing went to S3 while the route ran
     assert response.status_code == 206
@@ -185,21 +227,21 @@ def test_s3_stream_returns_before_asking_s3(s3_server: tuple[str, FastAPI]) -> N
 
 
 def test_an_s3_stream_that_is_never_served_asks_s3_nothing(
-    s3_server: tuple[str, FastAPI],
+    s3_server: Served,
 ) -> None:
-    url, app = s3_server
+    url, app, _ = s3_server
     app.state.sent.take()
     assert httpx.get(f"{url}/unused/{KEY}").text == '"not served"'
-    served = httpx.get(f"{url}/returned/{KEY}", headers={"range": "bytes=5-9"})
-    assert served.content == DATA[5:10]
+    served = httpx.get(f"{url}/sync/{KEY}")
+    assert served.content == DATA
     # Had the first one opened the object (at once, or in a task of its own), it would be here.
-    assert app.state.sent.take() == [("GetObject", "bytes=5-9")]
+    assert app.state.sent.take() == [("GetObject", None)]
 
 
 def test_s3_stream_asks_head_object_for_a_head_when_it_starts(
-    s3_server: tuple[str, FastAPI],
+    s3_server: Served,
 ) -> None:
-    url, app = s3_server
+    url, app, _ = s3_server
     response = httpx.head(f"{url}/returned/{KEY}")
     assert app.state.sent_when_returned == []
     assert response.status_code == 200
@@ -211,9 +253,9 @@ def test_s3_stream_asks_head_object_for_a_head_when_it_starts(
 
 
 def test_awaiting_s3_stream_still_answers_and_warns_what_to_do(
-    s3_server: tuple[str, FastAPI],
+    s3_server: Served,
 ) -> None:
-    url, app = s3_server
+    url, app, _ = s3_server
     response = httpx.get(f"{url}/awaited/{KEY}")
     assert response.status_code == 200
     assert response.content == DATA
@@ -228,9 +270,9 @@ def test_awaiting_s3_stream_still_answers_and_warns_what_to_do(
 
 
 def test_headers_cookies_and_background_set_on_the_response_reach_the_client(
-    s3_server: tuple[str, FastAPI],
+    s3_server: Served,
 ) -> None:
-    url, app = s3_server
+    url, app, _ = s3_server
     app.state.background_ran = threading.Event()
     response = httpx.get(f"{url}/decorated/{KEY}")
     assert response.status_code == 200
@@ -243,9 +285,9 @@ def test_headers_cookies_and_background_set_on_the_response_reach_the_client(
 
 
 def test_headers_set_on_the_response_reach_an_error_response_too(
-    s3_server: tuple[str, FastAPI],
+    s3_server: Served,
 ) -> None:
-    url, app = s3_server
+    url, app, _ = s3_server
     app.state.background_ran = threading.Event()
     response = httpx.get(f"{url}/decorated/nope.bin")
     assert response.status_code == 404
@@ -254,8 +296,8 @@ def test_headers_set_on_the_response_reach_an_error_response_too(
     assert app.state.background_ran.wait(5)
 
 
-def test_a_def_route_can_return_s3_stream(s3_server: tuple[str, FastAPI]) -> None:
-    url, _ = s3_server
+def test_a_def_route_can_return_s3_stream(s3_server: Served) -> None:
+    url, _, _ = s3_server
     response = httpx.get(f"{url}/sync/{KEY}")
     assert response.status_code == 200
     assert response.content == DATA
@@ -277,15 +319,17 @@ def _send_and_leave(url: str, path: str, arrived: threading.Event, body: bytes =
 
 
 def test_a_client_leaving_while_s3_answers_leaves_no_body_open(
-    s3_server: tuple[str, FastAPI],
+    s3_server: Served,
 ) -> None:
-    url, app = s3_server
+    url, app, probe = s3_server
     held: HeldGetObject = app.state.held
     held.answered.clear()
     held.release.clear()
+    probe.left.clear()
     bodies_before = len(held.bodies)
     try:
         _send_and_leave(url, f"/held/{KEY}", held.answered)
+        assert probe.left.wait(5), "the server never reported the client gone"
     finally:
         held.release.set()  # S3 has answered and the client is gone: now the response starts
     [body] = held.bodies[bodies_before:]
