@@ -17,7 +17,9 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 import aiohttp
 import anyio
@@ -391,18 +393,56 @@ def upstream_app(upstream_url: str, peer: Upstream) -> FastAPI:
     return app
 
 
+class Outcomes:
+    """ASGI middleware: how each request's app call ended (``"returned"`` or the exception's
+    type, which the server would log with its traceback), by the request's ``id=``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._ended: dict[str, str] = {}
+        self._changed = threading.Condition()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = parse_qs(scope["query_string"].decode()).get("id", [""])[0]
+        outcome = "returned"
+        try:
+            await self.app(scope, receive, send)
+        except BaseException as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            with self._changed:
+                self._ended[request_id] = outcome
+                self._changed.notify_all()
+
+    def wait(self, request_id: str, timeout: float) -> str | None:
+        with self._changed:
+            self._changed.wait_for(lambda: request_id in self._ended, timeout=timeout)
+            return self._ended.get(request_id)
+
+
+@dataclass
+class Proxies:
+    urls: dict[str, str]  # by server
+    app: FastAPI  # the uvicorn one's
+    outcomes: Outcomes  # the uvicorn one's
+
+
 @pytest.fixture(scope="module")
-def proxies(upstream: tuple[Upstream, str]) -> Iterator[tuple[dict[str, str], FastAPI]]:
-    """The proxy's URL in uvicorn and in hypercorn, and the uvicorn one's app."""
+def proxies(upstream: tuple[Upstream, str]) -> Iterator[Proxies]:
     peer, upstream_url = upstream
     app = upstream_app(upstream_url, peer)
+    outcomes = Outcomes(app)
     with (
-        LiveServer(app, log_level="critical") as uvicorn,
+        LiveServer(outcomes, log_level="critical") as uvicorn,
         LiveServer(
             upstream_app(upstream_url, peer), server="hypercorn", log_level="critical"
         ) as hypercorn,
     ):
-        yield {"uvicorn": uvicorn.url, "hypercorn": hypercorn.url}, app
+        yield Proxies({"uvicorn": uvicorn.url, "hypercorn": hypercorn.url}, app, outcomes)
 
 
 def _request_id(name: str) -> str:
@@ -411,9 +451,9 @@ def _request_id(name: str) -> str:
 
 @pytest.mark.parametrize("kind", CLIENT_KINDS)
 def test_upstream_stream_returns_before_sending_upstream(
-    upstream: tuple[Upstream, str], proxies: tuple[dict[str, str], FastAPI], kind: str
+    upstream: tuple[Upstream, str], proxies: Proxies, kind: str
 ) -> None:
-    urls, app = proxies
+    urls, app = proxies.urls, proxies.app
     request_id = _request_id("returned")
     response = httpx.get(f"{urls['uvicorn']}/returned-{kind}?id={request_id}")
     assert app.state.arrived_when_returned is False
@@ -425,9 +465,9 @@ def test_upstream_stream_returns_before_sending_upstream(
 
 @pytest.mark.parametrize("kind", CLIENT_KINDS)
 def test_awaiting_upstream_stream_still_answers_and_warns_what_to_do(
-    proxies: tuple[dict[str, str], FastAPI], kind: str
+    proxies: Proxies, kind: str
 ) -> None:
-    urls, app = proxies
+    urls, app = proxies.urls, proxies.app
     response = httpx.get(f"{urls['uvicorn']}/awaited-{kind}?id={_request_id('awaited')}")
     assert response.status_code == 200
     assert response.text == "headers recorded"
@@ -438,10 +478,8 @@ def test_awaiting_upstream_stream_still_answers_and_warns_what_to_do(
 
 
 @pytest.mark.parametrize("kind", CLIENT_KINDS)
-def test_headers_set_on_upstream_stream_reach_the_client(
-    proxies: tuple[dict[str, str], FastAPI], kind: str
-) -> None:
-    urls, _ = proxies
+def test_headers_set_on_upstream_stream_reach_the_client(proxies: Proxies, kind: str) -> None:
+    urls = proxies.urls
     response = httpx.get(f"{urls['uvicorn']}/decorated-{kind}?id={_request_id('decorated')}")
     assert response.status_code == 200
     assert response.headers["x-trace"] == "t-2"
@@ -449,10 +487,8 @@ def test_headers_set_on_upstream_stream_reach_the_client(
 
 
 @pytest.mark.parametrize("kind", CLIENT_KINDS)
-def test_a_def_route_can_return_upstream_stream(
-    proxies: tuple[dict[str, str], FastAPI], kind: str
-) -> None:
-    urls, _ = proxies
+def test_a_def_route_can_return_upstream_stream(proxies: Proxies, kind: str) -> None:
+    urls = proxies.urls
     body = b"x" * 100_000
     response = httpx.post(f"{urls['uvicorn']}/sync-{kind}?id={_request_id('sync')}", content=body)
     assert response.status_code == 200
@@ -465,13 +501,13 @@ def test_a_def_route_can_return_upstream_stream(
 @pytest.mark.usefixtures("without_gc")  # the proxy and the upstream are threads of this process
 def test_a_client_leaving_before_the_upstream_answers_cancels_the_upstream_request(
     upstream: tuple[Upstream, str],
-    proxies: tuple[dict[str, str], FastAPI],
+    proxies: Proxies,
     kind: str,
     server: str,
     body: bytes,
 ) -> None:
     # The upstream would answer after 30 s; the client leaves once the request reached it.
-    urls, _ = proxies
+    urls = proxies.urls
     request_id = _request_id("leave-early")
     seen = upstream[0].log.get(request_id)
     path = f"/{kind}/slow?seconds=30&id={request_id}"
@@ -485,45 +521,37 @@ class _Records(logging.Handler):
     def __init__(self, level: int) -> None:
         super().__init__(level)
         self.records: list[logging.LogRecord] = []
+        self.arrived = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+        self.arrived.set()
 
 
 @pytest.mark.parametrize("kind", CLIENT_KINDS)
 @pytest.mark.usefixtures("without_gc")
 def test_a_client_leaving_in_the_middle_of_its_body_is_no_server_error(
-    upstream: tuple[Upstream, str], proxies: tuple[dict[str, str], FastAPI], kind: str
+    upstream: tuple[Upstream, str], proxies: Proxies, kind: str
 ) -> None:
-    urls, _ = proxies
     request_id = _request_id("leave-mid-body")
     seen = upstream[0].log.get(request_id)
-    errors = _Records(logging.ERROR)
-    server_log = logging.getLogger("uvicorn.error")
-    level = server_log.level
-    server_log.setLevel(logging.ERROR)  # the proxy's LiveServer runs at "critical"
-    server_log.addHandler(errors)
-    try:
-        host, port = urls["uvicorn"].removeprefix("http://").split(":")
-        head = (
-            f"POST /{kind}/slow?seconds=30&id={request_id} HTTP/1.1\r\n"
-            f"host: {host}\r\ncontent-length: 1000\r\n\r\n"
-        )
-        with socket.create_connection((host, int(port))) as sock:
-            sock.sendall(head.encode() + b"x" * 100)  # 100 of the 1000 bytes it announced
-            assert seen.arrived.wait(10)
-        assert seen.disconnected.wait(5), "the upstream request outlived the client"
-    finally:
-        server_log.removeHandler(errors)
-        server_log.setLevel(level)
-    assert [record.getMessage() for record in errors.records] == []
+    host, port = proxies.urls["uvicorn"].removeprefix("http://").split(":")
+    head = (
+        f"POST /{kind}/slow?seconds=30&id={request_id} HTTP/1.1\r\n"
+        f"host: {host}\r\ncontent-length: 1000\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(head.encode() + b"x" * 100)  # 100 of the 1000 bytes it announced
+        assert seen.arrived.wait(10)
+    assert seen.disconnected.wait(5), "the upstream request outlived the client"
+    assert proxies.outcomes.wait(request_id, timeout=5) == "returned"  # no traceback logged
 
 
 @pytest.mark.parametrize("kind", CLIENT_KINDS)
 def test_a_client_closed_before_the_response_starts_is_a_500_that_says_why(
-    proxies: tuple[dict[str, str], FastAPI], kind: str
+    proxies: Proxies, kind: str
 ) -> None:
-    urls, _ = proxies
+    urls = proxies.urls
     errors = _Records(logging.ERROR)
     server_log = logging.getLogger("uvicorn.error")
     level = server_log.level
@@ -534,6 +562,7 @@ def test_a_client_closed_before_the_response_starts_is_a_500_that_says_why(
             f"{urls['uvicorn']}/closed-{kind}?id={_request_id('closed')}",
             headers={"connection": "close"},  # uvicorn closes the connection of a 500
         )
+        assert errors.arrived.wait(5)  # uvicorn logs the exception after it sent the 500
     finally:
         server_log.removeHandler(errors)
         server_log.setLevel(level)
