@@ -375,6 +375,21 @@ def upstream_app(upstream_url: str, peer: Upstream) -> FastAPI:
         response.headers["x-trace"] = "t-2"
         return response
 
+    @app.get("/pairs-{kind}")
+    async def pairs(kind: str, id: str, request: Request) -> Response:
+        client = request.app.state.clients[kind]
+        url = f"{upstream_url}/headers?id={id}"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            response = upstream_stream(
+                client,
+                "GET",
+                url,
+                headers=[("x-tag", "a"), ("X-Tag", "b")],  # type: ignore[arg-type]
+            )
+        request.app.state.warned = [(w.category, str(w.message)) for w in caught]
+        return response
+
     @app.post("/sync-{kind}")
     def sync_route(kind: str, id: str, request: Request) -> Response:
         client = request.app.state.clients[kind]
@@ -475,6 +490,20 @@ def test_awaiting_upstream_stream_still_answers_and_warns_what_to_do(
     assert category is DeprecationWarning
     assert "drop the await" in message
     assert "return upstream_stream(...)" in message
+
+
+@pytest.mark.parametrize("kind", CLIENT_KINDS)
+def test_upstream_headers_as_pairs_still_go_upstream_joined_with_a_warning(
+    upstream: tuple[Upstream, str], proxies: Proxies, kind: str
+) -> None:
+    request_id = _request_id("pairs")
+    response = httpx.get(f"{proxies.urls['uvicorn']}/pairs-{kind}?id={request_id}")
+    assert response.status_code == 200
+    sent = [value for name, value in upstream[0].log.get(request_id).headers if name == "x-tag"]
+    assert sent == ["a, b"]  # one field, its values joined (RFC 9110 §5.3)
+    [(category, message)] = proxies.app.state.warned
+    assert category is DeprecationWarning
+    assert "pass a dict" in message
 
 
 @pytest.mark.parametrize("kind", CLIENT_KINDS)

@@ -477,6 +477,8 @@ def test_llm_stream_rejects_a_source_that_is_no_stream(source: Any) -> None:
         *SEND_TIMEOUT_CASES,
         *LIMITER_CASES,
         *REQUEST_CASES,
+        case("idle_timeout", 0, ValueError),
+        case("idle_timeout", "60", TypeError),
         case("bucket", "", ValueError),
         case("bucket", None, TypeError),
         case("key", "", ValueError),
@@ -551,6 +553,8 @@ def test_s3_stream_rejects_something_that_is_no_s3_client(client: Any) -> None:
         case("connect_timeout", "10", TypeError),
         case("read_timeout", -1, ValueError),
         case("read_timeout", float("nan"), ValueError),
+        case("idle_timeout", 0, ValueError),
+        case("idle_timeout", "60", TypeError),
     ],
 )
 def test_upstream_stream_rejects_a_bad_argument_before_touching_the_client(
