@@ -12,11 +12,9 @@ import json
 import re
 import socket
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import openai
 import pytest
@@ -34,6 +32,7 @@ from faststream_kit import (
 from faststream_kit.testing import LiveServer, parse_events
 
 from .s3_peers import S3Peer, make_app
+from .upstream_peers import http_clients
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "src" / "faststream_kit"
@@ -125,14 +124,7 @@ def refused_url() -> str:
 
 
 def refused_apps(refused_url: str) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The clients live as long as the app: the helpers use them after the route returned.
-        async with httpx.AsyncClient() as client, aiohttp.ClientSession() as session:
-            app.state.httpx, app.state.aiohttp = client, session
-            yield
-
-    app = FastAPI(lifespan=lifespan)
+    app = FastAPI(lifespan=http_clients)
     chat = openai.AsyncOpenAI(base_url=refused_url + "/v1", api_key="sk-test", max_retries=0)
 
     @app.get("/llm")
@@ -145,12 +137,12 @@ def refused_apps(refused_url: str) -> FastAPI:
 
     @app.get("/upstream/httpx")
     async def via_httpx(request: Request) -> Response:
-        client = request.app.state.httpx
+        client = request.app.state.clients["httpx"]
         return upstream_stream(client, "GET", refused_url + "/x", request=request)
 
     @app.get("/upstream/aiohttp")
     async def via_aiohttp(request: Request) -> Response:
-        session = request.app.state.aiohttp
+        session = request.app.state.clients["aiohttp"]
         return upstream_stream(session, "GET", refused_url + "/x", request=request)
 
     return app

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 
-import aiohttp
 import httpx
 import pytest
 from fastapi import FastAPI, Request
@@ -15,6 +13,8 @@ from starlette.responses import Response
 
 from faststream_kit import upstream_stream
 from faststream_kit.testing import LiveServer
+
+from .upstream_peers import http_clients
 
 
 class OddUpstream:
@@ -58,23 +58,11 @@ class OddUpstream:
 def odd() -> Iterator[tuple[OddUpstream, str]]:
     upstream = OddUpstream()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The clients outlive every request: closing one would close its connections and
-        # hide a connection the proxy itself left open.
-        async with httpx.AsyncClient() as client, aiohttp.ClientSession() as session:
-            app.state.httpx, app.state.aiohttp = client, session
-            yield
+    app = FastAPI(lifespan=http_clients)
 
-    app = FastAPI(lifespan=lifespan)
-
-    @app.get("/httpx")
-    async def via_httpx(request: Request) -> Response:
-        return upstream_stream(request.app.state.httpx, "GET", upstream.url)
-
-    @app.get("/aiohttp")
-    async def via_aiohttp(request: Request) -> Response:
-        return upstream_stream(request.app.state.aiohttp, "GET", upstream.url)
+    @app.get("/{kind}")
+    async def proxy(kind: str, request: Request) -> Response:
+        return upstream_stream(request.app.state.clients[kind], "GET", upstream.url)
 
     with LiveServer(app) as server:
         yield upstream, server.url

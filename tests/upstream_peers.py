@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -217,6 +218,20 @@ async def _respond(
 # --- the proxy -----------------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def http_clients(app: FastAPI, pool_size: int = 100) -> AsyncIterator[None]:
+    """A proxy app's lifespan: ``app.state.clients`` holds an ``httpx.AsyncClient`` and an
+    ``aiohttp.ClientSession`` (keys ``"httpx"``, ``"aiohttp"``), each with ``pool_size``
+    connections. They live as long as the app: ``upstream_stream`` uses its client after
+    the route returned, and closing a client would also close a connection it leaked."""
+    async with (
+        httpx.AsyncClient(limits=httpx.Limits(max_connections=pool_size)) as httpx_client,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=pool_size)) as session,
+    ):
+        app.state.clients = {"httpx": httpx_client, "aiohttp": session}
+        yield
+
+
 def proxy_app(upstream_url: str, *, down_url: str = "http://127.0.0.1:9") -> FastAPI:
     """A FastAPI app proxying ``/{httpx|aiohttp}/{path}`` to ``upstream_url`` with that client.
 
@@ -224,16 +239,7 @@ def proxy_app(upstream_url: str, *, down_url: str = "http://127.0.0.1:9") -> Fas
     proxies to ``down_url``, where nothing listens.
     """
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with (
-            httpx.AsyncClient(limits=httpx.Limits(max_connections=POOL_SIZE)) as httpx_client,
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=POOL_SIZE)) as session,
-        ):
-            app.state.clients = {"httpx": httpx_client, "aiohttp": session}
-            yield
-
-    app = FastAPI(lifespan=lifespan)
+    app = FastAPI(lifespan=partial(http_clients, pool_size=POOL_SIZE))
 
     def target(base: str, path: str, request: Request) -> str:
         query = request.url.query
