@@ -173,8 +173,7 @@ def upstream_stream(
     body: bytes | str | AsyncIterable[bytes] | None = content
     relay_request = None
     body_read: asyncio.Event | None = None
-    if forward_body:
-        assert request is not None
+    if forward_body and request is not None:
         body_read = asyncio.Event()  # binds to the loop only when awaited: fine in a def route
         body = _signal_end(request.stream(), body_read)
         relay_request = request  # the rest of the body may still be flowing (aiohttp)
