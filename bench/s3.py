@@ -96,11 +96,11 @@ def create_app() -> FastAPI:
 
     @app.get("/kit_async/{key:path}")
     async def kit_async(key: str, request: Request) -> Response:
-        return await s3_stream(request.app.state.aio, BUCKET, key, request=request, **chunk)
+        return s3_stream(request.app.state.aio, BUCKET, key, request=request, **chunk)
 
     @app.get("/kit_sync/{key:path}")
     async def kit_sync(key: str, request: Request) -> Response:
-        return await s3_stream(request.app.state.boto3, BUCKET, key, request=request, **chunk)
+        return s3_stream(request.app.state.boto3, BUCKET, key, request=request, **chunk)
 
     @app.get("/starlette_async/{key:path}")
     async def starlette_async(key: str, request: Request) -> Response:

@@ -113,7 +113,7 @@ def ours_app(upstream: str, kind: str) -> Any:
     @app.get("/{path:path}")
     async def proxy(path: str, request: Request) -> Any:
         url = f"{upstream}/{path}?{request.url.query}"
-        return await upstream_stream(clients[kind], "GET", url, request=request)
+        return upstream_stream(clients[kind], "GET", url, request=request)
 
     return app
 

@@ -264,7 +264,7 @@ def make_app(
         disposition: Literal["inline", "attachment"] = "inline",
         bucket: str = BUCKET,
     ) -> Response:
-        return await s3_stream(
+        return s3_stream(
             request.app.state.s3,
             bucket,
             key,
@@ -275,7 +275,7 @@ def make_app(
 
     @app.api_route("/plain/{key:path}", methods=["GET", "HEAD"])
     async def get_object_without_request(key: str, request: Request) -> Response:
-        return await s3_stream(request.app.state.s3, BUCKET, key)
+        return s3_stream(request.app.state.s3, BUCKET, key)
 
     return app
 

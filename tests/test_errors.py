@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import openai
 import pytest
@@ -33,6 +32,7 @@ from faststream_kit import (
 from faststream_kit.testing import LiveServer, parse_events
 
 from .s3_peers import S3Peer, make_app
+from .upstream_peers import http_clients
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "src" / "faststream_kit"
@@ -124,7 +124,7 @@ def refused_url() -> str:
 
 
 def refused_apps(refused_url: str) -> FastAPI:
-    app = FastAPI()
+    app = FastAPI(lifespan=http_clients)
     chat = openai.AsyncOpenAI(base_url=refused_url + "/v1", api_key="sk-test", max_retries=0)
 
     @app.get("/llm")
@@ -137,13 +137,13 @@ def refused_apps(refused_url: str) -> FastAPI:
 
     @app.get("/upstream/httpx")
     async def via_httpx(request: Request) -> Response:
-        async with httpx.AsyncClient() as client:
-            return await upstream_stream(client, "GET", refused_url + "/x", request=request)
+        client = request.app.state.clients["httpx"]
+        return upstream_stream(client, "GET", refused_url + "/x", request=request)
 
     @app.get("/upstream/aiohttp")
     async def via_aiohttp(request: Request) -> Response:
-        async with aiohttp.ClientSession() as session:
-            return await upstream_stream(session, "GET", refused_url + "/x", request=request)
+        session = request.app.state.clients["aiohttp"]
+        return upstream_stream(session, "GET", refused_url + "/x", request=request)
 
     return app
 

@@ -262,7 +262,7 @@ def make_proxy(upstream_url: str) -> FastAPI:
     async def proxy_as_get(path: str, request: Request) -> Response:
         # Always a GET upstream, also for our HEAD: the upstream body is open and streaming.
         url = f"{upstream_url}/{path}?{request.url.query}"
-        return await upstream_stream(request.app.state.client, "GET", url, request=request)
+        return upstream_stream(request.app.state.client, "GET", url, request=request)
 
     return app
 

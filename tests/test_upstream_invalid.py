@@ -6,14 +6,15 @@ import socket
 import threading
 from collections.abc import Iterator
 
-import aiohttp
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from faststream_kit import upstream_stream
 from faststream_kit.testing import LiveServer
+
+from .upstream_peers import http_clients
 
 
 class OddUpstream:
@@ -56,17 +57,12 @@ class OddUpstream:
 @pytest.fixture(scope="module")
 def odd() -> Iterator[tuple[OddUpstream, str]]:
     upstream = OddUpstream()
-    app = FastAPI()
 
-    @app.get("/httpx")
-    async def via_httpx() -> Response:
-        async with httpx.AsyncClient() as client:
-            return await upstream_stream(client, "GET", upstream.url)
+    app = FastAPI(lifespan=http_clients)
 
-    @app.get("/aiohttp")
-    async def via_aiohttp() -> Response:
-        async with aiohttp.ClientSession() as session:
-            return await upstream_stream(session, "GET", upstream.url)
+    @app.get("/{kind}")
+    async def proxy(kind: str, request: Request) -> Response:
+        return upstream_stream(request.app.state.clients[kind], "GET", upstream.url)
 
     with LiveServer(app) as server:
         yield upstream, server.url

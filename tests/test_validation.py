@@ -481,6 +481,8 @@ def test_llm_stream_rejects_a_source_that_is_no_stream(source: Any) -> None:
         *SEND_TIMEOUT_CASES,
         *LIMITER_CASES,
         *REQUEST_CASES,
+        case("idle_timeout", 0, ValueError),
+        case("idle_timeout", "60", TypeError),
         case("bucket", "", ValueError),
         case("bucket", None, TypeError),
         case("key", "", ValueError),
@@ -509,7 +511,7 @@ def test_s3_stream_rejects_a_bad_argument_before_touching_the_client(
     client = RecordingClient()
     arguments: dict[str, Any] = {"bucket": "media", "key": "a.mp4", name: value}
     with pytest.raises(error) as caught:
-        asyncio.run(s3_stream(client, **arguments))
+        s3_stream(client, **arguments)
     assert_names(caught, name)
     assert client.seen == []
 
@@ -517,7 +519,7 @@ def test_s3_stream_rejects_a_bad_argument_before_touching_the_client(
 @pytest.mark.parametrize("client", [None, "s3", 5, object()], ids=["None", "str", "int", "object"])
 def test_s3_stream_rejects_something_that_is_no_s3_client(client: Any) -> None:
     with pytest.raises(TypeError) as caught:
-        asyncio.run(s3_stream(client, "media", "a.mp4"))
+        s3_stream(client, "media", "a.mp4")
     assert_names(caught, "client")
 
 
@@ -555,6 +557,8 @@ def test_s3_stream_rejects_something_that_is_no_s3_client(client: Any) -> None:
         case("connect_timeout", "10", TypeError),
         case("read_timeout", -1, ValueError),
         case("read_timeout", float("nan"), ValueError),
+        case("idle_timeout", 0, ValueError),
+        case("idle_timeout", "60", TypeError),
     ],
 )
 def test_upstream_stream_rejects_a_bad_argument_before_touching_the_client(
@@ -563,7 +567,7 @@ def test_upstream_stream_rejects_a_bad_argument_before_touching_the_client(
     client = RecordingClient()
     arguments: dict[str, Any] = {"method": "GET", "url": "http://upstream/x", name: value}
     with pytest.raises(error) as caught:
-        asyncio.run(upstream_stream(client, **arguments))
+        upstream_stream(client, **arguments)
     assert_names(caught, name)
     assert client.seen == []
 
@@ -575,7 +579,7 @@ def test_upstream_stream_rejects_a_bad_argument_before_touching_the_client(
 )
 def test_upstream_stream_rejects_something_that_is_no_async_http_client(client: Any) -> None:
     with pytest.raises(TypeError) as caught:
-        asyncio.run(upstream_stream(client, "GET", "http://127.0.0.1:9/never"))
+        upstream_stream(client, "GET", "http://127.0.0.1:9/never")
     assert_names(caught, "client")
 
 
@@ -875,17 +879,31 @@ def test_sse_parsers_reject_text_naming_the_parameter() -> None:
 # --- the recorders notice use ----------------------------------------------------------------
 
 
+async def start(response: Response) -> None:
+    """Start ``response`` as an ASGI server would, for a client that sends no body."""
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: Any) -> None:
+        pass
+
+    scope = {"type": "http", "method": "GET", "headers": [], "path": "/", "query_string": b""}
+    await response(scope, receive, send)
+
+
 @pytest.mark.filterwarnings("ignore:coroutine .* was never awaited")  # the recorder's answers
 def test_the_recorders_see_a_valid_call() -> None:
     """Without this, "the recorder saw nothing" could hold for a recorder that sees nothing."""
     s3 = RecordingClient()
     with pytest.raises(TypeError):  # the recorder returns None, not a GetObject answer
-        asyncio.run(s3_stream(s3, "media", "a.mp4"))
+        asyncio.run(start(s3_stream(s3, "media", "a.mp4")))
     assert "get_object()" in s3.seen
 
     upstream = RecordingClient()
     with pytest.raises(AttributeError):  # its send() answers None, not a response
-        asyncio.run(upstream_stream(upstream, "GET", "http://upstream/x"))
+        asyncio.run(start(upstream_stream(upstream, "GET", "http://upstream/x")))
     assert "send()" in upstream.seen
     gc.collect()  # its build_request() made a coroutine nobody awaits: warn here, not later
 
@@ -940,11 +958,11 @@ def s3_app(peer: S3Peer, kind: ClientKind, sent: SentRequests) -> FastAPI:
 
     @app.get("/good/{key}")
     async def good(key: str, request: Request) -> Response:
-        return await s3_stream(request.app.state.s3, S3_BUCKET, key)
+        return s3_stream(request.app.state.s3, S3_BUCKET, key)
 
     @app.get("/bad/{key}")
     async def bad(key: str, request: Request) -> Response:
-        return await s3_stream(request.app.state.s3, S3_BUCKET, key, send_timeout=0)
+        return s3_stream(request.app.state.s3, S3_BUCKET, key, send_timeout=0)
 
     return app
 
@@ -984,7 +1002,7 @@ def bad_proxy_app(upstream_url: str) -> FastAPI:
     async def bad(kind: str, id: str, request: Request) -> Response:
         client = request.app.state.clients[kind]
         url = f"{upstream_url}/headers?id={id}"
-        return await upstream_stream(client, "GET", url, send_timeout=0)
+        return upstream_stream(client, "GET", url, send_timeout=0)
 
     return app
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -46,6 +47,7 @@ class Seen:
     """What the upstream saw of one request."""
 
     headers: list[tuple[str, str]] = field(default_factory=list)
+    arrived: threading.Event = field(default_factory=threading.Event)
     body_bytes: int = 0
     disconnected_at: float = 0.0
     disconnected: threading.Event = field(default_factory=threading.Event)
@@ -84,7 +86,7 @@ class Upstream:
     ``/headers``           records the request headers, answers with hop-by-hop ones
     ``/gzip``              ``PAYLOAD``, gzipped only if the request accepts gzip
     ``/always-gzip``       ``PAYLOAD`` gzipped whatever the request accepts
-    ``/slow?seconds=``     headers only after ``seconds`` (or the proxy hanging up)
+    ``/slow?seconds=``     counts the body, answers after ``seconds``; records a hang-up
     ``/die``               three chunks, then the connection drops
     ``/count``             counts the request body's bytes, answers ``{"bytes": n}``
     ``/bulk?total=``       ``total`` bytes in 64 KiB chunks
@@ -99,6 +101,7 @@ class Upstream:
         query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
         seen = self.log.get(query.get("id", ""))
         seen.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        seen.arrived.set()
         route = getattr(self, "_" + scope["path"].strip("/").replace("-", "_"), None)
         if route is None:
             await _respond(send, 404, b"no such route")
@@ -165,8 +168,9 @@ class Upstream:
 
     async def _slow(self, query: dict[str, str], seen: Seen, receive: Receive, send: Send) -> None:
         with anyio.move_on_after(float(query.get("seconds", "5"))):
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            while (message := await receive())["type"] != "http.disconnect":
+                seen.body_bytes += len(message.get("body", b""))
+            self.log.disconnected(query.get("id", ""))
             return
         await _respond(send, 200, b"too late")
 
@@ -214,6 +218,20 @@ async def _respond(
 # --- the proxy -----------------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def http_clients(app: FastAPI, pool_size: int = 100) -> AsyncIterator[None]:
+    """A proxy app's lifespan: ``app.state.clients`` holds an ``httpx.AsyncClient`` and an
+    ``aiohttp.ClientSession`` (keys ``"httpx"``, ``"aiohttp"``), each with ``pool_size``
+    connections. They live as long as the app: ``upstream_stream`` uses its client after
+    the route returned, and closing a client would also close a connection it leaked."""
+    async with (
+        httpx.AsyncClient(limits=httpx.Limits(max_connections=pool_size)) as httpx_client,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=pool_size)) as session,
+    ):
+        app.state.clients = {"httpx": httpx_client, "aiohttp": session}
+        yield
+
+
 def proxy_app(upstream_url: str, *, down_url: str = "http://127.0.0.1:9") -> FastAPI:
     """A FastAPI app proxying ``/{httpx|aiohttp}/{path}`` to ``upstream_url`` with that client.
 
@@ -221,16 +239,7 @@ def proxy_app(upstream_url: str, *, down_url: str = "http://127.0.0.1:9") -> Fas
     proxies to ``down_url``, where nothing listens.
     """
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with (
-            httpx.AsyncClient(limits=httpx.Limits(max_connections=POOL_SIZE)) as httpx_client,
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=POOL_SIZE)) as session,
-        ):
-            app.state.clients = {"httpx": httpx_client, "aiohttp": session}
-            yield
-
-    app = FastAPI(lifespan=lifespan)
+    app = FastAPI(lifespan=partial(http_clients, pool_size=POOL_SIZE))
 
     def target(base: str, path: str, request: Request) -> str:
         query = request.url.query
@@ -239,19 +248,19 @@ def proxy_app(upstream_url: str, *, down_url: str = "http://127.0.0.1:9") -> Fas
     @app.get("/{kind}/down")
     async def down(kind: str, request: Request) -> Response:
         client = request.app.state.clients[kind]
-        return await upstream_stream(client, "GET", down_url, request=request)
+        return upstream_stream(client, "GET", down_url, request=request)
 
     @app.get("/{kind}/impatient/{path:path}")
     async def impatient(kind: str, path: str, request: Request) -> Response:
         client = request.app.state.clients[kind]
         url = target(upstream_url, path, request)
-        return await upstream_stream(client, "GET", url, request=request, read_timeout=0.5)
+        return upstream_stream(client, "GET", url, request=request, read_timeout=0.5)
 
     @app.api_route("/{kind}/{path:path}", methods=["GET", "HEAD", "POST", "PUT"])
     async def proxy(kind: str, path: str, request: Request) -> Response:
         client = request.app.state.clients[kind]
         url = target(upstream_url, path, request)
-        return await upstream_stream(client, request.method, url, request=request)
+        return upstream_stream(client, request.method, url, request=request)
 
     return app
 

@@ -22,8 +22,11 @@ from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
+from ._deferred import DeferredResponse
 from ._errors import StreamError, error_response, library_error
 from ._http_fields import (
     ByteRange,
@@ -88,12 +91,12 @@ _CLIENT = "an aiobotocore or boto3/botocore S3 client"
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/([0-9]+)")
 
 
-async def s3_stream(
+def s3_stream(
     client: Any,
     bucket: str,
     key: str,
     *,
-    request: Any = None,
+    request: Request | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     media_type: str | None = None,
     filename: str | None = None,
@@ -101,31 +104,43 @@ async def s3_stream(
     cache_control: str | None = None,
     extra_args: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
-    send_timeout: float | None = None,
+    send_timeout: float | None = 30.0,
+    idle_timeout: float | None = None,
     thread_limiter: anyio.CapacityLimiter | None = None,
 ) -> Response:
     """Stream ``s3://bucket/key`` to the client like a file server would.
 
+    ```python notest
+    @app.api_route("/media/{key:path}", methods=["GET", "HEAD"])
+    async def media(key: str, request: Request):
+        return s3_stream(s3, "media", key, request=request)
+    ```
+
+    Returns at once, having checked every argument; S3 is asked when the response starts,
+    and each status below is decided before a header is sent.
+
     ``client`` is an aiobotocore S3 client or a boto3/botocore one; a boto3 client's calls
-    and body reads run in a worker thread of faststream-kit's own limiter. Pass the
-    ``request`` to honour ``Range`` (one range → ``206`` fetched from S3 with that range;
-    several → the full object, ``200``), ``If-Range``, ``If-None-Match`` /
+    and body reads run in a worker thread of ``thread_limiter`` (faststream-kit's own by
+    default). Pass the ``request`` to honour ``Range`` (one range → ``206`` fetched from S3
+    with that range; several → the full object, ``200``), ``If-Range``, ``If-None-Match`` /
     ``If-Modified-Since`` (→ ``304``), ``If-Match`` / ``If-Unmodified-Since`` (→ ``412``) and
     ``HEAD`` (a ``HeadObject``, no body).
 
     The response carries ``Content-Length``, ``Content-Type`` (``media_type``, else the
     object's, else guessed from ``filename`` or ``key``), ``ETag``, ``Last-Modified``,
     ``Accept-Ranges: bytes``, ``Content-Disposition`` when ``filename`` is given or
-    ``disposition="attachment"`` (RFC 6266, ``filename*`` for non-ASCII names) and
-    ``Cache-Control`` (``cache_control``, else the object's). ``extra_args`` go to
-    ``GetObject``/``HeadObject`` as they are (``VersionId``, ``SSECustomerKey``, ...).
+    ``disposition="attachment"`` (RFC 6266, ``filename*`` for non-ASCII names),
+    ``Cache-Control`` (``cache_control``, else the object's) and ``headers``. ``extra_args``
+    go to ``GetObject``/``HeadObject`` as they are (``VersionId``, ``SSECustomerKey``, ...).
 
     A missing bucket or key is a ``404``, a refusal a ``403``, any other S3 failure a ``502``
     (``504`` for a timeout), each with a JSON body that names no credentials. The body is
     read ``chunk_bytes`` at a time (a boto3 body at most ``BODY_READ_AHEAD_BYTES`` ahead of the
-    client) and closed on completion, failure and disconnect.
+    client) and closed on completion, failure and disconnect. ``send_timeout`` and
+    ``idle_timeout`` are the core's (see :class:`StreamResponse`).
     """
-    # Every argument before any I/O: a bad one after GetObject would leave its body open.
+    # Every argument now, before any I/O: the caller's mistake is raised in the route, and a
+    # bad one found after GetObject would leave its body open.
     non_empty_str("bucket", bucket)
     non_empty_str("key", key)
     check_request("request", request)
@@ -139,6 +154,7 @@ async def s3_stream(
         raise ValueError("extra_args must not set Bucket or Key: pass them as bucket and key")
     check_headers("headers", headers)
     optional_positive_seconds("send_timeout", send_timeout)
+    optional_positive_seconds("idle_timeout", idle_timeout)
     check_limiter("thread_limiter", thread_limiter)
     check_client("client", client, ("get_object", "head_object"), _CLIENT)  # last: touches it
     asked = _Asked.from_request(request)
@@ -153,6 +169,29 @@ async def s3_stream(
         cache_control=cache_control,
         extra=dict(headers or {}),
     )
+    body = _BodyOptions(chunk_bytes, send_timeout, idle_timeout, thread_limiter)
+
+    async def open_object(scope: Scope) -> Response:
+        return await _answer(calls, params, asked, shape, body)
+
+    # Not cancelled when the client leaves: a boto3 call in a worker thread cannot be
+    # stopped, and S3 answers within the SDK's timeouts; the opened response then sees
+    # the client gone at once and closes the body.
+    return DeferredResponse(open_object, helper="s3_stream")
+
+
+@dataclass(frozen=True)
+class _BodyOptions:
+    chunk_bytes: int
+    send_timeout: float | None
+    idle_timeout: float | None
+    thread_limiter: anyio.CapacityLimiter | None
+
+
+async def _answer(
+    calls: _S3Calls, params: dict[str, Any], asked: _Asked, shape: _Shape, body: _BodyOptions
+) -> Response:
+    """Ask S3 (``HeadObject`` for a ``HEAD``, else ``GetObject``) and answer with what it says."""
     try:
         if asked.head:
             return _answer_head(asked, shape, await calls("head_object", params))
@@ -167,24 +206,25 @@ async def s3_stream(
     source = _open_source(
         calls,
         found["Body"],
-        chunk_bytes,
-        thread_limiter,
+        body.chunk_bytes,
+        body.thread_limiter,
         length=found.get("ContentLength"),
-        key=key,
+        key=shape.key,
     )
     try:
         return StreamResponse(
             source,
             status_code=206 if found.get("ContentRange") else 200,
             headers=shape.headers(found),
-            send_timeout=send_timeout,
-            thread_limiter=thread_limiter,
+            send_timeout=body.send_timeout,
+            idle_timeout=body.idle_timeout,
+            thread_limiter=body.thread_limiter,
         )
     except Exception:
         # A header the store sent that no HTTP message may carry: the body is closed, not
         # left holding a pooled connection, and the client gets a 502.
         await source.aclose()
-        logger.warning("S3 sent headers for %s that cannot be relayed", key, exc_info=True)
+        logger.warning("S3 sent headers for %s that cannot be relayed", shape.key, exc_info=True)
         return error_response(_failed())
 
 

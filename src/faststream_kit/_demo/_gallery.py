@@ -204,4 +204,4 @@ async def media(request: Request) -> Response:
         why = gallery.problems.get(name) or gallery.problems.get("store") or "still preparing"
         return error_response(StreamError(why, status_code=503, type="unavailable"))
     store = gallery.store
-    return await s3_stream(store.client, store.bucket, store.key(name), request=request)
+    return s3_stream(store.client, store.bucket, store.key(name), request=request)

@@ -59,4 +59,4 @@ def own_base_url(request: Request) -> str:
 async def proxied_ticker(request: Request) -> Response:
     """GET /proxy/ticker: the upstream ticker, streamed through as it arrives."""
     url = own_base_url(request) + "/upstream/ticker"
-    return await upstream_stream(request.app.state.http, "GET", url, request=request)
+    return upstream_stream(request.app.state.http, "GET", url, request=request)

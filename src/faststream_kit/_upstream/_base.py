@@ -11,7 +11,14 @@ from typing import Literal, Protocol
 
 from .._errors import StreamError, library_error
 
-__all__ = ["Header", "Upstream", "cannot_connect", "connection_failed", "upstream_timeout"]
+__all__ = [
+    "Header",
+    "Upstream",
+    "cannot_connect",
+    "client_closed",
+    "connection_failed",
+    "upstream_timeout",
+]
 
 Header = tuple[str, str]
 
@@ -48,3 +55,12 @@ def connection_failed(detail: str) -> StreamError:
 def upstream_timeout(phase: Literal["connect", "read"], seconds: float | None) -> StreamError:
     what = "accept the connection" if phase == "connect" else "answer"
     return library_error("timeout", f"The upstream service did not {what} within {seconds} s.")
+
+
+def client_closed(kind: str) -> RuntimeError:
+    """The caller closed its client before the response started: a bug in the route."""
+    return RuntimeError(
+        f"client (the {kind}) was closed before the response started: upstream_stream() "
+        "sends the request after the route returned, so create the client for the app's "
+        "lifetime (in its lifespan), not in an `async with` inside the route"
+    )

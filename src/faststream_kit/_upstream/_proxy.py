@@ -14,13 +14,16 @@ their library lazily, and share only ``_base`` with this module.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import warnings
 import zlib
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Iterable,
     Iterator,
@@ -28,10 +31,13 @@ from collections.abc import (
 )
 from typing import Any, Literal
 
+import anyio
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
+from .._deferred import DeferredResponse
 from .._errors import StreamError, error_response, library_error
 from .._hop_by_hop import accepts, coding_qualities, end_to_end, without
 from .._response import StreamResponse
@@ -77,14 +83,14 @@ _DECODED_PIECE_BYTES = 1 << 20
 """Largest piece one compressed chunk may inflate to before we hand it on (bounds memory)."""
 
 
-async def upstream_stream(
+def upstream_stream(
     client: Any,
     method: str,
     url: str,
     *,
     request: Request | None = None,
     params: Any = None,
-    headers: Mapping[str, str] | Iterable[Header] | None = None,
+    headers: Mapping[str, str] | None = None,
     content: bytes | str | AsyncIterable[bytes] | None = None,
     forward_cookies: bool = False,
     forward_authorization: bool = False,
@@ -92,16 +98,21 @@ async def upstream_stream(
     header_filter: HeaderFilter | None = None,
     connect_timeout: float | None = DEFAULT_CONNECT_SECONDS,
     read_timeout: float | None = DEFAULT_READ_SECONDS,
-    send_timeout: float | None = None,
+    send_timeout: float | None = 30.0,
+    idle_timeout: float | None = None,
 ) -> Response:
     """Send ``method url`` with ``client`` and stream the upstream's response to our client.
 
     ```python notest
     @app.api_route("/api/{path:path}", methods=["GET", "POST"])
     async def proxy(path: str, request: Request):
-        return await upstream_stream(client, request.method, f"{UPSTREAM}/{path}",
-                                     request=request, params=request.query_params)
+        return upstream_stream(client, request.method, f"{UPSTREAM}/{path}",
+                               request=request, params=request.query_params)
     ```
+
+    Returns at once, having checked every argument; the upstream request is sent when the
+    response starts, and its status is decided before a header is sent. A client that
+    leaves before the upstream answered cancels the upstream request.
 
     ``client`` is an ``httpx.AsyncClient`` or an ``aiohttp.ClientSession`` (you own it; the
     response borrows one connection and gives it back, or closes it). With ``request``, the
@@ -115,13 +126,16 @@ async def upstream_stream(
     ``identity``, and a gzip/deflate body it sends anyway is decoded. Cannot connect → 502,
     ``connect_timeout``/``read_timeout`` seconds passed before the headers → 504, both with a
     JSON body; a failure mid-body aborts the response, so it is visibly incomplete.
+    ``send_timeout`` and ``idle_timeout`` are the core's (see :class:`StreamResponse`).
     """
-    # Every argument before the upstream is opened: a bad one after it would leave it open.
+    # Every argument now, before the upstream is opened: the caller's mistake is raised in
+    # the route, and a bad one found after the upstream answered would leave it open.
     check_token("method", method)
     check_url("url", url)
     check_request("request", request)
     check_query("params", params)
-    check_headers("headers", headers, pairs=True)
+    headers = _headers_mapping(headers)
+    check_headers("headers", headers)
     if content is not None and not isinstance(content, bytes | bytearray | str):
         what = "bytes, str or an async iterable of bytes"
         stream_source("content", content, what=what, sync=False)
@@ -132,19 +146,22 @@ async def upstream_stream(
     optional_positive_seconds("connect_timeout", connect_timeout)
     optional_positive_seconds("read_timeout", read_timeout)
     optional_positive_seconds("send_timeout", send_timeout)
+    optional_positive_seconds("idle_timeout", idle_timeout)
     kind = "an httpx.AsyncClient or an aiohttp.ClientSession"
     check_client("client", client, (), kind)  # last: the first look at the client
     if callable(getattr(client, "build_request", None)) and not inspect.iscoroutinefunction(
         getattr(client, "send", None)
     ):
         raise TypeError(f"client must be {kind}, got the sync {type(client).__name__}")
+    open_with_client = _adapter_for(client)
+    forward_body = content is None and request is not None and _has_body(request)
     outgoing = request_headers(
         request,
         headers,
         forward_cookies=forward_cookies,
         forward_authorization=forward_authorization,
         forwarded_headers=forwarded_headers,
-        body_forwarded=content is None and request is not None and _has_body(request),
+        body_forwarded=forward_body,
     )
     # Ask only for codings our client can take: without this, httpx and aiohttp send their
     # own "gzip, deflate" and a client that never asked for gzip would get gzip.
@@ -155,36 +172,86 @@ async def upstream_stream(
     outgoing = _apply_filter(header_filter, "request", outgoing)
     body: bytes | str | AsyncIterable[bytes] | None = content
     relay_request = None
-    if content is None and request is not None and _has_body(request):
-        body = request.stream()
+    body_read: asyncio.Event | None = None
+    if forward_body and request is not None:
+        body_read = asyncio.Event()  # binds to the loop only when awaited: fine in a def route
+        body = _signal_end(request.stream(), body_read)
         relay_request = request  # the rest of the body may still be flowing (aiohttp)
-    try:
-        upstream = await _open(
-            client,
-            method,
-            url,
-            params=params,
-            headers=outgoing,
-            content=body,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-        )
-    except StreamError as exc:
-        logger.warning("upstream %s request failed: %s (%r)", method, exc.message, exc.__cause__)
-        return error_response(exc)
 
-    try:
-        return _relay(
-            upstream, outgoing, header_filter, forward_cookies, relay_request, send_timeout
-        )
-    except Exception as exc:
-        # An answer we cannot send on (a status outside 200-599, a header value no HTTP
-        # message may carry, a filter that raised): the upstream is closed, never left open.
-        await upstream.close(complete=False)
-        logger.warning("upstream %s answer cannot be relayed: %r", method, exc)
-        return error_response(
-            library_error("upstream_error", "The upstream service sent an invalid answer.")
-        )
+    async def open_upstream(scope: Scope) -> Response:
+        try:
+            upstream = await open_with_client(
+                client,
+                method,
+                url,
+                params=params,
+                headers=outgoing,
+                content=body,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+            )
+        except StreamError as exc:
+            logger.warning(
+                "upstream %s request failed: %s (%r)", method, exc.message, exc.__cause__
+            )
+            return error_response(exc)
+        # No await from here to the return: a client leaving cancels the opener, and the
+        # upstream must never be left open between two awaits.
+        try:
+            return _relay(
+                upstream,
+                outgoing,
+                header_filter,
+                forward_cookies,
+                relay_request,
+                send_timeout=send_timeout,
+                idle_timeout=idle_timeout,
+            )
+        except Exception as exc:
+            # An answer we cannot send on (a status outside 200-599, a header value no HTTP
+            # message may carry, a filter that raised): the upstream is closed, never left open.
+            with anyio.CancelScope(shield=True):
+                await upstream.close(complete=False)
+            logger.warning("upstream %s answer cannot be relayed: %r", method, exc)
+            return error_response(
+                library_error("upstream_error", "The upstream service sent an invalid answer.")
+            )
+
+    # Until the forwarded body has ended, receive() is the body's (and a client leaving ends
+    # it with ClientDisconnect); after that, a client leaving cancels the upstream request.
+    return DeferredResponse(
+        open_upstream,
+        helper="upstream_stream",
+        cancel_on_disconnect=True,
+        receive_free=body_read.wait if body_read is not None else None,
+    )
+
+
+def _headers_mapping(headers: Any) -> Any:
+    """``headers`` as given, or a list of ``(name, value)`` pairs (0.1) as a ``dict``, warned
+    about: a repeated request field is one field with its values joined by ``, `` (RFC 9110
+    §5.3), which a ``Mapping`` says as well."""
+    if headers is None or isinstance(headers, Mapping):
+        return headers
+    check_headers("headers", headers, pairs=True)
+    warnings.warn(
+        "upstream_stream(headers=...) takes a Mapping of str to str; (name, value) pairs are "
+        "deprecated: pass a dict, joining a repeated field's values with ', '",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    joined: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        joined[key] = f"{joined[key]}, {value}" if key in joined else value
+    return joined
+
+
+async def _signal_end(body: AsyncIterator[bytes], ended: asyncio.Event) -> AsyncIterator[bytes]:
+    """``body`` as it is, then ``ended`` set: the request's ``receive()`` is free from then."""
+    async for chunk in body:
+        yield chunk
+    ended.set()
 
 
 def _relay(
@@ -193,7 +260,9 @@ def _relay(
     header_filter: HeaderFilter | None,
     forward_cookies: bool,
     relay_request: Request | None,
+    *,
     send_timeout: float | None,
+    idle_timeout: float | None,
 ) -> StreamResponse:
     """Our response for ``upstream``'s answer, its body not read yet."""
     codings = _codings(_get(upstream.headers, "content-encoding"))
@@ -209,12 +278,13 @@ def _relay(
         headers=Headers(raw=_encode(_apply_filter(header_filter, "response", returned))),
         request=relay_request,
         send_timeout=send_timeout,
+        idle_timeout=idle_timeout,
     )
 
 
 def request_headers(
     request: Request | None,
-    extra: Mapping[str, str] | Iterable[Header] | None,
+    extra: Mapping[str, str] | None,
     *,
     forward_cookies: bool,
     forward_authorization: bool,
@@ -235,8 +305,7 @@ def request_headers(
             fields = without(fields, "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host")
             fields += _forwarded_for(request)
     if extra is not None:
-        pairs = list(extra.items() if isinstance(extra, Mapping) else extra)
-        given = end_to_end(pairs)
+        given = end_to_end(extra.items())
         fields = without(fields, *(name for name, _ in given)) + given
     return fields
 
@@ -336,17 +405,18 @@ def _decode_all(decoders: list[_Decoder], chunk: bytes | None) -> Iterator[bytes
     yield from (piece for piece in pieces if piece)
 
 
-async def _open(client: Any, method: str, url: str, **options: Any) -> Upstream:
+def _adapter_for(client: Any) -> Callable[..., Awaitable[Upstream]]:
+    """The ``open_*`` function of ``client``'s library; raises ``TypeError`` for any other."""
     if callable(getattr(client, "build_request", None)) and callable(getattr(client, "send", None)):
         from .httpx import open_httpx
 
-        return await open_httpx(client, method, url, **options)
+        return open_httpx
     if type(client).__module__.startswith("aiohttp") or callable(
         getattr(client, "ws_connect", None)
     ):
         from .aiohttp import open_aiohttp
 
-        return await open_aiohttp(client, method, url, **options)
+        return open_aiohttp
     raise TypeError(
         "client must be an httpx.AsyncClient or an aiohttp.ClientSession, "
         f"got {type(client).__name__}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._base import Header, cannot_connect, connection_failed, upstream_timeout
+from ._base import Header, cannot_connect, client_closed, connection_failed, upstream_timeout
 
 __all__ = ["open_aiohttp"]
 
@@ -24,6 +24,8 @@ async def open_aiohttp(
     """Send the request and return once the upstream's headers arrived."""
     import aiohttp
 
+    if session.closed is True:  # a bool property; stand-ins may answer anything
+        raise client_closed("aiohttp.ClientSession")
     # connect covers waiting for a pooled connection too; sock_read is per read, like httpx's.
     timeout = aiohttp.ClientTimeout(
         total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout

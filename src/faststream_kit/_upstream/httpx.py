@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._base import Header, cannot_connect, connection_failed, upstream_timeout
+from ._base import Header, cannot_connect, client_closed, connection_failed, upstream_timeout
 
 __all__ = ["open_httpx"]
 
@@ -24,6 +24,8 @@ async def open_httpx(
     """Send the request and return once the upstream's headers arrived."""
     import httpx
 
+    if client.is_closed is True:  # a bool property; stand-ins may answer anything
+        raise client_closed("httpx.AsyncClient")
     # write: how long one write of the request body may block; pool: waiting for a free
     # connection counts as connecting.
     timeout = httpx.Timeout(
