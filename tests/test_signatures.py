@@ -145,6 +145,11 @@ def helper_with_frames(public: Public) -> bool:
     return public.helper and public.short not in {"s3_stream", "upstream_stream"}
 
 
+def helper_running_sync_code(public: Public) -> bool:
+    # upstream_stream's clients are async only: it never runs code in a thread.
+    return public.helper and public.short != "upstream_stream"
+
+
 def nowhere(public: Public) -> bool:
     return False
 
@@ -209,8 +214,9 @@ IDEAS = [
         "thread_limiter",
         (anyio.CapacityLimiter, NONE),
         None,
-        "every helper, `iterate_in_thread`; `None`: faststream-kit's own limiter",
-        every_helper,
+        "every helper but `upstream_stream` (its clients are async only), "
+        "`iterate_in_thread`; `None`: faststream-kit's own limiter",
+        helper_running_sync_code,
         r"limiter|thread|threads|capacity|tokens",
     ),
     Idea(
@@ -401,18 +407,7 @@ def _differences(public: Public, parameter: inspect.Parameter, hint: Any, idea: 
     return found
 
 
-def case_of(public: Public) -> Any:
-    """``s3_stream`` and ``upstream_stream`` are still awaited here: their conversion to the
-    calling convention (branch fa-convention) applies this table to them too. Once they are
-    plain functions, every check runs on them, and must pass."""
-    pending = inspect.iscoroutinefunction(public.function) and public.helper
-    reason = "awaited helper: converted, with these names, by the calling convention change"
-    return pytest.param(
-        public, id=public.short, marks=pytest.mark.xfail(pending, reason=reason, strict=True)
-    )
-
-
-@pytest.mark.parametrize("public", [case_of(public) for public in PUBLIC])
+@pytest.mark.parametrize("public", [pytest.param(public, id=public.short) for public in PUBLIC])
 def test_each_idea_has_one_name_one_default_and_one_type(public: Public) -> None:
     found = problems_of(public)
     assert not found, f"{public.name}:\n" + "\n".join(found)
