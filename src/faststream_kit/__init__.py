@@ -8,7 +8,9 @@ a successful ``200``.
 
 from ._errors import ERRORS, ErrorType, StreamError
 from ._llm import Completion, llm_stream
+from ._openapi import document_streams
 from ._response import StreamResponse, stream_response
+from ._response_classes import EventSourceResponse, NDJSONResponse
 from ._s3 import s3_stream
 from ._sse import ServerSentEvent, sse_frame
 from ._sse_response import sse_response
@@ -19,9 +21,12 @@ __all__ = [
     "ERRORS",
     "Completion",
     "ErrorType",
+    "EventSourceResponse",
+    "NDJSONResponse",
     "ServerSentEvent",
     "StreamError",
     "StreamResponse",
+    "document_streams",
     "iterate_in_thread",
     "llm_stream",
     "s3_stream",
