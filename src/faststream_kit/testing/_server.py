@@ -1,14 +1,15 @@
 """A real server on loopback for testing streaming routes.
 
 ``httpx.ASGITransport`` collects the whole body before handing it over, so it cannot tell a
-stream from a burst. :class:`LiveServer` runs the app in uvicorn (HTTP/1.1) or hypercorn
-(HTTP/1.1 and HTTP/2 with prior knowledge) in a background thread, on a random port of
-127.0.0.1, so tests read it over a real socket.
+stream from a burst. :class:`LiveServer` runs the app in uvicorn (HTTP/1.1), hypercorn
+(HTTP/1.1 and HTTP/2 with prior knowledge) or granian (its embeddable server) in a
+background thread, on a random port of 127.0.0.1, so tests read it over a real socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import threading
 from types import TracebackType
@@ -18,7 +19,7 @@ from .._validate import check_callable, check_mapping, non_empty_str, non_negati
 
 __all__ = ["LiveServer"]
 
-ServerName = Literal["uvicorn", "hypercorn"]
+ServerName = Literal["uvicorn", "hypercorn", "granian"]
 
 
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -37,9 +38,11 @@ class LiveServer:
     ```
 
     ``server="hypercorn"`` also speaks HTTP/2 over cleartext (h2c with prior knowledge), which
-    ``httpx.Client(http1=False, http2=True)`` uses. ``graceful_shutdown_seconds`` bounds how
-    long stopping waits for open streams; ``uvicorn_options`` go to ``uvicorn.Config`` (for
-    example ``{"http": "h11"}``).
+    ``httpx.Client(http1=False, http2=True)`` uses. ``server="granian"`` runs granian's
+    embeddable server (``granian.server.embed``, which granian calls experimental): its
+    Rust HTTP stack with the app on this thread's event loop. ``graceful_shutdown_seconds``
+    bounds how long stopping waits for open streams; ``uvicorn_options`` go to
+    ``uvicorn.Config`` (for example ``{"http": "h11"}``).
     """
 
     def __init__(
@@ -53,7 +56,7 @@ class LiveServer:
         uvicorn_options: dict[str, Any] | None = None,
     ) -> None:
         check_callable("app", app, optional=False)
-        one_of("server", server, ("uvicorn", "hypercorn"))
+        one_of("server", server, ("uvicorn", "hypercorn", "granian"))
         non_empty_str("host", host)
         non_negative_seconds("graceful_shutdown_seconds", graceful_shutdown_seconds)
         one_of("log_level", log_level, _LOG_LEVELS)
@@ -100,7 +103,11 @@ class LiveServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, 0))
         self.port = sock.getsockname()[1]
-        target = self._run_uvicorn if self.server == "uvicorn" else self._run_hypercorn
+        target = {
+            "uvicorn": self._run_uvicorn,
+            "hypercorn": self._run_hypercorn,
+            "granian": self._run_granian,
+        }[self.server]
         self._thread = threading.Thread(
             target=target, args=(sock,), name=f"live-{self.server}", daemon=True
         )
@@ -166,6 +173,42 @@ class LiveServer:
             self._stop = lambda: loop.call_soon_threadsafe(shutdown.set)
             task = asyncio.create_task(serve(self.app, config, shutdown_trigger=shutdown.wait))
             await _wait_listening(self.host, self.port)
+            self._started.set()
+            await task
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._started.set()
+
+    def _run_granian(self, sock: socket.socket) -> None:
+        from granian.constants import Interfaces
+        from granian.server.embed import Server
+
+        # granian binds its own socket: hand it the port this one reserved.
+        sock.close()
+        server = Server(
+            self.app,
+            address=self.host,
+            port=self.port,
+            interface=Interfaces.ASGI,
+            log_enabled=self.log_level in ("debug", "trace", "info"),
+        )
+        # Without it, stopping waits for open streams forever.
+        server.workers_kill_timeout = max(1, math.ceil(self.graceful_shutdown_seconds))
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            self._stop = lambda: loop.call_soon_threadsafe(server.stop)
+            task = asyncio.create_task(server.serve())
+            listening = asyncio.create_task(_wait_listening(self.host, self.port))
+            await asyncio.wait({task, listening}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                listening.cancel()
+                await task  # raises why it did not start
+                raise RuntimeError("granian stopped before it listened")
             self._started.set()
             await task
 
