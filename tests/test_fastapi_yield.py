@@ -118,11 +118,11 @@ def make_app(records: PerRequest[Closing]) -> FastAPI:
         @app.get(f"/{name}/invalid-second", response_class=response_class)
         async def invalid_second() -> AsyncIterator[Tick]:
             yield Tick(n=1)
-            yield {"n": "secret value that must not reach the client"}
+            yield "secret value that must not reach the client"
 
         @app.get(f"/{name}/invalid-first", response_class=response_class)
         def invalid_first() -> Iterator[Tick]:
-            yield {"n": "secret value that must not reach the client"}
+            yield "secret value that must not reach the client"
 
     @app.get("/sse/resume-async", response_class=EventSourceResponse)
     async def resume_async(
@@ -633,3 +633,20 @@ def test_document_streams_keeps_a_model_of_the_same_name_apart() -> None:
     }
     assert set(schemas["Reading-Output"]["properties"]) == {"n", "inner"}
     assert schemas["Inner"]["description"] == "A nested model."
+
+
+def test_document_streams_keeps_what_a_route_documents_itself() -> None:
+    app = FastAPI()
+    own = {"itemSchema": {"type": "string", "description": "a log line"}}
+
+    @app.get(
+        "/log",
+        response_class=NDJSONResponse,
+        responses={200: {"content": {"application/x-ndjson": own}}},
+    )
+    async def log() -> AsyncIterator[str]:
+        yield "started"
+
+    document_streams(app)
+    content = app.openapi()["paths"]["/log"]["get"]["responses"]["200"]["content"]
+    assert content["application/x-ndjson"]["itemSchema"] == own["itemSchema"]
