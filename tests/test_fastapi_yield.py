@@ -517,6 +517,9 @@ def test_with_options_gives_one_class_per_set_of_options() -> None:
     assert response.send_timeout == 5
     assert response.headers["x-feed"] == "1"
     assert response.headers["x-call"] == "2"
+    jsonl = NDJSONResponse.with_options(media_type="application/jsonl")
+    assert jsonl.media_type == "application/jsonl"  # what FastAPI's OpenAPI reads
+    assert jsonl(iter([])).headers["content-type"] == "application/jsonl"
 
 
 # ------------------------------------------------------------------------------ OpenAPI
