@@ -12,6 +12,7 @@ import asyncio
 import math
 import socket
 import threading
+from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Literal
 
@@ -150,11 +151,8 @@ class LiveServer:
             await task
 
         try:
-            asyncio.run(serve())
-        except BaseException as exc:
-            self._error = exc
+            self._run_loop(serve())
         finally:
-            self._started.set()
             sock.close()
 
     def _run_hypercorn(self, sock: socket.socket) -> None:
@@ -176,12 +174,7 @@ class LiveServer:
             self._started.set()
             await task
 
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            self._error = exc
-        finally:
-            self._started.set()
+        self._run_loop(main())
 
     def _run_granian(self, sock: socket.socket) -> None:
         from granian.constants import Interfaces
@@ -212,8 +205,12 @@ class LiveServer:
             self._started.set()
             await task
 
+        self._run_loop(main())
+
+    def _run_loop(self, main: Coroutine[Any, Any, None]) -> None:
+        """Run the server thread's event loop; a failure is raised to ``start()``'s caller."""
         try:
-            asyncio.run(main())
+            asyncio.run(main)
         except BaseException as exc:
             self._error = exc
         finally:
