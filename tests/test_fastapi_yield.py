@@ -653,3 +653,24 @@ def test_document_streams_keeps_what_a_route_documents_itself() -> None:
     document_streams(app)
     content = app.openapi()["paths"]["/log"]["get"]["responses"]["200"]["content"]
     assert content["application/x-ndjson"]["itemSchema"] == own["itemSchema"]
+
+
+def test_document_streams_takes_a_fastapi_app_once() -> None:
+    with pytest.raises(TypeError, match=r"^app must be a FastAPI application, got Starlette"):
+        document_streams(Starlette())
+    app = FastAPI()
+
+    @app.get("/readings", response_class=EventSourceResponse)
+    async def readings() -> AsyncIterator[Reading]:
+        yield Reading(n=1)
+
+    first = app.openapi()  # cached by FastAPI before the call
+    document_streams(app)
+    wrapped = app.openapi
+    document_streams(app)
+
+    assert app.openapi is wrapped
+    document = app.openapi()
+    assert document is first
+    content = document["paths"]["/readings"]["get"]["responses"]["200"]["content"]
+    assert "itemSchema" in content["text/event-stream"]
