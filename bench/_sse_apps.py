@@ -10,13 +10,16 @@ async generator that never suspends.
 ``/stream/ours_event``          ``sse_response`` of ``ServerSentEvent(data=payload)``
 ``/stream/fastapi``             FastAPI native SSE: a generator yielding ``payload``
                                 (``response_class=EventSourceResponse``)
+``/stream/ours_class``          the same path operation with faststream-kit's
+                                ``response_class=EventSourceResponse`` (keepalive=15)
 ``/stream/sse_starlette``       sse-starlette ``EventSourceResponse`` of
                                 ``{"data": compact_json(payload)}`` (its default 15 s ping)
 ``/stream/handwritten``         ``StreamingResponse`` of ``f"data: {compact_json(payload)}\\n\\n"``
 ``/stream/preformatted``        ``StreamingResponse`` of ready-made ``b"data: {...}\\n\\n"``
                                 frames (built once per ``n``): the anchor
 ``/idle/<implementation>``      one event, then silence until the client leaves (``ours``,
-                                ``fastapi``, ``sse_starlette``: pings on at 15 s; and
+                                ``ours_class``, ``fastapi``, ``sse_starlette``: pings on at
+                                15 s; and
                                 ``starlette``, a plain ``StreamingResponse``: the floor)
 ``/health``                     ``200 ok``, for the readiness probe
 ==============================  ===========================================================
@@ -40,7 +43,7 @@ from starlette.applications import Starlette
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from faststream_kit import ServerSentEvent, sse_response
+from faststream_kit import EventSourceResponse, ServerSentEvent, sse_response
 
 __all__ = ["app"]
 
@@ -105,6 +108,15 @@ async def stream_fastapi(n: int = 20_000) -> AsyncIterator[dict[str, Any]]:
         yield item
 
 
+OursClass = EventSourceResponse.with_options(keepalive=PING_SECONDS)
+
+
+@app.get("/stream/ours_class", response_class=OursClass)
+async def stream_ours_class(n: int = 20_000) -> AsyncIterator[dict[str, Any]]:
+    async for item in payloads(_count(n)):
+        yield item
+
+
 @app.get("/stream/sse_starlette")
 async def stream_sse_starlette(n: int = 20_000) -> Response:
     async def events() -> AsyncIterator[dict[str, str]]:
@@ -146,6 +158,12 @@ async def idle_ours() -> Response:
 @app.get("/idle/fastapi", response_class=FastAPIEventSourceResponse)
 async def idle_fastapi() -> AsyncIterator[dict[str, Any]]:
     yield payload(0)  # FastAPI's own ping interval is fixed at 15 s (fastapi.sse._PING_INTERVAL)
+    await anyio.sleep_forever()
+
+
+@app.get("/idle/ours_class", response_class=OursClass)
+async def idle_ours_class() -> AsyncIterator[dict[str, Any]]:
+    yield payload(0)
     await anyio.sleep_forever()
 
 

@@ -69,6 +69,7 @@ STREAM_VARIANTS = [
         "ours_event", "/stream/ours_event", "sse_response, ServerSentEvent items (keepalive=15)"
     ),
     Variant("fastapi", "/stream/fastapi", "FastAPI native SSE"),
+    Variant("ours_class", "/stream/ours_class", "EventSourceResponse, yield route"),
     Variant("sse_starlette", "/stream/sse_starlette", "sse-starlette EventSourceResponse"),
     Variant("handwritten", "/stream/handwritten", "StreamingResponse, f'data: {json}' per item"),
     Variant("preformatted", "/stream/preformatted", "StreamingResponse, ready-made frames"),
@@ -76,9 +77,13 @@ STREAM_VARIANTS = [
 ANCHOR = "preformatted"
 CPU_TARGETS = {"ours_dict": 1.2, "ours_event": 1.2}
 """Upper bounds on server CPU time relative to the anchor."""
+FASTAPI_CPU_TARGETS = {"ours_class": 0.3}
+"""Upper bounds on server CPU time relative to FastAPI's native SSE: the same path operation,
+FastAPI's response class against ours (issue 14)."""
 
 IDLE_VARIANTS = [
     Variant("ours", "/idle/ours", "sse_response, FastAPI route"),
+    Variant("ours_class", "/idle/ours_class", "EventSourceResponse, yield route"),
     Variant("fastapi", "/idle/fastapi", "FastAPI native SSE"),
     Variant("sse_starlette", "/idle/sse_starlette", "sse-starlette, FastAPI route"),
     Variant("starlette", "/idle/starlette", "floor: StreamingResponse, FastAPI route"),
@@ -389,6 +394,16 @@ def measure_throughput(client: Client, events: int, rounds: int) -> dict[str, An
         if target is not None:
             row["cpu_target"] = target
             row["cpu_target_met"] = row["cpu_ratio_to_anchor"] <= target
+    fastapi = summary["fastapi"]
+    for name, target in FASTAPI_CPU_TARGETS.items():
+        row = summary[name]
+        row["cpu_ratio_to_fastapi"] = row["cpu_seconds_median"] / fastapi["cpu_seconds_median"]
+        row["cpu_ratio_to_fastapi_per_round_median"] = statistics.median(
+            mine["cpu_seconds"] / theirs["cpu_seconds"]
+            for mine, theirs in zip(row["samples"], fastapi["samples"], strict=True)
+        )
+        row["fastapi_cpu_target"] = target
+        row["fastapi_cpu_target_met"] = row["cpu_ratio_to_fastapi_per_round_median"] <= target
     return summary
 
 
@@ -478,6 +493,15 @@ def print_throughput(summary: dict[str, Any], events: int) -> None:
             f"{verdict}"
         )
     print(f"(× = ratio to '{summary[ANCHOR]['label']}')")
+    for row in summary.values():
+        if "fastapi_cpu_target" in row:
+            met = "ok" if row["fastapi_cpu_target_met"] else "MISSED"
+            print(
+                f"{row['label']} / {summary['fastapi']['label']}: CPU "
+                f"{row['cpu_ratio_to_fastapi']:.2f}× (per round "
+                f"{row['cpu_ratio_to_fastapi_per_round_median']:.2f}×), target ≤ "
+                f"{row['fastapi_cpu_target']}× {met}"
+            )
 
 
 def print_memory(summary: dict[str, Any], connections: int) -> None:

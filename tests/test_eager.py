@@ -151,3 +151,42 @@ def test_the_source_timeout_expiring_elsewhere_reaches_the_source_as_its_timeout
     with pytest.raises(TimeoutError):
         anyio.run(main)
     assert log == ["closed"]
+
+
+def test_a_checkpoint_after_each_item_does_not_split_the_batch() -> None:
+    # FastAPI wraps the generator of a `yield` path operation in one that awaits
+    # anyio.sleep(0) after every item; a checkpoint waits for nothing.
+    async def checkpointing() -> AsyncIterator[int]:
+        for i in range(5):
+            yield i
+            await anyio.sleep(0)
+        await anyio.sleep(0.01)  # a real wait: the batch ends here
+        yield 5
+
+    async def main() -> list[list[int]]:
+        items = EagerIterator(checkpointing())
+        first = [await items.__anext__(), *items.take_ready(32)]
+        return [first, [await items.__anext__(), *items.take_ready(32)]]
+
+    assert anyio.run(main) == [[0, 1, 2, 3, 4], [5]]
+
+
+def test_a_source_that_polls_with_checkpoints_is_kept_waiting() -> None:
+    flag = {"set": False, "polls": 0}
+
+    async def polling() -> AsyncIterator[str]:
+        yield "first"
+        while not flag["set"]:  # set by another task: only the loop can get it there
+            flag["polls"] += 1
+            await anyio.sleep(0)
+        yield "second"
+
+    async def main() -> list[list[str]]:
+        items = EagerIterator(polling())
+        first = [await items.__anext__(), *items.take_ready(32)]
+        assert items.pending  # passed a few checkpoints, then kept where it waits
+        assert flag["polls"] <= 8  # not spinning on the loop's behalf
+        flag["set"] = True
+        return [first, [await items.__anext__(), *items.take_ready(32)]]
+
+    assert anyio.run(main) == [["first"], ["second"]]

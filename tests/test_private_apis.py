@@ -17,11 +17,13 @@ import logging
 import platform
 import socket
 import types
+import typing
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiobotocore.session
 import anyio
+import fastapi
 import httpx
 import openai
 import pytest
@@ -31,7 +33,13 @@ from openai.types.chat import ChatCompletionChunk
 from starlette.types import Message
 
 import faststream_kit._llm
-from faststream_kit import StreamResponse, llm_stream, stream_response
+from faststream_kit import (
+    EventSourceResponse,
+    StreamResponse,
+    document_streams,
+    llm_stream,
+    stream_response,
+)
 from faststream_kit._llm import _reasoning_of
 from faststream_kit._llm_wire import Payload, sdk_payloads
 from faststream_kit._s3 import _S3Calls
@@ -328,4 +336,90 @@ def test_live_server_sees_uvicorn_start_and_stops_it() -> None:
             "Server.should_exit",
             "LiveServer.stop() no longer stops uvicorn, whose thread keeps serving",
         )
+    )
+
+
+# ------------------------------------- FastAPI: the raw streaming branch, routes, OpenAPI
+
+
+class _Recorded(StreamResponse):
+    """A foreign response class that notes how FastAPI built it and what the scope held."""
+
+    media_type = "text/plain"
+    built: typing.ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _Recorded.built.append({"args": args, "kwargs": kwargs})
+        super().__init__(*args, **kwargs)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        _Recorded.built[-1]["route"] = scope.get("route")
+        await super().__call__(scope, receive, send)
+
+
+def test_fastapi_hands_a_yield_routes_generator_to_a_foreign_response_class() -> None:
+    app = FastAPI()
+
+    @app.get("/lines", response_class=_Recorded, status_code=201)
+    async def lines() -> AsyncIterator[str]:
+        yield "one\n"
+
+    _Recorded.built.clear()
+    with LiveServer(app) as server:
+        response = httpx.get(server.url + "/lines")
+    consequence = (
+        "EventSourceResponse and NDJSONResponse on yield routes stop working or stop "
+        "validating items (FastAPI's get_request_handler, raw streaming branch)"
+    )
+    assert response.status_code == 201, changed(
+        f"fastapi {fastapi.__version__}", "status_code", consequence
+    )
+    [built] = _Recorded.built
+    assert not built["args"], changed(
+        f"fastapi {fastapi.__version__}", "how it builds the response class", consequence
+    )
+    assert isinstance(built["kwargs"].get("content"), typing.AsyncIterator), changed(
+        f"fastapi {fastapi.__version__}", "the content it passes", consequence
+    )
+    route = built["route"]
+    assert getattr(route, "endpoint", None) is lines, changed(
+        f"fastapi {fastapi.__version__}", 'scope["route"].endpoint', consequence
+    )
+    assert getattr(route, "response_model_by_alias", None) is True, changed(
+        f"fastapi {fastapi.__version__}", 'scope["route"].response_model_*', consequence
+    )
+
+
+def test_fastapi_documents_a_foreign_stream_class_with_a_string_placeholder() -> None:
+    app = FastAPI()
+
+    @app.get("/events", response_class=EventSourceResponse)
+    async def events() -> AsyncIterator[int]:
+        yield 1
+
+    content = app.openapi()["paths"]["/events"]["get"]["responses"]["200"]["content"]
+    assert content == {"text/event-stream": {"schema": {"type": "string"}}}, changed(
+        f"fastapi {fastapi.__version__}",
+        "what its OpenAPI writes for a response class it does not know",
+        "document_streams() no longer finds the entry it replaces, and the item schemas "
+        "of stream routes are missing from the document",
+    )
+
+
+def test_document_streams_walks_included_routers() -> None:
+    from fastapi import APIRouter
+
+    app, router = FastAPI(), APIRouter(prefix="/nested")
+
+    @router.get("/events", response_class=EventSourceResponse)
+    async def events() -> AsyncIterator[int]:
+        yield 1
+
+    app.include_router(router)
+    document_streams(app)
+    content = app.openapi()["paths"]["/nested/events"]["get"]["responses"]["200"]["content"]
+    assert "itemSchema" in content["text/event-stream"], changed(
+        f"fastapi {fastapi.__version__}",
+        "fastapi.routing.iter_route_contexts (or app.routes holding included routes)",
+        "document_streams() misses the routes of included routers",
     )

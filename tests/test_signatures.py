@@ -321,7 +321,12 @@ ANY_ALLOWED = {
     "client": "an SDK's client (aiobotocore, boto3, httpx, aiohttp), recognised by its methods",
     "redis": "redis.asyncio's Redis or RedisCluster, an optional dependency",
     "params": "query parameters in any form the HTTP client takes",
+    "app": "a FastAPI app; FastAPI is an optional dependency",
 }
+
+OPTIONS_OF_THE_CONSTRUCTOR = {"with_options"}
+"""``**options`` that are the class's own constructor arguments, checked against its signature
+(which this test checks): ``ping=`` is a ``TypeError`` there (tests/test_fastapi_yield.py)."""
 
 
 # --- the checks ------------------------------------------------------------------------------
@@ -351,6 +356,8 @@ def problems_of(public: Public) -> list[str]:
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
             taken = old_names_taken(public, hints.get(name))
             documented = {old for old, o in OLD_NAMES.items() if public.short in o.callables}
+            if public.short.rpartition(".")[2] in OPTIONS_OF_THE_CONSTRUCTOR:
+                continue
             if typing.get_origin(hints.get(name)) is not typing.Unpack:
                 problems.append(
                     f"**{name} must be Unpack[a TypedDict of old names]: any other **kwargs "

@@ -9,7 +9,9 @@ a successful ``200``.
 from ._errors import ERRORS, ErrorType, StreamError
 from ._formats import ErrorFrame
 from ._llm import Completion, LLMFormat, LLMSource, OnComplete, ToolCall, llm_stream
+from ._openapi import document_streams
 from ._response import StreamResponse, stream_response
+from ._response_classes import EventSourceResponse, NDJSONResponse
 from ._s3 import s3_stream
 from ._sse import ServerSentEvent, sse_frame
 from ._sse_response import sse_response
@@ -21,9 +23,11 @@ __all__ = [
     "Completion",
     "ErrorFrame",
     "ErrorType",
+    "EventSourceResponse",
     "HeaderFilter",
     "LLMFormat",
     "LLMSource",
+    "NDJSONResponse",
     "OnComplete",
     "ServerSentEvent",
     "StreamError",
@@ -31,6 +35,7 @@ __all__ = [
     "ThreadIterator",
     "ToolCall",
     "default_thread_limiter",
+    "document_streams",
     "iterate_in_thread",
     "llm_stream",
     "s3_stream",

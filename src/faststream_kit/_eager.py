@@ -26,6 +26,9 @@ T = TypeVar("T")
 _POLL_SECONDS = 0.001
 """Computing more ready items may delay the first of them by at most this much."""
 
+_CHECKPOINTS_PER_STEP = 4
+"""Bare checkpoints (``sleep(0)``) passed through while taking one ready item."""
+
 
 @types.coroutine
 def _finish(step: Any, yielded: Any) -> Generator[Any, Any, Any]:
@@ -88,6 +91,15 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
             step = self._source.__anext__().__await__()
             try:
                 yielded = step.send(None)
+                # A bare yield is a checkpoint (asyncio.sleep(0), anyio.sleep(0)), which the
+                # loop resumes on its next turn without waiting for anything: resume it here,
+                # so a source that checkpoints after every item (FastAPI's wrapper around a
+                # `yield` path operation does) still hands over what it has. Bounded, so a
+                # source that polls with sleep(0) is kept as pending, as without this.
+                checkpoints = 0
+                while yielded is None and checkpoints < _CHECKPOINTS_PER_STEP:
+                    checkpoints += 1
+                    yielded = step.send(None)
             except StopIteration as stop:
                 items.append(stop.value)
             except StopAsyncIteration:

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from time import monotonic
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import anyio
 from starlette.background import BackgroundTask
@@ -416,6 +416,25 @@ class StreamResponse(StreamingResponse):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         if self.background is not None:
             await self.background()
+
+    @classmethod
+    def with_options(cls, **options: Any) -> type[Self]:
+        """This class with ``options`` as its defaults, for FastAPI's ``response_class=``.
+
+        FastAPI builds the response of a ``yield`` path operation from the class alone, so
+        per-route options travel in a class: any keyword argument of the constructor except
+        ``content`` and ``request``. They are checked now, as the constructor checks them;
+        the same options give the same class; an argument given when the response is built
+        wins (``headers`` are merged, the call's last).
+
+        ```python
+        @app.get("/events", response_class=EventSourceResponse.with_options(keepalive=5))
+        async def events() -> AsyncIterator[Tick]: ...
+        ```
+        """
+        from ._configured import configured_class
+
+        return configured_class(cls, options)
 
 
 StopReason = Literal["disconnect", "idle_timeout", "send_timeout"]

@@ -13,7 +13,15 @@ import json.encoder
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DONE_FRAME", "PING_FRAME", "ServerSentEvent", "json_event", "sse_frame", "with_id"]
+__all__ = [
+    "DONE_FRAME",
+    "PING_FRAME",
+    "ServerSentEvent",
+    "json_data_frame",
+    "json_event",
+    "sse_frame",
+    "with_id",
+]
 
 #: A keepalive: "Legacy proxy servers are known to, in certain cases, drop HTTP connections
 #: after a short timeout. To protect against such proxy servers, authors can include a comment
@@ -142,6 +150,15 @@ def json_event(json_text: str, event: str | None = None) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(_NOT_UNICODE.format(field="data")) from None
+
+
+def json_data_frame(json_bytes: bytes) -> bytes:
+    """One event whose ``data`` is compact JSON, already UTF-8 (pydantic's ``dump_json()``).
+
+    :func:`json_event` without the text round trip: compact JSON holds no raw CR or LF, so
+    it is one ``data:`` line.
+    """
+    return b"data: " + json_bytes + b"\n\n"
 
 
 def with_id(frame: bytes, id: str) -> bytes:

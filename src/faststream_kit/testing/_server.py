@@ -1,17 +1,18 @@
 """A real server on loopback for testing streaming routes.
 
 ``httpx.ASGITransport`` collects the whole body before handing it over, so it cannot tell a
-stream from a burst. :class:`LiveServer` runs the app in uvicorn (HTTP/1.1) or hypercorn
-(HTTP/1.1 and HTTP/2 with prior knowledge) in a background thread, on a random port of
-127.0.0.1, so tests read it over a real socket.
+stream from a burst. :class:`LiveServer` runs the app in uvicorn (HTTP/1.1), hypercorn
+(HTTP/1.1 and HTTP/2 with prior knowledge) or granian (its embeddable server) in a
+background thread, on a random port of 127.0.0.1, so tests read it over a real socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any, Literal, TypedDict, Unpack
 
@@ -22,7 +23,7 @@ from .._validate import check_callable, check_mapping, non_empty_str, non_negati
 
 __all__ = ["LiveServer", "OldShutdownGrace", "ServerName"]
 
-ServerName = Literal["uvicorn", "hypercorn"]
+ServerName = Literal["uvicorn", "hypercorn", "granian"]
 """The servers :class:`LiveServer` can run."""
 
 SHUTDOWN_GRACE_SECONDS = 2.0
@@ -51,9 +52,11 @@ class LiveServer:
     ```
 
     ``server="hypercorn"`` also speaks HTTP/2 over cleartext (h2c with prior knowledge), which
-    ``httpx.Client(http1=False, http2=True)`` uses. ``shutdown_grace_seconds`` bounds how
-    long stopping waits for open streams (2 s: a test run must not wait on a stream the test
-    left open; ``graceful_shutdown_seconds``, its old name, is deprecated);
+    ``httpx.Client(http1=False, http2=True)`` uses. ``server="granian"`` runs granian's
+    embeddable server (``granian.server.embed``, which granian calls experimental): its
+    Rust HTTP stack with the app on this thread's event loop. ``shutdown_grace_seconds``
+    bounds how long stopping waits for open streams (2 s: a test run must not wait on a stream
+    the test left open; ``graceful_shutdown_seconds``, its old name, is deprecated);
     ``uvicorn_options`` go to ``uvicorn.Config`` (for example ``{"http": "h11"}``).
     """
 
@@ -69,7 +72,7 @@ class LiveServer:
         **deprecated: Unpack[OldShutdownGrace],
     ) -> None:
         check_callable("app", app, optional=False)
-        one_of("server", server, ("uvicorn", "hypercorn"))
+        one_of("server", server, ("uvicorn", "hypercorn", "granian"))
         non_empty_str("host", host)
         grace = old_name(
             "LiveServer",
@@ -127,7 +130,11 @@ class LiveServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, 0))
         self.port = sock.getsockname()[1]
-        target = self._run_uvicorn if self.server == "uvicorn" else self._run_hypercorn
+        target = {
+            "uvicorn": self._run_uvicorn,
+            "hypercorn": self._run_hypercorn,
+            "granian": self._run_granian,
+        }[self.server]
         self._thread = threading.Thread(
             target=target, args=(sock,), name=f"live-{self.server}", daemon=True
         )
@@ -170,11 +177,8 @@ class LiveServer:
             await task
 
         try:
-            asyncio.run(serve())
-        except BaseException as exc:
-            self._error = exc
+            self._run_loop(serve())
         finally:
-            self._started.set()
             sock.close()
 
     def _run_hypercorn(self, sock: socket.socket) -> None:
@@ -198,8 +202,43 @@ class LiveServer:
             self._started.set()
             await task
 
+        self._run_loop(main())
+
+    def _run_granian(self, sock: socket.socket) -> None:
+        from granian.constants import Interfaces
+        from granian.server.embed import Server
+
+        # granian binds its own socket: hand it the port this one reserved.
+        sock.close()
+        server = Server(
+            self.app,
+            address=self.host,
+            port=self.port,
+            interface=Interfaces.ASGI,
+            log_enabled=self.log_level in ("debug", "trace", "info"),
+        )
+        # Without it, stopping waits for open streams forever.
+        server.workers_kill_timeout = max(1, math.ceil(self.shutdown_grace_seconds))
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            self._stop = lambda: loop.call_soon_threadsafe(server.stop)
+            task = asyncio.create_task(server.serve())
+            listening = asyncio.create_task(_wait_listening(self.host, self.port))
+            await asyncio.wait({task, listening}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                listening.cancel()
+                await task  # raises why it did not start
+                raise RuntimeError("granian stopped before it listened")
+            self._started.set()
+            await task
+
+        self._run_loop(main())
+
+    def _run_loop(self, main: Coroutine[Any, Any, None]) -> None:
+        """Run the server thread's event loop; a failure is raised to ``start()``'s caller."""
         try:
-            asyncio.run(main())
+            asyncio.run(main)
         except BaseException as exc:
             self._error = exc
         finally:
