@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import anyio
@@ -190,3 +191,36 @@ def test_a_source_that_polls_with_checkpoints_is_kept_waiting() -> None:
         return [first, [await items.__anext__(), *items.take_ready(32)]]
 
     assert anyio.run(main) == [["first"], ["second"]]
+
+
+@pytest.mark.usefixtures("without_gc")
+def test_a_cancellation_thrown_into_a_kept_step_leaves_the_source_to_reference_counting() -> None:
+    # FastAPI's shape: a wrapper that waits after each item of the path operation's generator.
+    # The cancellation ends the wrapper where it waits; the generator, suspended at its
+    # yield, is then released and closed by the event loop, unless a reference cycle (an
+    # exception holding its own traceback's frame) keeps the wrapper's frame alive.
+    log: list[str] = []
+
+    async def path_operation() -> AsyncIterator[int]:
+        try:
+            for i in range(100):
+                yield i
+        finally:
+            log.append("closed")
+
+    async def wrapper(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for item in items:
+            yield item
+            await anyio.sleep(0.01)
+
+    async def main() -> None:
+        items = EagerIterator(wrapper(path_operation()))
+        assert [await items.__anext__(), *items.take_ready(32)] == [0]
+        assert items.pending
+        with pytest.raises(asyncio.CancelledError):
+            await items.throw_into_pending(asyncio.CancelledError())
+        for _ in range(3):
+            await asyncio.sleep(0)  # the loop's async generator finalizer closes it
+        assert log == ["closed"]  # now, not when the loop shuts down
+
+    anyio.run(main)

@@ -78,7 +78,10 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
             return result
         if self._error is not None:
             error, self._error = self._error, None
-            raise error
+            try:
+                raise error
+            finally:
+                del error  # no cycle through this frame (see throw_into_pending)
         raise StopAsyncIteration
 
     def take_ready(self, limit: int) -> list[T]:
@@ -134,11 +137,17 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
         step, _ = self._pending
         self._pending = None
         try:
-            yielded = step.throw(exc)
-        except StopIteration:
-            raise exc from None
-        await _finish(step, yielded)
-        raise exc
+            try:
+                yielded = step.throw(exc)
+            except StopIteration:
+                raise exc from None
+            await _finish(step, yielded)
+            raise exc
+        finally:
+            # exc's traceback holds this frame: were exc still one of its locals, the two
+            # would keep each other, and the source's frames with whatever they hold (a
+            # generator they iterate, not closed), alive until the garbage collector runs.
+            del exc
 
     async def close_pending(self) -> None:
         """Close a kept step: ``GeneratorExit`` where the source waits, so its ``finally``
