@@ -54,15 +54,34 @@ class Tick(BaseModel):
 
 
 class Closing:
-    """When a request's generator ran its ``finally``."""
+    """When a request's generator ran its ``finally``, and when the server told the app
+    that the client had left."""
 
     def __init__(self) -> None:
         self.closed = threading.Event()
         self.closed_at = 0.0
+        self.disconnect_reported_at = 0.0
 
     def close(self) -> None:
         self.closed_at = time.monotonic()
         self.closed.set()
+
+
+def noting_disconnects(app: Any, records: PerRequest[Closing]) -> Any:
+    """``app``, noting when the server hands it ``http.disconnect`` for a named request."""
+
+    async def noted(scope: Any, receive: Any, send: Any) -> None:
+        request_id = dict(scope.get("headers", ())).get(REQUEST_ID.encode(), b"").decode()
+
+        async def receive_noting() -> Any:
+            message = await receive()
+            if message["type"] == "http.disconnect" and request_id:
+                records.of(request_id).disconnect_reported_at = time.monotonic()
+            return message
+
+        await app(scope, receive_noting, send)
+
+    return noted
 
 
 def make_app(records: PerRequest[Closing]) -> FastAPI:
@@ -179,7 +198,8 @@ def have(server_name: str) -> None:
 @pytest.fixture(scope="module", params=SERVERS)
 def server(request: pytest.FixtureRequest, records: PerRequest[Closing]) -> Iterator[LiveServer]:
     have(request.param)
-    with LiveServer(records.around(make_app(records)), server=request.param) as live:
+    app = records.around(noting_disconnects(make_app(records), records))
+    with LiveServer(app, server=request.param) as live:
         yield live
 
 
@@ -211,6 +231,7 @@ def test_items_arrive_as_the_path_operation_yields_them(
     assert 0.12 <= statistics.median(gaps) <= 0.32, gaps
 
 
+@pytest.mark.usefixtures("without_gc")  # closing must not wait for it
 @pytest.mark.parametrize("mode", ["async", "sync"])
 @pytest.mark.parametrize("name", FORMATS)
 def test_disconnect_closes_the_generator_within_100ms_while_it_waits(
@@ -227,25 +248,26 @@ def test_disconnect_closes_the_generator_within_100ms_while_it_waits(
     assert closing.closed_at - left_at < 0.1, f"closed {closing.closed_at - left_at:.3f} s after"
 
 
+@pytest.mark.usefixtures("without_gc")  # closing must not wait for it
 @pytest.mark.parametrize("name", FORMATS)
 def test_disconnect_closes_a_generator_that_never_waits(
     server: LiveServer, records: PerRequest[Closing], request_id: str, name: str
 ) -> None:
     # FastAPI wraps an async generator in one of its own whose aclose() leaves ours alone:
-    # ours must still be closed (by the event loop's async generator finalizer).
-    if server.server == "granian":
-        # Measured: about one disconnect in 300-800 of such a stream reaches the app late
-        # from granian 2.8 (http.disconnect not delivered for seconds while its sends keep
-        # completing); the close path after it is the one uvicorn runs here.
-        pytest.skip("granian reports a disconnect during a send flood late, now and then")
+    # ours must still be closed (by the event loop's async generator finalizer). Timed from
+    # when the server reports the disconnect, if that is later: while a stream floods the
+    # socket, granian 2.8 sometimes reports it late (measured: 1.28 s after the client left,
+    # in 1 run of this file in 10).
     closing = records.of(request_id)
     record_chunks(
         f"{server.url}/{name}/firehose", headers={REQUEST_ID: request_id}, stop_after_chunks=3
     )
     left_at = time.monotonic()
 
-    assert closing.closed.wait(timeout=2), "the generator was never closed"
-    assert closing.closed_at - left_at < 0.1, f"closed {closing.closed_at - left_at:.3f} s after"
+    assert closing.closed.wait(timeout=5), "the generator was never closed"
+    reported_at = max(left_at, closing.disconnect_reported_at)
+    closed_after = closing.closed_at - reported_at
+    assert closed_after < 0.1, f"closed {closed_after:.3f} s after the disconnect"
 
 
 @pytest.mark.parametrize("mode", ["async", "sync"])
