@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 from ._response import Content, Encoder, SourceFactory, StreamResponse
 from ._route_items import Serializer, item_serializer
 from ._sse import ServerSentEvent, compact_json, json_data_frame, sse_frame
-from ._sse_response import SHUTDOWN_EVENT, _foreign_event, encode_event
+from ._sse_response import SHUTDOWN_EVENT, encode_event, foreign_event
 from ._validate import check_instance
 
 __all__ = ["NDJSON_SHUTDOWN_LINE", "EventSourceResponse", "NDJSONResponse"]
@@ -109,7 +109,7 @@ class EventSourceResponse(_ItemStreamResponse):
             # skips them too, so a route may mix events and items).
             if isinstance(item, ServerSentEvent):
                 return item.encode()
-            frame = _foreign_event(item)
+            frame = foreign_event(item)
             if frame is not None:
                 return frame
             return json_data_frame(serialize(item))

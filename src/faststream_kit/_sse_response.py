@@ -26,7 +26,7 @@ from ._validate import (
     stream_source,
 )
 
-__all__ = ["SHUTDOWN_EVENT", "encode_event", "sse_response"]
+__all__ = ["SHUTDOWN_EVENT", "encode_event", "foreign_event", "sse_response"]
 
 Events = AsyncIterable[Any] | Iterable[Any]
 EventsFactory = Callable[[str | None], Events]
@@ -44,7 +44,7 @@ def encode_event(item: Any) -> bytes:
 
     ``ServerSentEvent`` as built; a ``dict`` as its fields (``{"data": ..., "event": ...}``);
     ``str`` and ``bytes`` as ``data``; an event of another library, recognised by its
-    attributes (see :func:`_foreign_event`), as its fields; anything else (a list, a
+    attributes (see :func:`foreign_event`), as its fields; anything else (a list, a
     dataclass, a pydantic model) as JSON ``data``.
     """
     if type(item) is str:
@@ -61,7 +61,7 @@ def encode_event(item: Any) -> bytes:
                 "data, event, id, retry and comment (wrap a JSON payload as {'data': ...})"
             )
         return sse_frame(**item)
-    foreign = _foreign_event(item)
+    foreign = foreign_event(item)
     if foreign is not None:
         return foreign
     return sse_frame(item)
@@ -73,7 +73,7 @@ _event_kinds: dict[type, int] = {}
 _EVENT_KINDS_KEPT = 256
 
 
-def _foreign_event(item: Any) -> bytes | None:
+def foreign_event(item: Any) -> bytes | None:
     """The frame of another library's event object, or None if ``item`` is not one.
 
     An object with the attributes ``data``, ``event``, ``id``, ``retry`` and ``comment`` is
