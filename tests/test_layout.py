@@ -157,7 +157,8 @@ def test_every_llm_provider_and_format_module_is_registered() -> None:
     modules = {path.stem for path in providers.glob("*.py") if not path.stem.startswith("_")}
     assert {provider.__name__.rsplit(".", 1)[1] for provider in PROVIDERS} == modules
     for provider in PROVIDERS:
-        assert callable(provider.for_stream) and callable(provider.for_item), provider
+        assert callable(provider.for_stream), provider
+        assert callable(provider.for_item), provider
         assert isinstance(provider.ITEMS, str), provider
 
     formats = SOURCE / "_llm" / "_formats"
