@@ -1,4 +1,6 @@
-"""The JSON payloads of an OpenAI ``Stream``/``AsyncStream``, without the SDK's model objects.
+"""OpenAI: Chat Completions chunks and Responses API events (and compatible servers' SDKs).
+
+The SDK's stream is read as JSON payloads, without the SDK's model objects.
 
 Iterating an SDK stream builds a pydantic model per chunk, recursively and in Python: about
 190 µs of the ~240 µs each token costs (measured with the SDK's own ``_iter_events``, which
@@ -25,9 +27,11 @@ from typing import Any
 
 import anyio
 
-from ._errors import StreamError, library_error
+from .._errors import upstream_error
+from .._events import Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
+from ._base import Reader
 
-__all__ = ["Payload", "sdk_payloads", "upstream_error"]
+__all__ = ["ITEMS", "OpenAIReader", "Payload", "for_item", "for_stream", "sdk_payloads"]
 
 logger = logging.getLogger("faststream_kit")
 
@@ -145,13 +149,161 @@ def _payload(data: str) -> Payload:
     return payload
 
 
-def upstream_error(
-    message: object, code: object, fallback: str = "the model reported an error"
-) -> StreamError:
-    """An error the model provider reported, as clients see it: a 502 ``upstream_error``
-    with its message, and its own error code (if it gave one) as ``code``."""
-    return library_error(
-        "upstream_error",
-        message if isinstance(message, str) and message else fallback,
-        code=code if isinstance(code, str) and code else None,
-    )
+class OpenAIReader(Reader):
+    """Chat chunks and Responses events as neutral events; remembers what ``Finish`` needs."""
+
+    __slots__ = ("finish_reason", "payloads", "tool_indexes", "usage")
+
+    def __init__(self, payloads: Iterator[Payload] | AsyncIterator[Payload] | None) -> None:
+        self.payloads = payloads
+        self.finish_reason: str | None = None
+        self.usage: dict[str, int] | None = None
+        self.tool_indexes: dict[int, int] = {}  # Responses output_index -> tool call index
+
+    def items(self, stream: Any) -> Any:
+        return self.payloads if self.payloads is not None else stream
+
+    def events_for(self, item: Any) -> list[LLMEvent]:
+        if type(item) is str:
+            return [TextDelta(item)] if item else []
+        choices = getattr(item, "choices", None)
+        if choices is not None:
+            return self._chat_chunk(item, choices)
+        kind = getattr(item, "type", None)
+        if isinstance(kind, str):
+            return self._responses_event(kind, item)
+        if isinstance(item, str):
+            return [TextDelta(str(item))] if item else []
+        raise TypeError(
+            f"llm_stream cannot read a {type(item).__name__}: expected a chat completion "
+            "chunk, a Responses API event or str"
+        )
+
+    def _chat_chunk(self, chunk: Any, choices: Any) -> list[LLMEvent]:
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            self.usage = _chat_usage(usage)
+        events: list[LLMEvent] = []
+        for choice in choices:  # Azure's prelude chunk has none: nothing to do
+            if getattr(choice, "index", 0) != 0:
+                continue  # n > 1 is not streamed; the first choice is the answer
+            delta = getattr(choice, "delta", None)
+            if delta is not None:
+                reasoning = _reasoning_of(delta)
+                if isinstance(reasoning, str) and reasoning:
+                    events.append(ReasoningDelta(reasoning))
+                content = getattr(delta, "content", None)
+                if content:
+                    events.append(TextDelta(content))
+                for call in getattr(delta, "tool_calls", None) or ():
+                    function = getattr(call, "function", None)
+                    events.append(
+                        ToolCallDelta(
+                            index=getattr(call, "index", 0) or 0,
+                            id=getattr(call, "id", None),
+                            name=getattr(function, "name", None),
+                            arguments=getattr(function, "arguments", None) or "",
+                        )
+                    )
+            reason = getattr(choice, "finish_reason", None)
+            if reason:
+                self.finish_reason = reason
+        return events
+
+    def _responses_event(self, kind: str, event: Any) -> list[LLMEvent]:
+        if kind == "response.output_text.delta":
+            return [TextDelta(event.delta)] if event.delta else []
+        if kind in ("response.reasoning_text.delta", "response.reasoning_summary_text.delta"):
+            return [ReasoningDelta(event.delta)] if event.delta else []
+        if kind == "response.output_item.added":
+            item = event.item
+            if getattr(item, "type", None) != "function_call":
+                return []
+            index = self.tool_indexes.setdefault(event.output_index, len(self.tool_indexes))
+            return [ToolCallDelta(index, getattr(item, "call_id", None), item.name, "")]
+        if kind == "response.function_call_arguments.delta":
+            index = self.tool_indexes.setdefault(event.output_index, len(self.tool_indexes))
+            return [ToolCallDelta(index, None, None, event.delta)]
+        if kind in ("response.completed", "response.incomplete"):
+            response = event.response
+            if response.usage is not None:
+                self.usage = _responses_usage(response.usage)
+            if kind == "response.incomplete":
+                details = getattr(response, "incomplete_details", None)
+                reason = getattr(details, "reason", None)
+                self.finish_reason = "length" if reason == "max_output_tokens" else reason
+            else:
+                self.finish_reason = "tool_calls" if self.tool_indexes else "stop"
+            return []
+        if kind == "response.failed":
+            error = getattr(event.response, "error", None)
+            raise upstream_error(
+                getattr(error, "message", None),
+                getattr(error, "code", None),
+                fallback="the model failed to answer",
+            )
+        if kind == "error":
+            raise upstream_error(getattr(event, "message", None), getattr(event, "code", None))
+        return []
+
+    def finish(self) -> Finish:
+        return Finish(self.finish_reason or "stop", self.usage)
+
+
+def _reasoning_of(delta: Any) -> object:
+    """``reasoning_content`` (DeepSeek, vLLM) or ``reasoning`` (OpenRouter), if present.
+
+    Neither is a declared field of the SDK's delta model; reading its extras dict once is much
+    cheaper than two failing attribute lookups per token.
+    """
+    extra = getattr(delta, "__pydantic_extra__", None)
+    if isinstance(extra, dict):
+        return extra.get("reasoning_content") or extra.get("reasoning")
+    return getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
+
+
+def _as_dict(usage: Any) -> dict[str, Any]:
+    if isinstance(usage, dict):
+        return usage
+    dump = getattr(usage, "model_dump", None)
+    if dump is not None:
+        result: dict[str, Any] = dump()
+        return result
+    return dict(vars(usage))
+
+
+def _chat_usage(usage: Any) -> dict[str, int]:
+    raw = _as_dict(usage)
+    return {
+        name: int(raw.get(name) or 0)
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens")
+    }
+
+
+def _responses_usage(usage: Any) -> dict[str, int]:
+    raw = _as_dict(usage)
+    prompt = int(raw.get("input_tokens") or 0)
+    completion = int(raw.get("output_tokens") or 0)
+    total = int(raw.get("total_tokens") or prompt + completion)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
+ITEMS = "a chat completion chunk or a Responses API event"
+
+
+def for_stream(stream: Any) -> Reader | None:
+    """An openai ``Stream``/``AsyncStream`` (read through the fast path when it can be)."""
+    payloads = sdk_payloads(stream)
+    if payloads is not None:
+        return OpenAIReader(payloads)
+    return OpenAIReader(None) if _is_openai_stream(stream) else None
+
+
+def for_item(item: Any) -> Reader | None:
+    """A chat completion chunk (``choices``) or a Responses API event (``response.*``)."""
+    if getattr(item, "choices", None) is not None:
+        return OpenAIReader(None)
+    kind = getattr(item, "type", None)
+    if isinstance(kind, str) and (kind.startswith("response.") or kind == "error"):
+        return OpenAIReader(None)
+    return None
