@@ -142,7 +142,8 @@ def llm_stream(
     ``thread_limiter``; pass the route's ``request`` when the source reads the request body
     while the answer streams.
     """
-    stream_source("source", source, what=_SOURCE, awaitable=True)
+    if reader_for_stream(source) is None:  # an SDK's stream, or its stream manager
+        stream_source("source", source, what=_SOURCE, awaitable=True)
     one_of("format", format, FORMATS)
     check_callable("on_complete", on_complete, arguments=1)
     keepalive = keepalive_argument("llm_stream", keepalive, deprecated)
@@ -330,6 +331,8 @@ async def _close_upstream(
             # A sync stream is closed by its worker thread, in that thread, as soon as its
             # current read returns; waiting for that here would hold up the error frame.
             items.stop()
+            if reader is not None:
+                reader.interrupt()
             return
         if stream is None and inspect.iscoroutine(source):
             # Never awaited (it failed, or the response never started): closing it means no
