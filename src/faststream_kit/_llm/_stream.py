@@ -57,6 +57,7 @@ __all__ = [
     "LLMSource",
     "OnComplete",
     "ToolCall",
+    "check_source",
     "format_response",
     "llm_events",
     "llm_stream",
@@ -142,8 +143,7 @@ def llm_stream(
     ``thread_limiter``; pass the route's ``request`` when the source reads the request body
     while the answer streams.
     """
-    if reader_for_stream(source) is None:  # an SDK's stream, or its stream manager
-        stream_source("source", source, what=_SOURCE, awaitable=True)
+    check_source("source", source)
     one_of("format", format, FORMATS)
     check_callable("on_complete", on_complete, arguments=1)
     keepalive = keepalive_argument("llm_stream", keepalive, deprecated)
@@ -173,6 +173,16 @@ def llm_stream(
         headers=headers,
         request=request,
     )
+
+
+def check_source(name: str, source: Any, *, what: str = _SOURCE) -> None:
+    """An iterable or awaitable, or an SDK object a provider reads although it is neither
+    (an Anthropic ``messages.stream(...)`` manager, entered when the response starts)."""
+    try:
+        stream_source(name, source, what=what, awaitable=True)
+    except TypeError:
+        if reader_for_stream(source) is None:
+            raise
 
 
 def format_response(
