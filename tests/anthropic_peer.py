@@ -71,8 +71,15 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-Failure = Literal["overloaded", "api_error", "drop", "stall", "bad_json"]
-FAILURES: tuple[Failure, ...] = ("overloaded", "api_error", "drop", "stall", "bad_json")
+Failure = Literal["overloaded", "api_error", "drop", "stall", "bad_json", "truncate"]
+FAILURES: tuple[Failure, ...] = (
+    "overloaded",
+    "api_error",
+    "drop",
+    "stall",
+    "bad_json",
+    "truncate",
+)
 Outcome = Literal["completed", "failed", "http_error", "dropped", "disconnected", "cancelled"]
 
 
@@ -130,7 +137,9 @@ class Script:
     - ``"api_error"``: the same with an ``api_error`` (``error_message``);
     - ``"drop"``: the connection closes mid-body (no final chunk of the chunked encoding);
     - ``"stall"``: nothing more for ``stall_seconds`` (or until the client leaves), then a drop;
-    - ``"bad_json"``: a ``content_block_delta`` whose data is not JSON, then the body ends.
+    - ``"bad_json"``: a ``content_block_delta`` whose data is not JSON, then the body ends;
+    - ``"truncate"``: the body ends properly but early, without ``message_stop`` (what a
+      proxy that gives up on a long response can look like).
 
     ``http_status`` (>= 400) answers with that status, ``http_headers`` and a JSON error body
     shaped like Anthropic's (``{"type": "error", "error": {"type", "message"}, "request_id"}``;
@@ -408,6 +417,9 @@ async def _fail(body: _Body, index: int) -> Outcome:
         return "dropped"
     if script.failure == "drop":
         return "dropped"
+    if script.failure == "truncate":
+        await body.end()
+        return "failed"
     if script.failure == "bad_json":
         await body.end(b'event: content_block_delta\ndata: {"type": "content_block_delta", \n\n')
         return "failed"

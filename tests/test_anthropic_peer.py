@@ -144,6 +144,15 @@ def test_http_errors_raise_the_sdk_error_of_their_status(
         assert API_KEY in str(raised.value), "the 401 must quote the key, as real servers do"
 
 
+def test_truncated_body_ends_quietly_without_message_stop(
+    server: ScriptedAnthropic, client: Anthropic
+) -> None:
+    server.script("cut", Script(tokens=["one", "two"], fail_after_tokens=1, failure="truncate"))
+    stream = client.messages.create(model="cut", max_tokens=8, messages=MESSAGES, stream=True)
+    kinds = [event.type for event in stream]  # the SDK raises nothing: only the end is missing
+    assert kinds == ["message_start", "content_block_start", "content_block_delta"]
+
+
 def test_dropped_connection_raises_api_connection_error(
     server: ScriptedAnthropic, client: Anthropic
 ) -> None:

@@ -393,6 +393,21 @@ def test_a_stream_the_caller_began_to_read_streams_the_rest(
     assert answer["usage"] is None
 
 
+@pytest.mark.parametrize(
+    ("script", "error_type"), [("overloaded", "unavailable"), ("api_error", "upstream_error")]
+)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_an_error_event_in_a_stream_the_caller_began_to_read_is_mapped_the_same(
+    app_server: LiveServer, kind: str, script: str, error_type: str
+) -> None:
+    # Read through the SDK's models, the error event arrives as the SDK's APIStatusError
+    # with the stream's 200 status: it must become the same error as on the fast path.
+    response = post(app_server, f"peeked/{kind}", script)
+    answer = decode("ndjson", response.content)
+    assert answer["text"] == "one two"
+    assert answer["error"]["type"] == error_type
+
+
 # --- errors before the first token -------------------------------------------------------------
 
 
@@ -435,6 +450,7 @@ MID_STREAM = {
     "api_error": "upstream_error",
     "drop": "upstream_unavailable",
     "bad_json": "upstream_error",
+    "truncate": "upstream_error",
 }
 
 
