@@ -22,16 +22,19 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiobotocore.session
+import anthropic
 import anyio
 import fastapi
 import httpx
 import openai
 import pytest
+from anthropic import Anthropic, AsyncAnthropic
 from fastapi import FastAPI, Request
 from openai import AsyncOpenAI, OpenAI
 from openai.types.chat import ChatCompletionChunk
 from starlette.types import Message
 
+import faststream_kit._llm._providers.anthropic
 import faststream_kit._llm._providers.openai
 from faststream_kit import (
     EventSourceResponse,
@@ -40,11 +43,14 @@ from faststream_kit import (
     llm_stream,
     stream_response,
 )
+from faststream_kit._llm._providers.anthropic import _payloads as anthropic_payloads
 from faststream_kit._llm._providers.openai import Payload, _reasoning_of, sdk_payloads
 from faststream_kit._s3 import _S3Calls
 from faststream_kit._sse import compact_json
 from faststream_kit.testing import LiveServer
 
+from .anthropic_peer import Script as AnthropicScript
+from .anthropic_peer import ScriptedAnthropic
 from .openai_peer import Script, ScriptedOpenAI
 
 TOKENS = ["Private", " APIs", " are", " watched"]
@@ -187,6 +193,109 @@ def test_llm_stream_reads_a_real_openai_stream_through_the_fast_path(
         answers = [httpx.get(server.url + path, timeout=10) for path in ("/sync", "/async")]
     assert [answer.text for answer in answers] == ["".join(TOKENS)] * 2
     assert taken == ["fast", "fast"], ITER_EVENTS_GONE
+    assert not [r for r in caplog.records if r.name == "faststream_kit"], caplog.text
+
+
+# ---------------------------------------- anthropic: _iter_events, MessageStream._raw_stream
+
+
+@pytest.fixture(scope="module")
+def anthropic_peer() -> Iterator[ScriptedAnthropic]:
+    with ScriptedAnthropic(AnthropicScript(tokens=TOKENS)) as scripted:
+        yield scripted
+
+
+ANTHROPIC_FAST_PATH_GONE = changed(
+    f"anthropic {anthropic.__version__}",
+    "Stream._iter_events or MessageStream._raw_stream",
+    "llm_stream now reads every Anthropic event through the SDK's pydantic models, more CPU "
+    "per token",
+)
+
+
+def anthropic_text(payloads: list[Any]) -> str:
+    return "".join(p["delta"]["text"] for p in payloads if p["type"] == "content_block_delta")
+
+
+@pytest.mark.parametrize("kind", ["create", "stream"])
+def test_a_sync_anthropic_stream_is_read_from_the_sdks_sse_decoder(
+    anthropic_peer: ScriptedAnthropic, kind: str
+) -> None:
+    client = Anthropic(base_url=anthropic_peer.base_url, api_key="sk-ant", max_retries=0)
+    if kind == "create":
+        opened: Any = client.messages.create(
+            model="m", max_tokens=8, messages=MESSAGES, stream=True
+        )
+    else:
+        opened = client.messages.stream(model="m", max_tokens=8, messages=MESSAGES)
+    with opened as stream:
+        payloads = anthropic_payloads(stream)
+        assert payloads is not None, ANTHROPIC_FAST_PATH_GONE
+        assert anthropic_text(list(payloads)) == "".join(TOKENS)
+
+
+@pytest.mark.parametrize("kind", ["create", "stream"])
+def test_an_async_anthropic_stream_is_read_from_the_sdks_sse_decoder(
+    anthropic_peer: ScriptedAnthropic, kind: str
+) -> None:
+    async def read() -> str:
+        client = AsyncAnthropic(base_url=anthropic_peer.base_url, api_key="sk-ant", max_retries=0)
+        if kind == "create":
+            opened: Any = await client.messages.create(
+                model="m", max_tokens=8, messages=MESSAGES, stream=True
+            )
+        else:
+            opened = client.messages.stream(model="m", max_tokens=8, messages=MESSAGES)
+        async with opened as stream:
+            payloads = anthropic_payloads(stream)
+            assert payloads is not None, ANTHROPIC_FAST_PATH_GONE
+            return anthropic_text([payload async for payload in payloads])
+
+    assert anyio.run(read) == "".join(TOKENS)
+
+
+def test_llm_stream_reads_a_real_anthropic_stream_through_the_fast_path(
+    anthropic_peer: ScriptedAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The whole route, for every kind of Anthropic source, logging no "SDK changed"."""
+    taken: list[str] = []
+    original = faststream_kit._llm._providers.anthropic._payloads
+
+    def recording_payloads(stream: Any) -> Any:
+        payloads = original(stream)
+        taken.append("fast" if payloads is not None else "sdk models")
+        return payloads
+
+    monkeypatch.setattr(faststream_kit._llm._providers.anthropic, "_payloads", recording_payloads)
+    sync_client = Anthropic(base_url=anthropic_peer.base_url, api_key="sk-ant", max_retries=0)
+    async_client = AsyncAnthropic(base_url=anthropic_peer.base_url, api_key="sk-ant", max_retries=0)
+    options: dict[str, Any] = {"model": "m", "max_tokens": 8, "messages": MESSAGES}
+    app = FastAPI()
+
+    @app.get("/sync-create")
+    def sync_create() -> StreamResponse:
+        return llm_stream(sync_client.messages.create(**options, stream=True), format="text")
+
+    @app.get("/sync-stream")
+    def sync_stream() -> StreamResponse:
+        return llm_stream(sync_client.messages.stream(**options), format="text")
+
+    @app.get("/async-create")
+    async def async_create() -> StreamResponse:
+        return llm_stream(async_client.messages.create(**options, stream=True), format="text")
+
+    @app.get("/async-stream")
+    async def async_stream() -> StreamResponse:
+        return llm_stream(async_client.messages.stream(**options), format="text")
+
+    caplog.set_level(logging.WARNING, logger="faststream_kit")
+    paths = ("/sync-create", "/sync-stream", "/async-create", "/async-stream")
+    with LiveServer(app) as server:
+        answers = [httpx.get(server.url + path, timeout=10) for path in paths]
+    assert [answer.text for answer in answers] == ["".join(TOKENS)] * 4
+    assert taken == ["fast"] * 4, ANTHROPIC_FAST_PATH_GONE
     assert not [r for r in caplog.records if r.name == "faststream_kit"], caplog.text
 
 
