@@ -4,6 +4,7 @@
     python bench/llm.py --quick     # 2 rounds, under 40 s
     python bench/llm.py --diagnose  # also llm_stream with idle_timeout/send_timeout None
     python bench/llm.py --profile   # then cProfile each route inside the app process
+    python bench/llm.py --provider anthropic  # Anthropic's rows: every format beside its loop
 
 Three kinds of process, as in ``bench/core.py``: the upstream (``bench/_openai_upstream.py``, a
 raw ASGI app in its own uvicorn, streaming 5,000 pre-encoded ``chat.completion.chunk`` events
@@ -35,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,14 +143,15 @@ def run_rounds(
     count: int,
     rounds: int,
     deadline: float,
+    sizes_for: Callable[[int], dict[str, int]] = expected_bytes,
 ) -> dict[str, list[dict[str, float]]]:
     """Warm up, then ``rounds`` rounds, fewer if the next one would end past ``deadline``."""
     warm_count = max(1, count // 8)
-    warm_sizes = expected_bytes(warm_count)
+    warm_sizes = sizes_for(warm_count)
     for _repeat in range(2):  # imports, pydantic caches, the upstream connection: uncounted
         for name in names:
             measure(app, upstream, name, warm_count, warm_sizes[name])
-    sizes = expected_bytes(count)
+    sizes = sizes_for(count)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for round_index in range(rounds):
         round_started = time.monotonic()
@@ -309,6 +312,110 @@ def print_profile(report: dict[str, Any]) -> None:
             )
 
 
+# --- other providers: one ProviderBench each -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderBench:
+    """A provider's rows: its upstream and app modules (``bench/``), routes, ratios, sizes.
+
+    The app serves ``/llm/<name>`` for every name in ``implementations`` (one of them
+    ``sdk_only``, the floor) and ``/cpu``; ``expected_bytes(count)`` is each route's exact
+    body size for ``count`` tokens.
+    """
+
+    sdk: str  # the distribution whose version the results record
+    upstream_app: str
+    upstream_path: str  # appended to the upstream's URL for the app's SDK client
+    app: str
+    implementations: dict[str, str]
+    ratios: tuple[Ratio, ...]
+    expected_bytes: Callable[[int], dict[str, int]]
+
+
+def anthropic_bench() -> ProviderBench:
+    """``llm_stream`` over an ``AsyncAnthropic`` stream in every format, each beside the loop
+    people write over the same stream, producing that format's frame for each token."""
+    from _anthropic_apps import FORMATS, HAND_FRAMES
+    from faststream_kit._llm._formats import FORMATS as ENCODERS
+
+    def expected(count: int) -> dict[str, int]:
+        pieces = [token for token in tokens(count) if token]
+        sizes = {"sdk_only": len(str(len(pieces)))}
+        for fmt in FORMATS:
+            encoder = ENCODERS[fmt].make_encoder(None)
+            ours = len(encoder.preamble()) + sum(len(encoder.encode(TextDelta(t))) for t in pieces)
+            sizes[f"ours_{fmt}"] = ours + len(encoder.encode(Finish("stop", usage(count))))
+            _media_type, frame, end = HAND_FRAMES[fmt]
+            sizes[f"hand_{fmt}"] = sum(len(frame(t).encode()) for t in pieces) + len(end.encode())
+        return sizes
+
+    implementations = {f"ours_{fmt}": f'llm_stream(create(...), format="{fmt}")' for fmt in FORMATS}
+    implementations |= {
+        f"hand_{fmt}": f"async for event in stream: yield the {fmt} frame of each text delta"
+        for fmt in FORMATS
+    }
+    implementations["sdk_only"] = "iterate the SDK stream, send only the count (any loop's floor)"
+    return ProviderBench(
+        sdk="anthropic",
+        upstream_app="bench._anthropic_upstream:app",
+        upstream_path="",
+        app="bench._anthropic_apps:app",
+        implementations=implementations,
+        ratios=tuple(
+            Ratio(f"ours {fmt} / hand {fmt}", f"ours_{fmt}", f"hand_{fmt}", 1.0) for fmt in FORMATS
+        ),
+        expected_bytes=expected,
+    )
+
+
+PROVIDER_BENCHES: dict[str, Callable[[], ProviderBench]] = {"anthropic": anthropic_bench}
+"""``--provider NAME``: the rows of a provider other than OpenAI (whose rows ``main`` runs)."""
+
+
+def provider_main(args: argparse.Namespace, rounds: int) -> int:
+    """Run one ``PROVIDER_BENCHES`` entry, as ``main`` runs OpenAI's rows."""
+    bench = PROVIDER_BENCHES[args.provider]()
+    http, loop = server_flavour(args.http, args.loop)
+    env = environment(http, loop, "python")
+    env["versions"][bench.sdk] = importlib.metadata.version(bench.sdk)
+    print(f"{args.provider}: servers {env['server']}; client: {env['client']}")
+    print(
+        f"cpus: {env['cpus']}, load average: {' '.join(f'{x:.2f}' for x in env['loadavg_before'])}"
+    )
+    started = time.monotonic()
+    names = list(bench.implementations)
+    with AppServer(bench.upstream_app, http, loop) as upstream:
+        upstream_url = f"http://127.0.0.1:{upstream.port}{bench.upstream_path}"
+        with AppServer(bench.app, http, loop, {"FSK_BENCH_UPSTREAM": upstream_url}) as app:
+            print("running ", end="", flush=True)
+            deadline = started + BUDGET_SECONDS[args.quick]
+            runs = run_rounds(
+                app, upstream, names, args.tokens, rounds, deadline, bench.expected_bytes
+            )
+    summary = summarize(runs, args.tokens, bench.ratios)
+    elapsed = time.monotonic() - started
+    env["loadavg_after"] = os.getloadavg()
+    print_summary(summary)
+    print(f"\ntotal {elapsed:.1f} s; load average after: {env['loadavg_after'][0]:.2f}")
+    output = (
+        args.output if args.output != RESULTS else RESULTS.with_name(f"llm-{args.provider}.json")
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "provider": args.provider,
+        "quick": args.quick,
+        "seconds": elapsed,
+        "environment": env,
+        "implementations": bench.implementations,
+        "summary": summary,
+        "runs": runs,
+    }
+    output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(f"results: {output}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds (< 40 s)")
@@ -325,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run llm_stream with idle_timeout=None, send_timeout=None",
     )
+    parser.add_argument(
+        "--provider",
+        choices=("openai", *PROVIDER_BENCHES),
+        default="openai",
+        help="whose SDK streams (default openai; the others write llm-<provider>.json)",
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 12)
     if not 1 <= rounds <= 50:
@@ -333,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tokens must be between 1 and 100000")
     # Turn a polite kill into SystemExit, so the servers are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if args.provider != "openai":
+        if args.profile or args.diagnose:
+            parser.error("--profile and --diagnose are for --provider openai")
+        return provider_main(args, rounds)
     implementations = dict(IMPLEMENTATIONS)
     ratios: tuple[Ratio, ...] = RATIOS
     if args.diagnose:
