@@ -10,8 +10,10 @@ names from the rendered page.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 
 import pytest
+from tests.anthropic_peer import Script, ScriptedAnthropic
 from tests.conftest import need_peer
 
 
@@ -22,3 +24,19 @@ def needs_redis_server() -> str:
     need_peer(path is not None, "redis-server not found: apt-get install redis-server")
     assert path is not None
     return path
+
+
+@pytest.fixture
+def anthropic_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedAnthropic]:
+    """The scripted Anthropic Messages API (``tests/anthropic_peer.py``) on loopback, where an
+    ``anthropic`` client made without arguments finds it: ``ANTHROPIC_BASE_URL`` and
+    ``ANTHROPIC_API_KEY`` are set for the example, as they are in production."""
+    script = Script(
+        thinking=["The user", " says hello."],
+        tokens=["Hello", "!", " How", " can", " I", " help", "?"],
+        delay_seconds=0.02,
+    )
+    with ScriptedAnthropic(script) as peer:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", peer.base_url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-docs-example")
+        yield peer
