@@ -7,10 +7,12 @@ manager (async and sync, not entered), and the sync client's ``Stream``.
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -118,7 +120,7 @@ def make_app(peer: ScriptedAnthropic, reports: Reports, read_threads: BodyReadTh
         )
         return stream_of(request, source, fmt)
 
-    @app.post("/manager/{fmt}")
+    @app.api_route("/manager/{fmt}", methods=["POST", "HEAD"])
     async def manager(fmt: str, script: str, request: Request) -> StreamResponse:
         source = async_client.messages.stream(model=script, max_tokens=1024, messages=MESSAGES)
         return stream_of(request, source, fmt)
@@ -134,7 +136,7 @@ def make_app(peer: ScriptedAnthropic, reports: Reports, read_threads: BodyReadTh
         )
         return stream_of(request, source, fmt)
 
-    @app.post("/sync-manager/{fmt}")
+    @app.api_route("/sync-manager/{fmt}", methods=["POST", "HEAD"])
     def sync_manager(fmt: str, script: str, request: Request) -> StreamResponse:
         source = sync_client.messages.stream(
             model=script,
@@ -143,6 +145,19 @@ def make_app(peer: ScriptedAnthropic, reports: Reports, read_threads: BodyReadTh
             extra_headers={REQUEST_ID: request.headers.get(REQUEST_ID, "")},
         )
         return stream_of(request, source, fmt)
+
+    @app.post("/wrapped/{fmt}")
+    async def wrapped(fmt: str, script: str, request: Request) -> StreamResponse:
+        async def logged() -> AsyncIterator[Any]:
+            # What apps write to log or filter the SDK's events on the way: a generator
+            # that llm_stream cannot recognise until it sees the first event.
+            async with await async_client.messages.create(
+                model=script, max_tokens=1024, messages=MESSAGES, stream=True
+            ) as stream:
+                async for event in stream:
+                    yield event
+
+        return stream_of(request, logged(), fmt)
 
     @app.get("/loop-thread")
     async def loop_thread() -> int:
@@ -406,6 +421,41 @@ def test_an_error_event_in_a_stream_the_caller_began_to_read_is_mapped_the_same(
     answer = decode("ndjson", response.content)
     assert answer["text"] == "one two"
     assert answer["error"]["type"] == error_type
+
+
+@pytest.mark.parametrize("fmt", ["sse", "ui"])
+def test_a_generator_of_the_sdks_events_is_read_by_its_first_event(
+    app_server: LiveServer, reports: Reports, request_id: str, fmt: str
+) -> None:
+    response = post(app_server, f"wrapped/{fmt}", "weather", request_id)
+    answer = decode(fmt, response.content)
+    assert answer["text"] == "Let me check Oslo"
+    assert answer["reasoning"] == "The user wants Oslo"
+    assert answer["tools"][0]["arguments"] == WEATHER_INPUT
+    assert answer["usage"] == USAGE
+    [completion] = reports.after(request_id)
+    assert completion.finished
+
+
+@pytest.mark.parametrize("source", ["manager", "sync-manager"])
+def test_head_never_enters_the_stream_manager(
+    app_server: LiveServer, peer: ScriptedAnthropic, reports: Reports, request_id: str, source: str
+) -> None:
+    model = f"head-{source}"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        response = httpx.head(
+            f"{app_server.url}/{source}/sse?script={model}", headers={REQUEST_ID: request_id}
+        )
+        reports.after(request_id)
+        gc.collect()
+    # The async manager holds its request as a coroutine: closed, not left to the GC's warning.
+    assert not [w for w in caught if "never awaited" in str(w.message)]
+    assert response.status_code == 200
+    assert response.content == b""
+    [completion] = reports.after(request_id)
+    assert completion == Completion()
+    assert model not in [record.script_name for record in peer.requests], "the model was asked"
 
 
 # --- errors before the first token -------------------------------------------------------------

@@ -262,7 +262,10 @@ class _LLMEvents:
         source = self._source
         with anyio.CancelScope(shield=True):
             stream = None if inspect.isawaitable(source) else source
-            await _close_upstream(None, None, stream, source, self._thread_limiter)
+            # Its provider's reader knows what an unread stream holds (an Anthropic stream
+            # manager, its request's coroutine).
+            reader = None if stream is None else reader_for_stream(stream)
+            await _close_upstream(reader, None, stream, source, self._thread_limiter)
             if self._on_complete is not None:
                 # Nothing was generated, nothing failed and nobody left: see docs/llm.md.
                 await _report(self._on_complete, Completion())

@@ -30,6 +30,7 @@ iterated through the SDK's models instead, which carry the same fields. ``_iter_
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import socket
 import threading
@@ -179,6 +180,22 @@ class MessagesReader(Reader):
     def interrupt(self) -> None:
         if self._sync is not None:
             self._sync.interrupt()
+
+    async def close(
+        self, stream: Any, items: Any, thread_limiter: anyio.CapacityLimiter | None
+    ) -> None:
+        if self._manager and items is None:
+            _close_unsent_request(stream)
+        await super().close(stream, items, thread_limiter)
+
+
+def _close_unsent_request(manager: Any) -> None:
+    """An async ``messages.stream(...)`` manager that was never entered (a ``HEAD``) holds its
+    request as a coroutine never awaited: closing it sends nothing, as entering would, and
+    spares the "coroutine was never awaited" warning. (A sync manager holds a function.)"""
+    for value in vars(manager).values():
+        if inspect.iscoroutine(value):
+            value.close()
 
 
 def _usage(counts: dict[str, int]) -> dict[str, int] | None:
