@@ -254,6 +254,23 @@ def test_an_async_anthropic_stream_is_read_from_the_sdks_sse_decoder(
     assert anyio.run(read) == "".join(TOKENS)
 
 
+def test_an_async_anthropic_stream_manager_holds_its_request_as_a_coroutine(
+    anthropic_peer: ScriptedAnthropic,
+) -> None:
+    """A manager never entered (a ``HEAD``) has its request coroutine closed, found among the
+    manager's attributes; otherwise Python warns that it was never awaited."""
+    client = AsyncAnthropic(base_url=anthropic_peer.base_url, api_key="sk-ant", max_retries=0)
+    manager = client.messages.stream(model="m", max_tokens=8, messages=MESSAGES)
+    pending = [value for value in vars(manager).values() if inspect.iscoroutine(value)]
+    for coroutine in pending:
+        coroutine.close()
+    assert len(pending) == 1, changed(
+        f"anthropic {anthropic.__version__}",
+        "AsyncMessageStreamManager (its request is no longer one coroutine attribute)",
+        "a HEAD of an llm_stream of messages.stream(...) logs 'coroutine was never awaited'",
+    )
+
+
 def test_llm_stream_reads_a_real_anthropic_stream_through_the_fast_path(
     anthropic_peer: ScriptedAnthropic,
     monkeypatch: pytest.MonkeyPatch,
