@@ -36,6 +36,7 @@ ASYNC_SOURCES = ["create", "awaited", "manager"]
 SYNC_SOURCES = ["sync-create", "sync-manager"]
 MESSAGES = [{"role": "user", "content": "What is the weather in Oslo?"}]
 WEATHER_INPUT = json.dumps({"city": "Oslo", "unit": "celsius"})
+TIME_INPUT = json.dumps({"timezone": "Europe/Oslo"})
 USAGE = {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
 
 
@@ -190,7 +191,10 @@ def peer() -> Iterator[ScriptedAnthropic]:
                 thinking=["The user", " wants", " Oslo"],
                 tokens=["Let", " me", " check", " Oslo"],
                 delay_seconds=0.06,
-                tool_uses=[ToolUse("toolu_01", "get_weather", WEATHER_INPUT, chunks=3)],
+                tool_uses=[
+                    ToolUse("toolu_01", "get_weather", WEATHER_INPUT, chunks=3),
+                    ToolUse("toolu_02", "get_time", TIME_INPUT, chunks=2),
+                ],
                 usage=Usage(input_tokens=12, output_tokens=9),
                 ping_every_tokens=2,
             ),
@@ -362,7 +366,8 @@ def test_anthropic_stream_arrives_token_by_token_in_every_format(
     if fmt != "text":
         assert answer["reasoning"] == "The user wants Oslo"
         assert answer["tools"] == {
-            0: {"id": "toolu_01", "name": "get_weather", "arguments": WEATHER_INPUT}
+            0: {"id": "toolu_01", "name": "get_weather", "arguments": WEATHER_INPUT},
+            1: {"id": "toolu_02", "name": "get_time", "arguments": TIME_INPUT},
         }
         assert answer["finish"] == "tool_calls"
         assert answer["usage"] == USAGE
@@ -373,8 +378,10 @@ def test_anthropic_stream_arrives_token_by_token_in_every_format(
     assert completion.finished
     assert completion.text == "Let me check Oslo"
     assert completion.reasoning == "The user wants Oslo"
-    [call] = completion.tool_calls
-    assert (call.id, call.name, call.arguments) == ("toolu_01", "get_weather", WEATHER_INPUT)
+    assert [(call.id, call.name, call.arguments) for call in completion.tool_calls] == [
+        ("toolu_01", "get_weather", WEATHER_INPUT),
+        ("toolu_02", "get_time", TIME_INPUT),
+    ]
     assert completion.finish_reason == "tool_calls"
     assert completion.usage == USAGE
 
