@@ -147,6 +147,11 @@ def make_app(peer: ScriptedAnthropic, reports: Reports, read_threads: BodyReadTh
         )
         return stream_of(request, source, fmt)
 
+    @app.post("/beta-manager/{fmt}")
+    async def beta_manager(fmt: str, script: str, request: Request) -> StreamResponse:
+        source = async_client.beta.messages.stream(model=script, max_tokens=1024, messages=MESSAGES)
+        return stream_of(request, source, fmt)
+
     @app.post("/wrapped/{fmt}")
     async def wrapped(fmt: str, script: str, request: Request) -> StreamResponse:
         async def logged() -> AsyncIterator[Any]:
@@ -428,6 +433,18 @@ def test_an_error_event_in_a_stream_the_caller_began_to_read_is_mapped_the_same(
     answer = decode("ndjson", response.content)
     assert answer["text"] == "one two"
     assert answer["error"]["type"] == error_type
+
+
+def test_the_beta_namespaces_stream_manager_is_read_too(
+    app_server: LiveServer, reports: Reports, request_id: str
+) -> None:
+    response = post(app_server, "beta-manager/sse", "weather", request_id)
+    answer = decode("sse", response.content)
+    assert answer["text"] == "Let me check Oslo"
+    assert answer["tools"][1]["arguments"] == TIME_INPUT
+    assert answer["usage"] == USAGE
+    [completion] = reports.after(request_id)
+    assert completion.finished
 
 
 @pytest.mark.parametrize("fmt", ["sse", "ui"])
