@@ -106,7 +106,7 @@ class MessagesReader(Reader):
         self._stopped = False  # message_stop arrived: the answer is complete
         self._stop_reason: str | None = None
         self._usage: dict[str, int] = {}  # Anthropic's own counters, as last reported
-        self._tools: dict[int, int] = {}  # content block index -> tool call index
+        self._tools: dict[Any, int] = {}  # content block index -> tool call index
 
     def items(self, stream: Any) -> Any:
         if hasattr(stream, "__aenter__" if self._manager else "__aiter__"):
@@ -121,31 +121,33 @@ class MessagesReader(Reader):
             item = _as_dict(item)
         kind = item.get("type")
         if kind == "content_block_delta":
-            delta = item["delta"]
+            # .get() throughout: a malformed event is skipped, as the SDK's lenient models
+            # would read it, never a KeyError reported as our own failure.
+            delta = item.get("delta") or {}
             delta_type = delta.get("type")
             if delta_type == "text_delta":
-                text = delta["text"]
+                text = delta.get("text")
                 return [TextDelta(text)] if text else []
             if delta_type == "thinking_delta":
-                thinking = delta["thinking"]
+                thinking = delta.get("thinking")
                 return [ReasoningDelta(thinking)] if thinking else []
             if delta_type == "input_json_delta":
-                piece = delta["partial_json"]
-                index = self._tools.get(item["index"])
+                piece = delta.get("partial_json")
+                index = self._tools.get(item.get("index"))
                 if not piece or index is None:
                     return []
                 return [ToolCallDelta(index, None, None, piece)]
             return []  # signature_delta, citations_delta: nothing a format carries
         if kind == "content_block_start":
-            block = item["content_block"]
+            block = item.get("content_block") or {}
             if block.get("type") != "tool_use":
                 return []  # text, thinking, redacted thinking; server tools are not the app's
-            index = self._tools.setdefault(item["index"], len(self._tools))
+            index = self._tools.setdefault(item.get("index"), len(self._tools))
             return [ToolCallDelta(index, block.get("id"), block.get("name"), "")]
         if kind == "message_start":
-            self._count(item["message"].get("usage"))
+            self._count((item.get("message") or {}).get("usage"))
         elif kind == "message_delta":
-            self._stop_reason = item["delta"].get("stop_reason") or self._stop_reason
+            self._stop_reason = (item.get("delta") or {}).get("stop_reason") or self._stop_reason
             self._count(item.get("usage"))
         elif kind == "message_stop":
             self._stopped = True
