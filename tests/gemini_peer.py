@@ -270,7 +270,10 @@ def _default_error_body(script: Script, api_key: str | None) -> dict[str, Any]:
                         }
                     ],
                 },
-                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": script.retry_delay},
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": script.retry_delay,
+                },
             ],
         )
     if status in (400, 401, 403):

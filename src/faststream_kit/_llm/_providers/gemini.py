@@ -46,7 +46,7 @@ import anyio
 
 from ..._errors import StreamError, library_error
 from ..._sse import compact_json
-from .._errors import sdk_error
+from .._errors import sdk_error, upstream_error
 from .._events import Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
 from ._base import Reader
 
@@ -150,7 +150,9 @@ class GeminiReader(Reader):
             if call is not None:
                 # Gemini sends a call whole: its arguments are one delta, never pieces.
                 arguments = compact_json(call.get("args") or {})
-                events.append(ToolCallDelta(self._calls, call.get("id"), call.get("name"), arguments))
+                events.append(
+                    ToolCallDelta(self._calls, call.get("id"), call.get("name"), arguments)
+                )
                 self._calls += 1
         reason = candidate.get("finishReason")
         if reason:
@@ -166,8 +168,10 @@ class GeminiReader(Reader):
         return Finish(reason, _usage(self._usage))
 
     def error(self, exc: Exception) -> Exception:
+        if _sdk_class(exc, "UnknownApiResponseError"):  # the SDK could not parse an event
+            return upstream_error("the model provider sent an event that is not JSON", None)
         mapped = sdk_error(exc)
-        if not _is_sdk_error(exc) or not isinstance(mapped, StreamError):
+        if not _sdk_class(exc, "APIError") or not isinstance(mapped, StreamError):
             return _transport_error(exc, mapped)
         code = getattr(exc, "code", None)
         details = getattr(exc, "details", None)
@@ -207,10 +211,9 @@ class _Refused(Exception):
         self.status_code = status_code
 
 
-def _is_sdk_error(exc: Exception) -> bool:
+def _sdk_class(exc: Exception, name: str) -> bool:
     return any(
-        cls.__name__ == "APIError" and cls.__module__.startswith(_SDK_MODULE)
-        for cls in type(exc).__mro__
+        cls.__name__ == name and cls.__module__.startswith(_SDK_MODULE) for cls in type(exc).__mro__
     )
 
 
