@@ -268,7 +268,8 @@ def test_a_blocked_prompt_is_a_502_upstream_error_with_code_prompt_blocked(
         }
     }
     completion = only_completion(reports, request_id)
-    assert completion.error is not None and not completion.finished
+    assert completion.error is not None
+    assert not completion.finished
 
 
 @pytest.mark.parametrize("client", CLIENTS)
