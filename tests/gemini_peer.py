@@ -182,6 +182,7 @@ class RecordedRequest:
     body: Any
     model: str
     started_at: float
+    client_port: int | None = None  # tells apart the client's connections
     disconnected: bool = False
     disconnected_at: float | None = None
     tokens_sent: int = 0
@@ -508,6 +509,7 @@ def create_app(peer: ScriptedGemini) -> Starlette:
             body=payload,
             model=model,
             started_at=time.monotonic(),
+            client_port=request.client.port if request.client else None,
         )
         peer._add_record(record)
         if not isinstance(payload, dict) or request.query_params.get("alt") != "sse":

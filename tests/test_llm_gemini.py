@@ -8,6 +8,7 @@ transport when aiohttp is installed), ``client.aio`` on httpx (when the app give
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -76,6 +77,7 @@ def make_app(peer: ScriptedGemini, reports: Reports) -> FastAPI:
             format=fmt,  # type: ignore[arg-type]
             on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
             idle_timeout=options.get("idle_timeout", 60),
+            send_timeout=options.get("send_timeout", 30),
         )
 
     @app.post("/gemini/sync/{fmt}")
@@ -130,6 +132,8 @@ def peer() -> Iterator[ScriptedGemini]:
             "sync-between-tokens",
             Script(tokens=["first", " second", " third"], delay_seconds=0.6),
         )
+        scripted.script("reuse", Script(tokens=["same", " connection"]))
+        scripted.script("firehose", Script(tokens=["x" * 32768] * 1000))
         for reason in ("MAX_TOKENS", "SAFETY", "RECITATION", "MALFORMED_FUNCTION_CALL"):
             scripted.script(reason, Script(tokens=["cut"], finish_reason=reason))
         yield scripted
@@ -296,6 +300,18 @@ def test_mid_stream_failure_ends_with_an_error_frame_after_the_tokens(
     assert completion.text == "one two"
 
 
+@pytest.mark.parametrize("client", ["aio", "aio-httpx"])
+def test_consecutive_streams_reuse_one_upstream_connection(
+    app_server: LiveServer, peer: ScriptedGemini, client: str
+) -> None:
+    # A finished answer hands its connection back to the SDK's pool, as the SDK itself does.
+    before = len(peer.requests)
+    for _ in range(3):
+        assert ask(app_server, client, "text", "reuse").body == b"same connection"
+    ports = {peer.wait_for_request(before + n).client_port for n in (1, 2, 3)}
+    assert len(ports) == 1, f"one connection per answer: ports {ports}"
+
+
 @pytest.mark.parametrize(
     ("reason", "expected"),
     [
@@ -348,6 +364,30 @@ def test_idle_timeout_between_tokens_ends_the_stream_and_closes_the_upstream(
     assert answer["error"]["type"] == "timeout"
     record = peer.wait_for_request(before + 1)
     assert record.wait_disconnected(2), "the stalled upstream was not closed"
+
+
+@pytest.mark.parametrize("client", ["aio", "aio-httpx"])
+@pytest.mark.usefixtures("without_gc")
+def test_a_client_that_stops_reading_closes_the_gemini_stream_after_send_timeout(
+    app_server: LiveServer, peer: ScriptedGemini, reports: Reports, request_id: str, client: str
+) -> None:
+    # The answer waits in a send to the frozen client, so the SDK's generators are parked at
+    # a yield, not in a read a cancellation would end: aclose() alone leaves the model's
+    # HTTP response open (until the garbage collector, which is off here).
+    before = len(peer.requests)
+    body = json.dumps({"script": "firehose", "send_timeout": 0.5}).encode()
+    with socket.create_connection(("127.0.0.1", app_server.port)) as frozen:
+        frozen.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        frozen.sendall(
+            f"POST /gemini/{client}/text HTTP/1.1\r\nHost: test\r\n{REQUEST_ID}: {request_id}"
+            f"\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        assert frozen.recv(1024).startswith(b"HTTP/1.1 200")
+        record = peer.wait_for_request(before + 1)
+        assert record.wait_disconnected(5), "the Gemini stream stayed open for a frozen client"
+    assert record.tokens_sent < 1000
+    assert only_completion(reports, request_id).disconnected
 
 
 @pytest.mark.usefixtures("without_gc")
