@@ -19,7 +19,7 @@ with ScriptedGemini() as server:
 The wire format is the Gemini Developer API's as ``google-genai`` requests and parses it
 (``_api_client.py``: ``_aiter_response_stream``, ``async_request_streamed``; ``errors.py``):
 
-- ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` with the key in
+- ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` (or ``/v1/...``) with the key in
   ``x-goog-api-key`` and a JSON body (``contents``, ``generationConfig``, ``tools``, ...);
 - ``200`` and ``text/event-stream``: ``data: {GenerateContentResponse}`` frames separated by a
   blank line (CRLF, as Google's servers send them). Each frame has ``candidates[0].content.parts``
@@ -518,12 +518,15 @@ def create_app(peer: ScriptedGemini) -> Starlette:
             return JSONResponse(_google_error(400, message), status_code=400)
         return _ScriptedResponse(record, peer.script_for(model))
 
+    # The API serves both versions; the SDK picks v1 for a base URL it reads from the
+    # environment (GOOGLE_GEMINI_BASE_URL) and v1beta otherwise.
     routes = [
         Route(
-            "/v1beta/models/{model}:streamGenerateContent",
+            f"/{version}/models/{{model}}:streamGenerateContent",
             stream_generate_content,
             methods=["POST"],
-        ),
+        )
+        for version in ("v1beta", "v1")
     ]
     return Starlette(routes=routes)
 
