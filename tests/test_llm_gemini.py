@@ -80,6 +80,22 @@ def make_app(peer: ScriptedGemini, reports: Reports) -> FastAPI:
             send_timeout=options.get("send_timeout", 30),
         )
 
+    @app.post("/gemini-peeked/{kind}")
+    async def ask_peeked(kind: str, options: dict[str, Any]) -> StreamResponse:
+        # The caller reads the first chunk itself, then hands the stream on.
+        stream: Any
+        if kind == "sync":
+            stream = clients["sync"].models.generate_content_stream(
+                model=options["script"], contents="hi"
+            )
+            next(stream)
+        else:
+            stream = await clients[kind].aio.models.generate_content_stream(
+                model=options["script"], contents="hi"
+            )
+            await anext(stream)
+        return llm_stream(stream, format="text")
+
     @app.post("/gemini/sync/{fmt}")
     def ask_sync(fmt: str, options: dict[str, Any], request: Request) -> StreamResponse:
         stream = clients["sync"].models.generate_content_stream(
@@ -310,6 +326,15 @@ def test_consecutive_streams_reuse_one_upstream_connection(
         assert ask(app_server, client, "text", "reuse").body == b"same connection"
     ports = {peer.wait_for_request(before + n).client_port for n in (1, 2, 3)}
     assert len(ports) == 1, f"one connection per answer: ports {ports}"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_stream_the_caller_began_to_read_streams_the_rest(
+    app_server: LiveServer, client: str
+) -> None:
+    response = httpx.post(f"{app_server.url}/gemini-peeked/{client}", json={"script": "weather"})
+    # The first chunk (a thought) went to the caller; the rest is the answer.
+    assert response.text == "The weather in Oslo"
 
 
 @pytest.mark.parametrize(

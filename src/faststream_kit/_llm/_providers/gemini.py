@@ -270,10 +270,9 @@ def _usage(metadata: dict[str, Any] | None) -> dict[str, int] | None:
 
 def _wire_json(response: Any) -> dict[str, Any]:
     """A ``GenerateContentResponse`` model back in the API's JSON shape (camelCase)."""
-    dump = getattr(response, "model_dump", None)
-    if dump is None:
+    if type(response).__name__ != "GenerateContentResponse":  # another google-genai stream
         raise TypeError(f"llm_stream cannot read a {type(response).__name__}: expected {ITEMS}")
-    result: dict[str, Any] = dump(mode="json", by_alias=True, exclude_none=True)
+    result: dict[str, Any] = response.model_dump(mode="json", by_alias=True, exclude_none=True)
     return result
 
 
