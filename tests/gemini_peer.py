@@ -128,6 +128,10 @@ class Script:
 
     ``http_status`` (>= 400) answers with that status, ``http_headers`` and Google's error body
     (``error_body`` replaces it); the 429 body carries ``retry_delay`` as its ``RetryInfo``.
+
+    ``continue_after_tokens=n`` answers in two requests, as a long generation does: the first
+    stream ends after ``n`` tokens with ``finishReason: "CONTINUATION"`` and a
+    ``continuationToken``; a request carrying that token gets the rest.
     """
 
     tokens: list[str] = field(default_factory=lambda: ["Hello", ",", " world", "!"])
@@ -148,6 +152,7 @@ class Script:
     http_headers: dict[str, str] = field(default_factory=dict)
     error_body: dict[str, Any] | None = None
     retry_delay: str = "17s"
+    continue_after_tokens: int | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -234,6 +239,8 @@ class _HideScriptedDrops(logging.Filter):
 
 
 # --------------------------------------------------------------------------- wire
+
+_CONTINUATION_TOKEN = "Y29udGludWUtaGVyZQ=="  # base64 bytes, as the API sends them
 
 
 def _frame(data: Any) -> bytes:
@@ -328,6 +335,8 @@ class _Body:
         self.ending = False  # the final body message is on its way; not a disconnect
         self._frames = 0
         self.response_id = uuid.uuid4().hex[:22]
+        self.finish_reason = script.finish_reason
+        self.continuation_token: str | None = None
 
     async def start(self, status: int, headers: dict[str, str]) -> None:
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
@@ -362,7 +371,9 @@ class _Body:
         if parts is not None:
             candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
             if final:
-                candidate["finishReason"] = self.script.finish_reason
+                candidate["finishReason"] = self.finish_reason
+                if self.continuation_token is not None:
+                    candidate["continuationToken"] = self.continuation_token
             candidate["index"] = 0
             frame["candidates"] = [candidate]
         usage = _usage_metadata(self.script, final)
@@ -382,12 +393,22 @@ async def _stream(body: _Body) -> Outcome:
         await body.end(_frame(frame))
         return "completed"
 
+    tokens = script.tokens
+    split = script.continue_after_tokens
+    if split is not None:
+        request = body.record.body
+        if request.get("continuationToken") == _CONTINUATION_TOKEN:
+            tokens = tokens[split:]
+        else:
+            tokens = tokens[:split]
+            body.finish_reason = "CONTINUATION"
+            body.continuation_token = _CONTINUATION_TOKEN
     # Every frame but the last goes out as soon as the next one is known, so the last one can
     # carry the finish reason and the final usage, as Gemini's do.
     frames: list[tuple[list[dict[str, Any]], bool]] = [
         ([{"text": thought, "thought": True}], False) for thought in script.thoughts
     ]
-    for done, token in enumerate(script.tokens):
+    for done, token in enumerate(tokens):
         if body.failure_due(done):
             break
         frames.append(([{"text": token}], True))
@@ -395,9 +416,7 @@ async def _stream(body: _Body) -> Outcome:
         {"functionCall": {**({"id": c.id} if c.id else {}), "name": c.name, "args": c.args}}
         for c in script.function_calls
     ]
-    failing = script.fail_after_tokens is not None and script.fail_after_tokens <= len(
-        script.tokens
-    )
+    failing = script.fail_after_tokens is not None and script.fail_after_tokens <= len(tokens)
     if calls and not failing:
         frames.append((calls, False))
     if not frames and not failing:

@@ -149,6 +149,10 @@ def peer() -> Iterator[ScriptedGemini]:
             Script(tokens=["first", " second", " third"], delay_seconds=0.6),
         )
         scripted.script("reuse", Script(tokens=["same", " connection"]))
+        scripted.script(
+            "long",
+            Script(tokens=["one", " two", " three", " four"], continue_after_tokens=2),
+        )
         scripted.script("firehose", Script(tokens=["x" * 32768] * 1000))
         for reason in ("MAX_TOKENS", "SAFETY", "RECITATION", "MALFORMED_FUNCTION_CALL"):
             scripted.script(reason, Script(tokens=["cut"], finish_reason=reason))
@@ -335,6 +339,21 @@ def test_a_stream_the_caller_began_to_read_streams_the_rest(
     response = httpx.post(f"{app_server.url}/gemini-peeked/{client}", json={"script": "weather"})
     # The first chunk (a thought) went to the caller; the rest is the answer.
     assert response.text == "The weather in Oslo"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_continued_generation_streams_both_requests_as_one_answer(
+    app_server: LiveServer, peer: ScriptedGemini, reports: Reports, request_id: str, client: str
+) -> None:
+    # The SDK asks again with the continuationToken the first stream ended with: the chunk
+    # that carries it must reach the SDK, not only llm_stream.
+    before = len(peer.requests)
+    recording = ask(app_server, client, "ndjson", "long", request_id)
+    answer = decode("ndjson", recording.body)
+    assert answer["text"] == "one two three four"
+    assert answer["finish"] == "stop"
+    assert len(peer.requests) == before + 2
+    assert only_completion(reports, request_id).finish_reason == "stop"
 
 
 @pytest.mark.parametrize(
