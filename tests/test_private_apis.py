@@ -16,6 +16,8 @@ import json
 import logging
 import platform
 import socket
+import subprocess
+import sys
 import types
 import typing
 from collections.abc import AsyncIterator, Iterator
@@ -528,4 +530,26 @@ def test_llm_stream_reads_a_real_gemini_stream_through_the_fast_path(
     assert models == ["GenerateContentResponse"], gemini_changed(
         "the generate_content_stream generator chain",
         f"{len(models)} of {len(GEMINI_TOKENS)} chunks were read through the SDK's models",
+    )
+
+
+def test_opentelemetrys_unconfigured_providers_have_the_names_we_check() -> None:
+    """docs/design.md, "Private APIs we rely on": until an app sets a provider, the API's
+    defaults are these classes, and a stream records nothing; once one is set, it records."""
+    script = """
+from opentelemetry import metrics, trace
+from faststream_kit._otel import _Instruments
+instruments = _Instruments()
+assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
+assert type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+assert not instruments.configured()
+from opentelemetry.sdk.trace import TracerProvider
+trace.set_tracer_provider(TracerProvider())
+assert instruments.configured()
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", (
+        "OpenTelemetry's default providers changed names: see docs/design.md, 'Private APIs "
+        f"we rely on'\n{result.stderr}"
     )
