@@ -429,7 +429,10 @@ def test_a_client_that_stops_reading_closes_the_gemini_stream_after_send_timeout
         )
         assert frozen.recv(1024).startswith(b"HTTP/1.1 200")
         record = peer.wait_for_request(before + 1)
-        assert record.wait_disconnected(5), "the Gemini stream stayed open for a frozen client"
+        # Generous: without the fix it is never closed (the GC is off), so a slow, loaded
+        # machine is no reason to fail.
+        closed = record.wait_disconnected(10)
+        assert closed, f"the Gemini stream stayed open for a frozen client: {record}"
     assert record.tokens_sent < 1000
     assert only_completion(reports, request_id).disconnected
 
