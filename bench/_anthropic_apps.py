@@ -1,8 +1,9 @@
-"""The ASGI app ``bench/llm.py --provider anthropic`` serves (one module, for the subprocess).
+"""The ASGI app ``bench/llm.py`` serves for the Anthropic rows (one module, for the subprocess).
 
-Every route asks the same ``AsyncAnthropic`` client (one per process, ``max_retries=0``, pointed
-at ``$FSK_BENCH_UPSTREAM``, the ``bench/_anthropic_upstream.py`` server) for the same streamed
-message of ``tokens`` tokens, and differs only in what turns the SDK stream into a response:
+Every route asks the same ``AsyncAnthropic`` client (one per process, ``max_retries=0``,
+pointed at ``$FSK_BENCH_ANTHROPIC_UPSTREAM``, the ``bench/_anthropic_upstream.py`` server) for
+the same streamed message of ``tokens`` tokens, and differs only in what turns the SDK stream
+into a response:
 
 ========================  ==========================================================================
 ``/llm/ours_<format>``    ``llm_stream(client.messages.create(..., stream=True), format=<format>)``
@@ -43,7 +44,7 @@ MAX_TOKENS = 100_000
 FORMATS = ("text", "sse", "ndjson", "openai", "ui")
 
 client = AsyncAnthropic(
-    base_url=os.environ.get("FSK_BENCH_UPSTREAM", "http://127.0.0.1:8001"),
+    base_url=os.environ.get("FSK_BENCH_ANTHROPIC_UPSTREAM", "http://127.0.0.1:8001"),
     api_key="sk-ant-bench",
     max_retries=0,
 )

@@ -4,7 +4,7 @@
     python bench/llm.py --quick     # 2 rounds, under 40 s
     python bench/llm.py --diagnose  # also llm_stream with idle_timeout/send_timeout None
     python bench/llm.py --profile   # then cProfile each route inside the app process
-    python bench/llm.py --provider anthropic  # Anthropic's rows: every format beside its loop
+    python bench/llm.py --provider anthropic  # only Anthropic's rows (also: openai, gemini)
 
 Three kinds of process, as in ``bench/core.py``: the upstream (``bench/_openai_upstream.py``, a
 raw ASGI app in its own uvicorn, streaming 5,000 pre-encoded ``chat.completion.chunk`` events
@@ -44,6 +44,7 @@ from typing import Any
 from _openai_upstream import tokens, usage
 from core import ROOT, Server, environment, fetch, server_flavour
 from faststream_kit._llm._events import Finish, TextDelta
+from faststream_kit._llm._formats import FORMATS
 from faststream_kit._llm._formats.sse import SSEEncoder
 
 RESULTS = ROOT / "bench" / "results" / "llm.json"
@@ -239,10 +240,15 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def profile_routes(
-    app: AppServer, upstream: AppServer, names: list[str], count: int, directory: Path
+    app: AppServer,
+    upstream: AppServer,
+    names: list[str],
+    count: int,
+    directory: Path,
+    sizes_for: Callable[[int], dict[str, int]] = expected_bytes,
 ) -> dict[str, Any]:
     """cProfile ``PROFILE_REQUESTS`` requests of each route inside the app process."""
-    sizes = expected_bytes(count)
+    sizes = sizes_for(count)
     report: dict[str, Any] = {}
     for name in names:
         path = directory / f"{name}.pstats"
@@ -312,108 +318,144 @@ def print_profile(report: dict[str, Any]) -> None:
             )
 
 
-# --- other providers: one ProviderBench each -------------------------------------------------
+# --- the Gemini row: google-genai's client.aio.models.generate_content_stream -----------------
+
+GEMINI_FORMATS = ("text", "sse", "ndjson", "openai", "ui")
+GEMINI_IMPLEMENTATIONS = {
+    **{
+        f"ours_{fmt}": f'llm_stream(generate_content_stream(...), format="{fmt}")'
+        for fmt in GEMINI_FORMATS
+    },
+    "hand_text": "StreamingResponse of chunk.text (text/plain)",
+    "hand_sse": "StreamingResponse of f\"data: {json.dumps({'text': chunk.text})}\\n\\n\"",
+    "sdk_only": "iterate the SDK stream, send only the count (any loop's floor)",
+}
+GEMINI_RATIOS = (
+    *(Ratio(f"ours {fmt} / hand text", f"ours_{fmt}", "hand_text", 1.0) for fmt in GEMINI_FORMATS),
+    Ratio("ours sse / hand sse", "ours_sse", "hand_sse", 1.0),
+)
+"""Every format against the cheapest hand-written loop (issue 15, "Must show 4": <= 1.0x)."""
 
 
-@dataclass(frozen=True)
-class ProviderBench:
-    """A provider's rows: its upstream and app modules (``bench/``), routes, ratios, sizes.
+def gemini_expected_bytes(count: int) -> dict[str, int]:
+    """Each Gemini route's exact body size for ``count`` tokens, from our own encoders."""
+    pieces = [token for token in tokens(count) if token]
+    sizes = {"hand_text": sum(len(token.encode()) for token in pieces)}
+    sizes["hand_sse"] = sum(
+        len(f"data: {json.dumps({'text': token})}\n\n".encode()) for token in pieces
+    )
+    sizes["sdk_only"] = len(str(len(pieces)))
+    for fmt in GEMINI_FORMATS:
+        encoder = FORMATS[fmt].make_encoder(None)
+        size = len(encoder.preamble())
+        size += sum(len(encoder.encode(TextDelta(token))) for token in pieces)
+        size += len(encoder.encode(Finish("stop", usage(count))))
+        sizes[f"ours_{fmt}"] = size
+    return sizes
 
-    The app serves ``/llm/<name>`` for every name in ``implementations`` (one of them
-    ``sdk_only``, the floor) and ``/cpu``; ``expected_bytes(count)`` is each route's exact
-    body size for ``count`` tokens.
-    """
 
-    sdk: str  # the distribution whose version the results record
-    upstream_app: str
-    upstream_path: str  # appended to the upstream's URL for the app's SDK client
-    app: str
-    implementations: dict[str, str]
-    ratios: tuple[Ratio, ...]
-    expected_bytes: Callable[[int], dict[str, int]]
+def run_gemini(
+    args: argparse.Namespace, http: str, loop: str, env: dict[str, Any]
+) -> dict[str, Any]:
+    """The Gemini row: its own upstream and app server, the same rounds, its own ratios."""
+    env["versions"]["google-genai"] = importlib.metadata.version("google-genai")
+    implementations = dict(GEMINI_IMPLEMENTATIONS)
+    names = list(implementations)
+    rounds = args.rounds or (2 if args.quick else 12)
+    with AppServer("bench._gemini_upstream:app", http, loop) as upstream:
+        upstream_url = f"http://127.0.0.1:{upstream.port}"
+        app_env = {"FSK_BENCH_GEMINI_UPSTREAM": upstream_url}
+        with AppServer("bench._gemini_apps:app", http, loop, app_env) as app:
+            print("running gemini ", end="", flush=True)
+            deadline = time.monotonic() + BUDGET_SECONDS[args.quick]
+            runs = run_rounds(
+                app, upstream, names, args.tokens, rounds, deadline, gemini_expected_bytes
+            )
+            summary = summarize(runs, args.tokens, GEMINI_RATIOS)
+            profile = None
+            if args.profile:
+                directory = Path(tempfile.mkdtemp(prefix="llm-gemini-profile-"))
+                profile = profile_routes(
+                    app, upstream, names, args.tokens, directory, gemini_expected_bytes
+                )
+    print("\nGemini (google-genai, client.aio.models.generate_content_stream):", end="")
+    print_summary(summary)
+    if profile is not None:
+        print_profile(profile)
+    return {
+        "implementations": implementations,
+        "summary": summary,
+        "profile": profile,
+        "runs": runs,
+    }
 
 
-def anthropic_bench() -> ProviderBench:
-    """``llm_stream`` over an ``AsyncAnthropic`` stream in every format, each beside the loop
-    people write over the same stream, producing that format's frame for each token."""
-    from _anthropic_apps import FORMATS, HAND_FRAMES
-    from faststream_kit._llm._formats import FORMATS as ENCODERS
+# --- the Anthropic rows: anthropic's AsyncAnthropic().messages.create(..., stream=True) --------
+
+
+def anthropic_rows() -> tuple[dict[str, str], tuple[Ratio, ...], Callable[[int], dict[str, int]]]:
+    """Every format beside the loop people write over the same ``AsyncAnthropic`` stream,
+    yielding that format's frame for each token (``bench/_anthropic_apps.py``)."""
+    from _anthropic_apps import FORMATS as FORMAT_NAMES
+    from _anthropic_apps import HAND_FRAMES
+
+    implementations = {
+        **{f"ours_{fmt}": f'llm_stream(create(...), format="{fmt}")' for fmt in FORMAT_NAMES},
+        **{
+            f"hand_{fmt}": f"async for event in stream: yield the {fmt} frame of each text delta"
+            for fmt in FORMAT_NAMES
+        },
+        "sdk_only": "iterate the SDK stream, send only the count (any loop's floor)",
+    }
+    ratios = tuple(
+        Ratio(f"ours {fmt} / hand {fmt}", f"ours_{fmt}", f"hand_{fmt}", 1.0) for fmt in FORMAT_NAMES
+    )
 
     def expected(count: int) -> dict[str, int]:
         pieces = [token for token in tokens(count) if token]
         sizes = {"sdk_only": len(str(len(pieces)))}
-        for fmt in FORMATS:
-            encoder = ENCODERS[fmt].make_encoder(None)
-            ours = len(encoder.preamble()) + sum(len(encoder.encode(TextDelta(t))) for t in pieces)
-            sizes[f"ours_{fmt}"] = ours + len(encoder.encode(Finish("stop", usage(count))))
+        for fmt in FORMAT_NAMES:
+            encoder = FORMATS[fmt].make_encoder(None)
+            size = len(encoder.preamble())
+            size += sum(len(encoder.encode(TextDelta(token))) for token in pieces)
+            sizes[f"ours_{fmt}"] = size + len(encoder.encode(Finish("stop", usage(count))))
             _media_type, frame, end = HAND_FRAMES[fmt]
             sizes[f"hand_{fmt}"] = sum(len(frame(t).encode()) for t in pieces) + len(end.encode())
         return sizes
 
-    implementations = {f"ours_{fmt}": f'llm_stream(create(...), format="{fmt}")' for fmt in FORMATS}
-    implementations |= {
-        f"hand_{fmt}": f"async for event in stream: yield the {fmt} frame of each text delta"
-        for fmt in FORMATS
-    }
-    implementations["sdk_only"] = "iterate the SDK stream, send only the count (any loop's floor)"
-    return ProviderBench(
-        sdk="anthropic",
-        upstream_app="bench._anthropic_upstream:app",
-        upstream_path="",
-        app="bench._anthropic_apps:app",
-        implementations=implementations,
-        ratios=tuple(
-            Ratio(f"ours {fmt} / hand {fmt}", f"ours_{fmt}", f"hand_{fmt}", 1.0) for fmt in FORMATS
-        ),
-        expected_bytes=expected,
-    )
+    return implementations, ratios, expected
 
 
-PROVIDER_BENCHES: dict[str, Callable[[], ProviderBench]] = {"anthropic": anthropic_bench}
-"""``--provider NAME``: the rows of a provider other than OpenAI (whose rows ``main`` runs)."""
-
-
-def provider_main(args: argparse.Namespace, rounds: int) -> int:
-    """Run one ``PROVIDER_BENCHES`` entry, as ``main`` runs OpenAI's rows."""
-    bench = PROVIDER_BENCHES[args.provider]()
-    http, loop = server_flavour(args.http, args.loop)
-    env = environment(http, loop, "python")
-    env["versions"][bench.sdk] = importlib.metadata.version(bench.sdk)
-    print(f"{args.provider}: servers {env['server']}; client: {env['client']}")
-    print(
-        f"cpus: {env['cpus']}, load average: {' '.join(f'{x:.2f}' for x in env['loadavg_before'])}"
-    )
-    started = time.monotonic()
-    names = list(bench.implementations)
-    with AppServer(bench.upstream_app, http, loop) as upstream:
-        upstream_url = f"http://127.0.0.1:{upstream.port}{bench.upstream_path}"
-        with AppServer(bench.app, http, loop, {"FSK_BENCH_UPSTREAM": upstream_url}) as app:
-            print("running ", end="", flush=True)
-            deadline = started + BUDGET_SECONDS[args.quick]
-            runs = run_rounds(
-                app, upstream, names, args.tokens, rounds, deadline, bench.expected_bytes
-            )
-    summary = summarize(runs, args.tokens, bench.ratios)
-    elapsed = time.monotonic() - started
-    env["loadavg_after"] = os.getloadavg()
+def run_anthropic(
+    args: argparse.Namespace, http: str, loop: str, env: dict[str, Any]
+) -> dict[str, Any]:
+    """The Anthropic rows: their own upstream and app server, the same rounds, their ratios."""
+    env["versions"]["anthropic"] = importlib.metadata.version("anthropic")
+    implementations, ratios, expected = anthropic_rows()
+    names = list(implementations)
+    rounds = args.rounds or (2 if args.quick else 12)
+    with AppServer("bench._anthropic_upstream:app", http, loop) as upstream:
+        upstream_url = f"http://127.0.0.1:{upstream.port}"
+        app_env = {"FSK_BENCH_ANTHROPIC_UPSTREAM": upstream_url}
+        with AppServer("bench._anthropic_apps:app", http, loop, app_env) as app:
+            print("running anthropic ", end="", flush=True)
+            deadline = time.monotonic() + BUDGET_SECONDS[args.quick]
+            runs = run_rounds(app, upstream, names, args.tokens, rounds, deadline, expected)
+            summary = summarize(runs, args.tokens, ratios)
+            profile = None
+            if args.profile:
+                directory = Path(tempfile.mkdtemp(prefix="llm-anthropic-profile-"))
+                profile = profile_routes(app, upstream, names, args.tokens, directory, expected)
+    print("\nAnthropic (anthropic, AsyncAnthropic().messages.create(..., stream=True)):", end="")
     print_summary(summary)
-    print(f"\ntotal {elapsed:.1f} s; load average after: {env['loadavg_after'][0]:.2f}")
-    output = (
-        args.output if args.output != RESULTS else RESULTS.with_name(f"llm-{args.provider}.json")
-    )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    result = {
-        "provider": args.provider,
-        "quick": args.quick,
-        "seconds": elapsed,
-        "environment": env,
-        "implementations": bench.implementations,
+    if profile is not None:
+        print_profile(profile)
+    return {
+        "implementations": implementations,
         "summary": summary,
+        "profile": profile,
         "runs": runs,
     }
-    output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    print(f"results: {output}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,15 +470,15 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="then cProfile each route in the app process"
     )
     parser.add_argument(
+        "--provider",
+        choices=("all", "openai", "anthropic", "gemini"),
+        default="all",
+        help="which provider's rows to run (default: all)",
+    )
+    parser.add_argument(
         "--diagnose",
         action="store_true",
         help="also run llm_stream with idle_timeout=None, send_timeout=None",
-    )
-    parser.add_argument(
-        "--provider",
-        choices=("openai", *PROVIDER_BENCHES),
-        default="openai",
-        help="whose SDK streams (default openai; the others write llm-<provider>.json)",
     )
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 12)
@@ -446,10 +488,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tokens must be between 1 and 100000")
     # Turn a polite kill into SystemExit, so the servers are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    if args.provider != "openai":
-        if args.profile or args.diagnose:
-            parser.error("--profile and --diagnose are for --provider openai")
-        return provider_main(args, rounds)
     implementations = dict(IMPLEMENTATIONS)
     ratios: tuple[Ratio, ...] = RATIOS
     if args.diagnose:
@@ -463,25 +501,34 @@ def main(argv: list[str] | None = None) -> int:
         f"cpus: {env['cpus']}, load average: {' '.join(f'{x:.2f}' for x in env['loadavg_before'])}"
     )
     started = time.monotonic()
-    with AppServer("bench._openai_upstream:app", http, loop) as upstream:
-        upstream_url = f"http://127.0.0.1:{upstream.port}/v1"
-        with AppServer(
-            "bench._llm_apps:app", http, loop, {"FSK_BENCH_UPSTREAM": upstream_url}
-        ) as app:
-            print("running ", end="", flush=True)
-            deadline = started + BUDGET_SECONDS[args.quick]
-            runs = run_rounds(app, upstream, list(implementations), args.tokens, rounds, deadline)
-            summary = summarize(runs, args.tokens, ratios)
-            profile = None
-            if args.profile:
-                directory = Path(tempfile.mkdtemp(prefix="llm-profile-"))
+    runs: dict[str, list[dict[str, float]]] = {}
+    summary: dict[str, Any] | None = None
+    profile = None
+    if args.provider in ("all", "openai"):
+        with AppServer("bench._openai_upstream:app", http, loop) as upstream:
+            upstream_url = f"http://127.0.0.1:{upstream.port}/v1"
+            with AppServer(
+                "bench._llm_apps:app", http, loop, {"FSK_BENCH_UPSTREAM": upstream_url}
+            ) as app:
+                print("running ", end="", flush=True)
+                deadline = started + BUDGET_SECONDS[args.quick]
                 names = list(implementations)
-                profile = profile_routes(app, upstream, names, args.tokens, directory)
+                runs = run_rounds(app, upstream, names, args.tokens, rounds, deadline)
+                summary = summarize(runs, args.tokens, ratios)
+                if args.profile:
+                    directory = Path(tempfile.mkdtemp(prefix="llm-profile-"))
+                    profile = profile_routes(app, upstream, names, args.tokens, directory)
+        print_summary(summary)
+        if profile is not None:
+            print_profile(profile)
+    anthropic = None
+    if args.provider in ("all", "anthropic"):
+        anthropic = run_anthropic(args, http, loop, env)
+    gemini = None
+    if args.provider in ("all", "gemini"):
+        gemini = run_gemini(args, http, loop, env)
     elapsed = time.monotonic() - started
     env["loadavg_after"] = os.getloadavg()
-    print_summary(summary)
-    if profile is not None:
-        print_profile(profile)
     print(f"\ntotal {elapsed:.1f} s; load average after: {env['loadavg_after'][0]:.2f}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     result = {
@@ -492,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "profile": profile,
         "runs": runs,
+        "anthropic": anthropic,
+        "gemini": gemini,
     }
     args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(f"results: {args.output}")
