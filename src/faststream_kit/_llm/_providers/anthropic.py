@@ -1,7 +1,7 @@
 """Anthropic Messages streams: ``messages.create(..., stream=True)`` and ``messages.stream()``.
 
-What ``llm_stream`` accepts from the ``anthropic`` SDK (and from its Bedrock, Vertex and
-Foundry clients, which stream the same events), sync or async:
+What ``llm_stream`` accepts from the ``anthropic`` SDK (its Bedrock, Vertex and Foundry
+clients return the same classes; only the first-party API is tested), sync or async:
 
 - the ``Stream`` / ``AsyncStream`` of raw events that ``messages.create(..., stream=True)``
   returns, or the async call itself, not awaited;
