@@ -134,7 +134,8 @@ class Script:
 
     - ``"overloaded"``: ``event: error`` with an ``overloaded_error``, then the body ends (the
       API's way of saying it is overloaded once the stream has begun);
-    - ``"api_error"``: the same with an ``api_error`` (``error_message``);
+    - ``"api_error"``: the same with an ``error_type`` error (``api_error`` unless set) and
+      ``error_message``;
     - ``"drop"``: the connection closes mid-body (no final chunk of the chunked encoding);
     - ``"stall"``: nothing more for ``stall_seconds`` (or until the client leaves), then a drop;
     - ``"bad_json"``: a ``content_block_delta`` whose data is not JSON, then the body ends;
@@ -159,6 +160,7 @@ class Script:
     ping_every_tokens: int = 0
     fail_after_tokens: int | None = None
     failure: Failure = "overloaded"
+    error_type: str = "api_error"
     error_message: str = "Internal server error"
     stall_seconds: float = 30.0
     http_status: int | None = None
@@ -426,7 +428,7 @@ async def _fail(body: _Body, index: int) -> Outcome:
     if script.failure == "overloaded":
         error = _error_object("overloaded_error", "Overloaded")
     else:
-        error = _error_object("api_error", script.error_message)
+        error = _error_object(script.error_type, script.error_message)
     await body.end(_event("error", error=error["error"]))
     return "failed"
 

@@ -221,6 +221,10 @@ def peer() -> Iterator[ScriptedAnthropic]:
         scripted.script("bad-key", Script(http_status=401))
         scripted.script("overloaded-529", Script(http_status=529))
         scripted.script("overloaded-at-once", Script(fail_after_tokens=0, failure="overloaded"))
+        scripted.script(
+            "rate-limited-at-once",
+            Script(fail_after_tokens=0, failure="api_error", error_type="rate_limit_error"),
+        )
         for failure in FAILURES:
             scripted.script(
                 failure,
@@ -515,6 +519,16 @@ def test_provider_overload_before_the_first_token_is_503(
     response = post(app_server, f"{source}/ndjson", script)
     assert response.status_code == 503
     assert response.json()["error"]["type"] == "unavailable"
+
+
+@pytest.mark.parametrize("source", ["create", "sync-manager"])
+def test_a_rate_limit_error_event_before_the_first_token_is_429(
+    app_server: LiveServer, source: str
+) -> None:
+    response = post(app_server, f"{source}/sse", "rate-limited-at-once")
+    assert response.status_code == 429
+    assert response.json()["error"]["type"] == "rate_limited"
+    assert "retry-after" not in response.headers  # the event carries none to keep
 
 
 # --- errors after it ---------------------------------------------------------------------------
