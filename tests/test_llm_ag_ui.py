@@ -78,6 +78,7 @@ def peer() -> Iterator[ScriptedOpenAI]:
             Script(tokens=["one", " two", " three"], fail_after_tokens=2, failure="stall"),
         )
         scripted.script("rate-limited", Script(http_status=429, http_headers={"Retry-After": "7"}))
+        scripted.script("rate-limited-late", Script(http_status=429, headers_delay_seconds=0.3))
         yield scripted
 
 
@@ -238,6 +239,15 @@ def test_ag_ui_error_before_the_first_token_is_an_http_status(
     assert error["status"] == 429
     assert error["payload"]["error"]["type"] == "rate_limited"
     assert report["events"] == []
+
+
+def test_ag_ui_error_after_a_keepalive_is_a_lone_run_error(node: str, server: LiveServer) -> None:
+    # The keepalive sent the headers before the model refused: too late for a status.
+    report = run_agent(node, server.url + "/agent/rate-limited-late?keepalive=0.05")
+
+    assert report["errors"] == []
+    assert types(report) == ["RUN_ERROR"]
+    assert report["runError"]["code"] == "rate_limited"
 
 
 def test_ag_ui_stream_headers_and_keepalive(server: LiveServer) -> None:
