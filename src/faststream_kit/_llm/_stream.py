@@ -1,4 +1,4 @@
-"""``llm_stream``: OpenAI (and compatible) token streams in five wire formats.
+"""``llm_stream``: OpenAI (and compatible) token streams in six wire formats.
 
 The SDK objects are duck-typed (openai 3.x runs on ``httpx2``, other providers mimic the
 shapes): a chat completion chunk has ``choices[].delta``; a Responses API event has a
