@@ -87,6 +87,32 @@ window.chatWithUi = async (script) => {
   return { finished, status: chat.status, error: chat.error?.message ?? null };
 };
 
+// The user presses "stop" as soon as the first words are on the page.
+window.stopUiAfterFirstWords = async (script) => {
+  let finished = null;
+  const chat = new Chat({
+    transport: new DefaultChatTransport({ api: "/api/chat/" + script }),
+    onFinish: ({ isAbort }) => { finished = { isAbort }; },
+  });
+  const sent = chat.sendMessage({ text: "Say it slowly" });
+  while (!answer.textContent) await new Promise((resolve) => setTimeout(resolve, 5));
+  await chat.stop();
+  await sent;
+  return { finished, status: chat.status };
+};
+
+window.stopAgUiAfterFirstWords = async (script) => {
+  const agent = new HttpAgent({ url: "/agent/" + script, threadId: "thread-b" });
+  const run = agent.runAgent({ runId: "run-b" }, {
+    onTextMessageContentEvent: ({ textMessageBuffer, event }) =>
+      show(textMessageBuffer + event.delta),
+  });
+  while (!answer.textContent) await new Promise((resolve) => setTimeout(resolve, 5));
+  agent.abortRun();
+  await run.catch(() => {});
+  return { text: answer.textContent };
+};
+
 window.runAgUi = async (script) => {
   const agent = new HttpAgent({ url: "/agent/" + script, threadId: "thread-b" });
   let runError = null;
@@ -143,6 +169,7 @@ def peer() -> Iterator[ScriptedOpenAI]:
             "fails",
             Script(tokens=["one", " two", " three"], fail_after_tokens=2, error_code="boom"),
         )
+        scripted.script("between-tokens", Script(tokens=["first", " second"], delay_seconds=5))
         yield scripted
 
 
@@ -266,3 +293,28 @@ def test_ag_ui_agent_in_chromium_gets_run_error_mid_stream(
     assert result["runError"]["code"] == "upstream_error"
     assert result["finished"] is None
     assert result["messages"][0]["content"] == "one two"
+
+
+@pytest.mark.parametrize("front_end", ["Ui", "AgUi"])
+def test_stop_in_chromium_closes_the_model_stream_between_tokens(
+    browser: Browser, app_server: LiveServer, peer: ScriptedOpenAI, front_end: str
+) -> None:
+    # "The client ended it": useChat's stop() and HttpAgent's abortRun() abort the fetch, so
+    # nothing more can reach them; the model's stream is closed at once, not 5 s later when
+    # the model would send its next token.
+    before = len(peer.requests)
+    page = open_page(browser, app_server)
+    try:
+        result = page.evaluate(f"window.stop{front_end}AfterFirstWords('between-tokens')")
+    finally:
+        page.close()
+
+    record = peer.wait_for_request(before + 1)
+    assert record.wait_disconnected(2)
+    assert record.disconnected_at is not None
+    assert record.disconnected_at - record.token_sent_at[0] < 1.0
+    assert record.tokens_sent == 1
+    if front_end == "Ui":
+        assert result == {"finished": {"isAbort": True}, "status": "ready"}
+    else:
+        assert result == {"text": "first"}
