@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,12 +25,11 @@ from faststream_kit import StreamResponse, llm_stream
 from faststream_kit.testing import LiveServer, parse_events
 
 from .conftest import need_peer
-from .openai_peer import Script, ScriptedOpenAI, ToolCall, Usage
+from .front_end_scripts import UI_SCHEMA_DIR, run_script
+from .openai_peer import WEATHER_ARGS, Script, ScriptedOpenAI, Usage, weather_script
 
-UI_SCHEMA_DIR = Path(__file__).parent / "ui_schema"
 API_KEY = "sk-test-never-echo-me-0123456789"
 MESSAGES = [{"role": "user", "content": "hi"}]
-WEATHER_ARGS = json.dumps({"city": "Oslo", "unit": "celsius"})
 USAGE = [{"inputTokens": 12, "outputTokens": 9, "totalTokens": 21, "model": "gpt-test"}]
 
 
@@ -51,15 +48,7 @@ def node() -> str:
 @pytest.fixture(scope="module")
 def peer() -> Iterator[ScriptedOpenAI]:
     with ScriptedOpenAI() as scripted:
-        scripted.script(
-            "weather",
-            Script(
-                tokens=["The", " weather", " in", " Oslo"],
-                delay_seconds=0.08,
-                tool_calls=[ToolCall("call_w1", "get_weather", WEATHER_ARGS, chunks=3)],
-                usage=Usage(prompt_tokens=12, completion_tokens=9),
-            ),
-        )
+        scripted.script("weather", weather_script())
         scripted.script("slow", Script(tokens=["a", "b", "c", "d"], delay_seconds=0.3))
         scripted.script(
             "thinking",
@@ -87,7 +76,9 @@ def make_app(peer: ScriptedOpenAI) -> FastAPI:
     client = AsyncOpenAI(base_url=peer.base_url, api_key=API_KEY, max_retries=0)
 
     @app.post("/agent/{script}")
-    async def agent(script: str, run: dict[str, Any], keepalive: float = 15.0) -> StreamResponse:
+    async def agent(
+        script: str, run: dict[str, Any], keepalive: float = 15.0, idle_timeout: float = 10.0
+    ) -> StreamResponse:
         # ``run`` is the client's RunAgentInput: the run's ids are the client's.
         return llm_stream(
             client.chat.completions.create(
@@ -97,7 +88,7 @@ def make_app(peer: ScriptedOpenAI) -> FastAPI:
             thread_id=run["threadId"],
             run_id=run["runId"],
             model="gpt-test",
-            idle_timeout=0.5,
+            idle_timeout=idle_timeout,
             keepalive=keepalive,
         )
 
@@ -113,18 +104,7 @@ def server(peer: ScriptedOpenAI) -> Iterator[LiveServer]:
 def run_agent(node: str, url: str, *, body: str | None = None) -> dict[str, Any]:
     """What ``HttpAgent`` made of ``url`` (or of a recorded ``body``): ``{ok, errors, events,
     raw, messages, runError, ...}``; thread ``thread-test``, run ``run-test``."""
-    result = subprocess.run(
-        [node, str(UI_SCHEMA_DIR / "validate_ag_ui.mjs"), "-" if body is not None else url],
-        input=body,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode in (0, 1), result.stdout + result.stderr
-    report: dict[str, Any] = json.loads(result.stdout)
-    assert (result.returncode == 0) == report["ok"]
-    return report
+    return run_script(node, "validate_ag_ui.mjs", "-" if body is not None else url, body=body)
 
 
 def types(report: dict[str, Any]) -> list[str]:
@@ -223,7 +203,7 @@ def test_ag_ui_mid_stream_error_ends_the_run_with_run_error(node: str, server: L
 def test_ag_ui_model_silent_for_idle_timeout_is_a_timeout_run_error(
     node: str, server: LiveServer
 ) -> None:
-    report = run_agent(node, server.url + "/agent/stalls")
+    report = run_agent(node, server.url + "/agent/stalls?idle_timeout=1.5")
 
     assert report["errors"] == []
     assert report["runError"]["code"] == "timeout"

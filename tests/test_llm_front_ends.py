@@ -15,7 +15,6 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from itertools import pairwise
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -28,12 +27,12 @@ from faststream_kit import StreamResponse, llm_stream
 from faststream_kit.testing import LiveServer
 
 from .conftest import need_peer
+from .front_end_scripts import UI_SCHEMA_DIR
 from .openai_peer import Script, ScriptedOpenAI, Usage
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-UI_SCHEMA_DIR = Path(__file__).parent / "ui_schema"
 TOKENS = ["Streams", " reach", " the", " page", " token", " by", " token."]
 TOKEN_SECONDS = 0.15
 USAGE = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}

@@ -15,11 +15,8 @@ The node dependencies are pinned in ``tests/ui_schema/package-lock.json``; insta
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,9 +30,9 @@ from faststream_kit import StreamError, StreamResponse, llm_stream
 from faststream_kit.testing import LiveServer, record_chunks
 
 from .conftest import need_peer
-from .openai_peer import Script, ScriptedOpenAI, ToolCall, Usage
+from .front_end_scripts import UI_SCHEMA_DIR, run_script
+from .openai_peer import Script, ScriptedOpenAI, Usage, weather_script
 
-UI_SCHEMA_DIR = Path(__file__).parent / "ui_schema"
 USAGE = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
 
 
@@ -142,18 +139,7 @@ def fetch(server: LiveServer, path: str) -> httpx.Response:
 
 def validate_with_ai_sdk(node: str, body: str) -> dict[str, Any]:
     """What the AI SDK makes of ``body``: ``{ok, errors, message, parts, streamErrors, ...}``."""
-    result = subprocess.run(
-        [node, str(UI_SCHEMA_DIR / "validate.mjs")],
-        input=body,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode in (0, 1), result.stdout + result.stderr
-    report: dict[str, Any] = json.loads(result.stdout)
-    assert (result.returncode == 0) == report["ok"]
-    return report
+    return run_script(node, "validate.mjs", body=body)
 
 
 def test_ui_stream_has_the_protocol_header(server: LiveServer) -> None:
@@ -247,22 +233,13 @@ def test_validator_rejects_a_part_with_a_key_the_sdk_does_not_know(
 # --- the real openai SDK, through the scripted OpenAI server ----------------------------------
 
 API_KEY = "sk-test-never-echo-me-0123456789"
-WEATHER_ARGS = json.dumps({"city": "Oslo", "unit": "celsius"})
 SDK_USAGE = {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
 
 
 @pytest.fixture(scope="module")
 def peer() -> Iterator[ScriptedOpenAI]:
     with ScriptedOpenAI() as scripted:
-        scripted.script(
-            "weather",
-            Script(
-                tokens=["The", " weather", " in", " Oslo"],
-                delay_seconds=0.08,
-                tool_calls=[ToolCall("call_w1", "get_weather", WEATHER_ARGS, chunks=3)],
-                usage=Usage(prompt_tokens=12, completion_tokens=9),
-            ),
-        )
+        scripted.script("weather", weather_script())
         scripted.script(
             "thinking",
             Script(
@@ -289,7 +266,7 @@ def sdk_server(peer: ScriptedOpenAI) -> Iterator[LiveServer]:
     client = AsyncOpenAI(base_url=peer.base_url, api_key=API_KEY, max_retries=0)
 
     @app.get("/chat/{script}")
-    async def chat(script: str) -> StreamResponse:
+    async def chat(script: str, idle_timeout: float = 10.0) -> StreamResponse:
         return llm_stream(
             client.chat.completions.create(
                 model=script,
@@ -298,7 +275,7 @@ def sdk_server(peer: ScriptedOpenAI) -> Iterator[LiveServer]:
                 stream_options={"include_usage": True},
             ),
             format="ui",
-            idle_timeout=0.5,
+            idle_timeout=idle_timeout,
         )
 
     with LiveServer(app) as live:
@@ -391,13 +368,13 @@ def test_ui_sdk_mid_stream_error_validates(node: str, sdk_server: LiveServer) ->
 def test_ui_model_silent_for_idle_timeout_ends_with_error_then_abort(
     node: str, sdk_server: LiveServer
 ) -> None:
-    response = fetch(sdk_server, "/chat/stalls")
+    response = fetch(sdk_server, "/chat/stalls?idle_timeout=1.5")
     assert response.status_code == 200
 
     report = validate_with_ai_sdk(node, response.text)
 
     assert report["errors"] == []
-    reason = "the stream produced nothing for 0.5 s"
+    reason = "the stream produced nothing for 1.5 s"
     assert report["parts"][-3:] == [
         {"type": "text-end", "id": "text-1"},
         {"type": "error", "errorText": reason},
