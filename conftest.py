@@ -10,6 +10,7 @@ names from the rendered page.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 
 import pytest
 from tests.conftest import need_peer
@@ -22,3 +23,22 @@ def needs_redis_server() -> str:
     need_peer(path is not None, "redis-server not found: apt-get install redis-server")
     assert path is not None
     return path
+
+
+@pytest.fixture
+def scripted_gemini(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """The scripted Gemini API (``tests/gemini_peer.py``) as the SDK's default endpoint:
+    ``genai.Client()`` reads ``GEMINI_API_KEY`` and ``GOOGLE_GEMINI_BASE_URL``."""
+    from tests.gemini_peer import Script, ScriptedGemini, Usage
+
+    script = Script(
+        thoughts=["Rayleigh", " scattering"],
+        tokens=["Short", " wavelengths", " scatter", " more."],
+        usage=Usage(prompt_tokens=6, candidates_tokens=4, thoughts_tokens=2),
+        delay_seconds=0.02,
+    )
+    with ScriptedGemini(script) as server:
+        monkeypatch.setenv("GEMINI_API_KEY", "docs-example-key")
+        monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
+        yield server

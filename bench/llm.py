@@ -36,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from _llm_apps import (
 from _openai_upstream import tokens, usage
 from core import ROOT, Server, environment, fetch, server_flavour
 from faststream_kit._llm._events import Finish, TextDelta
+from faststream_kit._llm._formats import FORMATS
 from faststream_kit._llm._formats.ag_ui import AGUIEncoder
 from faststream_kit._llm._formats.sse import SSEEncoder
 from faststream_kit._llm._formats.ui import UIEncoder
@@ -175,14 +177,15 @@ def run_rounds(
     count: int,
     rounds: int,
     deadline: float,
+    sizes_for: Callable[[int], dict[str, int]] = expected_bytes,
 ) -> dict[str, list[dict[str, float]]]:
     """Warm up, then ``rounds`` rounds, fewer if the next one would end past ``deadline``."""
     warm_count = max(1, count // 8)
-    warm_sizes = expected_bytes(warm_count)
+    warm_sizes = sizes_for(warm_count)
     for _repeat in range(2):  # imports, pydantic caches, the upstream connection: uncounted
         for name in names:
             measure(app, upstream, name, warm_count, warm_sizes[name])
-    sizes = expected_bytes(count)
+    sizes = sizes_for(count)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for round_index in range(rounds):
         round_started = time.monotonic()
@@ -270,10 +273,15 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def profile_routes(
-    app: AppServer, upstream: AppServer, names: list[str], count: int, directory: Path
+    app: AppServer,
+    upstream: AppServer,
+    names: list[str],
+    count: int,
+    directory: Path,
+    sizes_for: Callable[[int], dict[str, int]] = expected_bytes,
 ) -> dict[str, Any]:
     """cProfile ``PROFILE_REQUESTS`` requests of each route inside the app process."""
-    sizes = expected_bytes(count)
+    sizes = sizes_for(count)
     report: dict[str, Any] = {}
     for name in names:
         path = directory / f"{name}.pstats"
@@ -343,6 +351,78 @@ def print_profile(report: dict[str, Any]) -> None:
             )
 
 
+# --- the Gemini row: google-genai's client.aio.models.generate_content_stream -----------------
+
+GEMINI_FORMATS = ("text", "sse", "ndjson", "openai", "ui", "ag-ui")
+GEMINI_IMPLEMENTATIONS = {
+    **{
+        f"ours_{fmt}": f'llm_stream(generate_content_stream(...), format="{fmt}")'
+        for fmt in GEMINI_FORMATS
+    },
+    "hand_text": "StreamingResponse of chunk.text (text/plain)",
+    "hand_sse": "StreamingResponse of f\"data: {json.dumps({'text': chunk.text})}\\n\\n\"",
+    "sdk_only": "iterate the SDK stream, send only the count (any loop's floor)",
+}
+GEMINI_RATIOS = (
+    *(Ratio(f"ours {fmt} / hand text", f"ours_{fmt}", "hand_text", 1.0) for fmt in GEMINI_FORMATS),
+    Ratio("ours sse / hand sse", "ours_sse", "hand_sse", 1.0),
+)
+"""Every format against the cheapest hand-written loop (issue 15, "Must show 4": <= 1.0x)."""
+
+
+def gemini_expected_bytes(count: int) -> dict[str, int]:
+    """Each Gemini route's exact body size for ``count`` tokens, from our own encoders."""
+    pieces = [token for token in tokens(count) if token]
+    sizes = {"hand_text": sum(len(token.encode()) for token in pieces)}
+    sizes["hand_sse"] = sum(
+        len(f"data: {json.dumps({'text': token})}\n\n".encode()) for token in pieces
+    )
+    sizes["sdk_only"] = len(str(len(pieces)))
+    for fmt in GEMINI_FORMATS:
+        encoder = FORMATS[fmt].make_encoder(None)
+        size = len(encoder.preamble())
+        size += sum(len(encoder.encode(TextDelta(token))) for token in pieces)
+        size += len(encoder.encode(Finish("stop", usage(count))))
+        sizes[f"ours_{fmt}"] = size
+    return sizes
+
+
+def run_gemini(
+    args: argparse.Namespace, http: str, loop: str, env: dict[str, Any]
+) -> dict[str, Any]:
+    """The Gemini row: its own upstream and app server, the same rounds, its own ratios."""
+    env["versions"]["google-genai"] = importlib.metadata.version("google-genai")
+    implementations = dict(GEMINI_IMPLEMENTATIONS)
+    names = list(implementations)
+    rounds = args.rounds or (2 if args.quick else 12)
+    with AppServer("bench._gemini_upstream:app", http, loop) as upstream:
+        upstream_url = f"http://127.0.0.1:{upstream.port}"
+        app_env = {"FSK_BENCH_GEMINI_UPSTREAM": upstream_url}
+        with AppServer("bench._gemini_apps:app", http, loop, app_env) as app:
+            print("running gemini ", end="", flush=True)
+            deadline = time.monotonic() + BUDGET_SECONDS[args.quick]
+            runs = run_rounds(
+                app, upstream, names, args.tokens, rounds, deadline, gemini_expected_bytes
+            )
+            summary = summarize(runs, args.tokens, GEMINI_RATIOS)
+            profile = None
+            if args.profile:
+                directory = Path(tempfile.mkdtemp(prefix="llm-gemini-profile-"))
+                profile = profile_routes(
+                    app, upstream, names, args.tokens, directory, gemini_expected_bytes
+                )
+    print("\nGemini (google-genai, client.aio.models.generate_content_stream):", end="")
+    print_summary(summary)
+    if profile is not None:
+        print_profile(profile)
+    return {
+        "implementations": implementations,
+        "summary": summary,
+        "profile": profile,
+        "runs": runs,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds (< 40 s)")
@@ -353,6 +433,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     parser.add_argument(
         "--profile", action="store_true", help="then cProfile each route in the app process"
+    )
+    parser.add_argument(
+        "--provider",
+        choices=("all", "openai", "gemini"),
+        default="all",
+        help="which provider's rows to run (default: all)",
     )
     parser.add_argument(
         "--diagnose",
@@ -380,25 +466,31 @@ def main(argv: list[str] | None = None) -> int:
         f"cpus: {env['cpus']}, load average: {' '.join(f'{x:.2f}' for x in env['loadavg_before'])}"
     )
     started = time.monotonic()
-    with AppServer("bench._openai_upstream:app", http, loop) as upstream:
-        upstream_url = f"http://127.0.0.1:{upstream.port}/v1"
-        with AppServer(
-            "bench._llm_apps:app", http, loop, {"FSK_BENCH_UPSTREAM": upstream_url}
-        ) as app:
-            print("running ", end="", flush=True)
-            deadline = started + BUDGET_SECONDS[args.quick]
-            runs = run_rounds(app, upstream, list(implementations), args.tokens, rounds, deadline)
-            summary = summarize(runs, args.tokens, ratios)
-            profile = None
-            if args.profile:
-                directory = Path(tempfile.mkdtemp(prefix="llm-profile-"))
+    runs: dict[str, list[dict[str, float]]] = {}
+    summary: dict[str, Any] | None = None
+    profile = None
+    if args.provider in ("all", "openai"):
+        with AppServer("bench._openai_upstream:app", http, loop) as upstream:
+            upstream_url = f"http://127.0.0.1:{upstream.port}/v1"
+            with AppServer(
+                "bench._llm_apps:app", http, loop, {"FSK_BENCH_UPSTREAM": upstream_url}
+            ) as app:
+                print("running ", end="", flush=True)
+                deadline = started + BUDGET_SECONDS[args.quick]
                 names = list(implementations)
-                profile = profile_routes(app, upstream, names, args.tokens, directory)
+                runs = run_rounds(app, upstream, names, args.tokens, rounds, deadline)
+                summary = summarize(runs, args.tokens, ratios)
+                if args.profile:
+                    directory = Path(tempfile.mkdtemp(prefix="llm-profile-"))
+                    profile = profile_routes(app, upstream, names, args.tokens, directory)
+        print_summary(summary)
+        if profile is not None:
+            print_profile(profile)
+    gemini = None
+    if args.provider in ("all", "gemini"):
+        gemini = run_gemini(args, http, loop, env)
     elapsed = time.monotonic() - started
     env["loadavg_after"] = os.getloadavg()
-    print_summary(summary)
-    if profile is not None:
-        print_profile(profile)
     print(f"\ntotal {elapsed:.1f} s; load average after: {env['loadavg_after'][0]:.2f}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     result = {
@@ -409,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "profile": profile,
         "runs": runs,
+        "gemini": gemini,
     }
     args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(f"results: {args.output}")
