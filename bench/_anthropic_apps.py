@@ -7,14 +7,15 @@ into a response:
 
 ========================  ==========================================================================
 ``/llm/ours_<format>``    ``llm_stream(client.messages.create(..., stream=True), format=<format>)``
-                          for each of ``text``, ``sse``, ``ndjson``, ``openai``, ``ui``
+                          for each of ``text``, ``sse``, ``ndjson``, ``openai``, ``ui``, ``ag_ui``
 ``/llm/hand_<format>``    the loop people write over the SDK's stream, ``async for event in
                           stream: if event.type == "content_block_delta": yield ...``, yielding the
                           text (``text``) or the same token as that format's frame, built with
                           ``json.dumps`` (``sse``: ``data: {"text": ...}``; ``ndjson``: a line
                           ``{"type": "text", "text": ...}``; ``openai``: a ``chat.completion.chunk``
-                          then ``[DONE]``; ``ui``: ``text-delta`` parts between ``start`` and
-                          ``finish``), in a Starlette ``StreamingResponse``
+                          then ``[DONE]``; ``ui``: ``text-delta`` parts, then ``finish`` and
+                          ``[DONE]``; ``ag_ui``: ``TEXT_MESSAGE_CONTENT`` events, then
+                          ``TEXT_MESSAGE_END`` and ``RUN_FINISHED``), in a ``StreamingResponse``
 ``/llm/sdk_only``         reads the SDK stream to the end and answers the token count: the floor
 ``/health``, ``/cpu``     readiness, and this process's CPU seconds so far (all threads)
 ========================  ==========================================================================
@@ -37,11 +38,11 @@ from starlette.types import Receive, Scope, Send
 
 from faststream_kit import llm_stream
 
-__all__ = ["FORMATS", "HAND_FRAMES", "app"]
+__all__ = ["FORMATS", "HAND_FRAMES", "app", "route_name"]
 
 DEFAULT_TOKENS = 5_000
 MAX_TOKENS = 100_000
-FORMATS = ("text", "sse", "ndjson", "openai", "ui")
+FORMATS = ("text", "sse", "ndjson", "openai", "ui", "ag-ui")
 
 client = AsyncAnthropic(
     base_url=os.environ.get("FSK_BENCH_ANTHROPIC_UPSTREAM", "http://127.0.0.1:8001"),
@@ -92,8 +93,23 @@ HAND_FRAMES: dict[str, tuple[str, Callable[[str], str], str]] = {
         lambda token: f"data: {json.dumps({'type': 'text-delta', 'id': '0', 'delta': token})}\n\n",
         'data: {"type": "finish"}\n\ndata: [DONE]\n\n',
     ),
+    "ag-ui": (
+        "text/event-stream",
+        lambda token: (
+            "data: "
+            + json.dumps({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": token})
+            + "\n\n"
+        ),
+        'data: {"type": "TEXT_MESSAGE_END", "messageId": "m"}\n\n'
+        'data: {"type": "RUN_FINISHED", "threadId": "t", "runId": "r"}\n\n',
+    ),
 }
 """The hand-written loops' frames; ``bench/llm.py`` uses them to know each body's size."""
+
+
+def route_name(fmt: str) -> str:
+    """``ag-ui`` -> ``ag_ui``: route and result names, as ``bench/_llm_apps.py`` has them."""
+    return fmt.replace("-", "_")
 
 
 def _ours(fmt: str) -> Handler:
@@ -136,8 +152,8 @@ async def _plain(send: Send, status: int, body: bytes) -> None:
 
 
 ROUTES: dict[str, Handler] = {
-    **{f"/llm/ours_{fmt}": _ours(fmt) for fmt in FORMATS},
-    **{f"/llm/hand_{fmt}": _hand(fmt) for fmt in FORMATS},
+    **{f"/llm/ours_{route_name(fmt)}": _ours(fmt) for fmt in FORMATS},
+    **{f"/llm/hand_{route_name(fmt)}": _hand(fmt) for fmt in FORMATS},
     "/llm/sdk_only": _sdk_only,
 }
 

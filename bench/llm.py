@@ -431,18 +431,23 @@ def anthropic_rows() -> tuple[dict[str, str], tuple[Ratio, ...], Callable[[int],
     """Every format beside the loop people write over the same ``AsyncAnthropic`` stream,
     yielding that format's frame for each token (``bench/_anthropic_apps.py``)."""
     from _anthropic_apps import FORMATS as FORMAT_NAMES
-    from _anthropic_apps import HAND_FRAMES
+    from _anthropic_apps import HAND_FRAMES, route_name
 
     implementations = {
-        **{f"ours_{fmt}": f'llm_stream(create(...), format="{fmt}")' for fmt in FORMAT_NAMES},
         **{
-            f"hand_{fmt}": f"async for event in stream: yield the {fmt} frame of each text delta"
+            f"ours_{route_name(fmt)}": f'llm_stream(create(...), format="{fmt}")'
+            for fmt in FORMAT_NAMES
+        },
+        **{
+            f"hand_{route_name(fmt)}": f"async for event in stream: yield the {fmt} frame of "
+            "each text delta"
             for fmt in FORMAT_NAMES
         },
         "sdk_only": "iterate the SDK stream, send only the count (any loop's floor)",
     }
     ratios = tuple(
-        Ratio(f"ours {fmt} / hand {fmt}", f"ours_{fmt}", f"hand_{fmt}", 1.0) for fmt in FORMAT_NAMES
+        Ratio(f"ours {fmt} / hand {fmt}", f"ours_{route_name(fmt)}", f"hand_{route_name(fmt)}", 1.0)
+        for fmt in FORMAT_NAMES
     )
 
     def expected(count: int) -> dict[str, int]:
@@ -452,9 +457,10 @@ def anthropic_rows() -> tuple[dict[str, str], tuple[Ratio, ...], Callable[[int],
             encoder = FORMATS[fmt].make_encoder(None)
             size = len(encoder.preamble())
             size += sum(len(encoder.encode(TextDelta(token))) for token in pieces)
-            sizes[f"ours_{fmt}"] = size + len(encoder.encode(Finish("stop", usage(count))))
+            name = route_name(fmt)
+            sizes[f"ours_{name}"] = size + len(encoder.encode(Finish("stop", usage(count))))
             _media_type, frame, end = HAND_FRAMES[fmt]
-            sizes[f"hand_{fmt}"] = sum(len(frame(t).encode()) for t in pieces) + len(end.encode())
+            sizes[f"hand_{name}"] = sum(len(frame(t).encode()) for t in pieces) + len(end.encode())
         return sizes
 
     return implementations, ratios, expected

@@ -31,7 +31,7 @@ from .per_request import REQUEST_ID, PerRequest
 from .redis_peer import RedisServer, redis_server_fixture  # noqa: F401  (fixture: redis_server)
 
 API_KEY = "sk-ant-api03-never-echo-me-0123456789"
-FORMATS = ["text", "sse", "ndjson", "openai", "ui"]
+FORMATS = ["text", "sse", "ndjson", "openai", "ui", "ag-ui"]
 ASYNC_SOURCES = ["create", "awaited", "manager"]
 SYNC_SOURCES = ["sync-create", "sync-manager"]
 MESSAGES = [{"role": "user", "content": "What is the weather in Oslo?"}]
@@ -278,6 +278,8 @@ def decode(fmt: str, body: bytes) -> dict[str, Any]:
     if fmt == "text":
         answer["text"] = body.decode()
         return answer
+    if fmt == "ag-ui":
+        return decode_ag_ui(body)
     if fmt == "ndjson":
         records = [json.loads(line) for line in body.splitlines() if line.strip()]
         kinds = [(r["type"], r) for r in records]
@@ -330,10 +332,45 @@ def decode(fmt: str, body: bytes) -> dict[str, Any]:
                 metadata = record["messageMetadata"]
                 answer["finish"] = metadata.get("finishReason", answer["finish"])
                 answer["usage"] = metadata.get("usage", answer["usage"])
-            elif part == "finish":
-                answer["finish"] = record.get("finishReason", answer["finish"])
             elif part == "error":
                 answer["error"] = record
+    return answer
+
+
+def decode_ag_ui(body: bytes) -> dict[str, Any]:
+    """What an AG-UI client reconstructs, in the same shape as :func:`decode`'s."""
+    answer: dict[str, Any] = {
+        "text": "",
+        "reasoning": "",
+        "tools": {},
+        "finish": None,
+        "usage": None,
+        "error": None,
+    }
+    calls: dict[str, dict[str, Any]] = {}
+    for event in parse_events(body):
+        record = json.loads(event.data)
+        kind = record["type"]
+        if kind == "TEXT_MESSAGE_CONTENT":
+            answer["text"] += record["delta"]
+        elif kind == "REASONING_MESSAGE_CONTENT":
+            answer["reasoning"] += record["delta"]
+        elif kind == "TOOL_CALL_START":
+            entry = {"id": record["toolCallId"], "name": record["toolCallName"], "arguments": ""}
+            calls[record["toolCallId"]] = answer["tools"][len(answer["tools"])] = entry
+        elif kind == "TOOL_CALL_ARGS":
+            calls[record["toolCallId"]]["arguments"] += record["delta"]
+        elif kind == "RUN_FINISHED":
+            answer["finish"] = record["metadata"]["finishReason"]
+            if record.get("usage"):
+                [usage] = record["usage"]
+                answer["usage"] = {
+                    "prompt_tokens": usage["inputTokens"],
+                    "completion_tokens": usage["outputTokens"],
+                    "total_tokens": usage["totalTokens"],
+                }
+        elif kind == "RUN_ERROR":
+            answer["error"] = {"type": record["code"], "message": record["message"]}
     return answer
 
 
@@ -561,9 +598,9 @@ def test_mid_stream_failure_ends_with_the_formats_error_frame(
         assert recording.complete
         assert answer["error"] is not None
         assert answer["finish"] is None, "a failed stream must not look finished"
-        if fmt in ("sse", "ndjson", "openai"):
+        if fmt != "ui":  # the ui format's error part carries the message alone
             assert answer["error"]["type"] == MID_STREAM[failure]
-        if failure == "api_error" and fmt != "ui":
+        if failure == "api_error" and fmt not in ("ui", "ag-ui"):
             assert answer["error"]["message"] == "the scripted model failed"
             assert answer["error"]["code"] == "api_error"
     [completion] = reports.after(request_id)
