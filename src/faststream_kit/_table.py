@@ -30,6 +30,7 @@ from operator import attrgetter, itemgetter
 from typing import Any, Final, Literal
 
 import anyio
+from anyio.lowlevel import checkpoint
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 
@@ -113,7 +114,7 @@ def table_stream(
         async def rows():
             async with engine.connect() as conn:
                 result = await conn.stream(select(orders_table))
-                async for part in result.partitions():
+                async for part in result.partitions(1000):
                     for row in part:
                         yield row
 
@@ -469,6 +470,7 @@ class _AsyncBody(AsyncIterator[bytes]):
         if self._partitions is not None:
             async for batch in self._partitions:
                 yield encoder.encode(batch)
+                await checkpoint()
         else:
             ready = self._ready
             assert ready is not None
@@ -476,6 +478,10 @@ class _AsyncBody(AsyncIterator[bytes]):
                 batch = [row]
                 batch += ready.take_ready(BATCH_ROWS - 1)
                 yield encoder.encode(batch)
+                # Rows that never make us wait (a buffered cursor, a list) and a client gone
+                # (its writes return at once) would keep the event loop from ever running the
+                # disconnect callback, nor anything else: give it a turn after each batch.
+                await checkpoint()
         yield encoder.end()
 
     async def aclose(self) -> None:
