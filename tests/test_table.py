@@ -422,15 +422,19 @@ def _check_json(lines: Iterator[str]) -> int:
     # line parsed on its own, with this shape checked, is the whole array parsed.
     assert next(lines) == "[\n"
     count = 0
-    previous: str | None = None
+    last = False
     for line in lines:
-        if previous is not None:
-            assert previous.endswith(",\n"), previous
-            count += 1
-            row = json.loads(previous[:-2])
-            assert (row["id"], row["name"]) == (count, f'row {count}, "quoted"')
-        previous = line
-    assert previous == "]\n"
+        if line == "]\n":
+            break
+        assert not last, "a row after the last one"
+        last = not line.endswith(",\n")
+        row = json.loads(line if last else line[:-2])
+        count += 1
+        assert (row["id"], row["name"]) == (count, f'row {count}, "quoted"')
+    else:
+        raise AssertionError("the array never closes")
+    assert last, "the last row is followed by a comma"
+    assert next(lines, None) is None
     return count
 
 
@@ -449,14 +453,14 @@ def test_a_million_postgres_rows_stream_at_once_in_flat_memory(table_app: Any, f
         for _ in range(3):  # warm up imports, the pool's connection and the statement cache
             warm = client.get(f"{table_app.url}/export", params={"rows": 2000, "format": format})
             assert warm.status_code == 200
-        baseline = peak = _rss_bytes(table_app.pid)
+        baseline = peak = _rss_bytes(table_app.process.pid)
         samples = 0
 
         def sampled(chunks: Iterator[bytes]) -> Iterator[bytes]:
             nonlocal peak, samples
             for i, chunk in enumerate(chunks):
                 if i % 64 == 0:
-                    peak = max(peak, _rss_bytes(table_app.pid))
+                    peak = max(peak, _rss_bytes(table_app.process.pid))
                     samples += 1
                 yield chunk
 
@@ -494,11 +498,11 @@ def test_a_client_that_leaves_ends_the_query(
 ) -> None:
     with httpx.Client(timeout=30) as client:
         with client.stream("GET", f"{table_app.url}{route}", params={"rows": MILLION}) as response:
+            # next(), not a for loop: leaving a for loop over iter_raw() closes the connection.
+            raw = response.iter_raw()
             received = 0
-            for chunk in response.iter_raw():
-                received += chunk.count(b"\n")
-                if received >= 1000:
-                    break
+            while received < 1000:
+                received += next(raw).count(b"\n")
             assert _busy_backends(postgres) == 1  # the query is there while the client reads
             response.close()  # the client leaves after the first 1,000 rows
             left = time.perf_counter()

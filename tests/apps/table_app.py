@@ -22,10 +22,11 @@ from starlette.routing import Route
 from faststream_kit import table_stream
 
 MARKER = "fsk-table-export"
-QUERY = (
+QUERY = text(
     f"select /* {MARKER} */ i as id, 'row ' || i || ', \"quoted\"' as name, i * 0.5 as amount "
-    "from generate_series(1, {count}) as i"
+    "from generate_series(1, cast(:count as integer)) as i"
 )
+ASYNCPG_QUERY = str(QUERY).replace(":count", "$1")
 
 engine = create_async_engine(os.environ.get("FSK_PG_URL", "postgresql+asyncpg://"))
 
@@ -37,7 +38,7 @@ async def export(request: Request) -> Response:
 
     async def rows() -> AsyncIterator[Any]:
         async with engine.connect() as conn:
-            result = await conn.stream(text(QUERY.format(count=count)))
+            result = await conn.stream(QUERY, {"count": count})
             async for part in result.partitions(1000):
                 for row in part:
                     yield row
@@ -53,7 +54,7 @@ async def export_asyncpg(request: Request) -> Response:
         conn = await asyncpg.connect(os.environ["FSK_PG_DSN"])
         try:
             async with conn.transaction():
-                async for record in conn.cursor(QUERY.format(count=count), prefetch=1000):
+                async for record in conn.cursor(ASYNCPG_QUERY, count, prefetch=1000):
                     yield record
         finally:
             await conn.close()
