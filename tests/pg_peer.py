@@ -135,6 +135,8 @@ class PostgresServer:
             "-c", "fsync=off",
             "-c", "synchronous_commit=off",
             "-c", "full_page_writes=off",
+            # A scan always starts at the table's first row: rows come back in their order.
+            "-c", "synchronize_seqscans=off",
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=log, stderr=log, **_run_as())
         log.close()

@@ -30,6 +30,7 @@ from starlette.routing import Route
 from faststream_kit import StreamError, table_stream
 from faststream_kit.testing import LiveServer
 
+from .apps.table_app import TABLE_SQL
 from .conftest import uvicorn_process
 from .pg_peer import PostgresServer, postgres_server_fixture
 
@@ -376,6 +377,7 @@ MILLION = 1_000_000
 
 @pytest.fixture(scope="module")
 def table_app(postgres: PostgresServer) -> Iterator[Any]:
+    postgres.psql(TABLE_SQL)
     env = {"FSK_PG_URL": postgres.sqlalchemy_url, "FSK_PG_DSN": postgres.dsn}
     with uvicorn_process("table_app:app", env=env) as app:
         yield app

@@ -22,10 +22,15 @@ from starlette.routing import Route
 from faststream_kit import table_stream
 
 MARKER = "fsk-table-export"
-QUERY = text(
-    f"select /* {MARKER} */ i as id, 'row ' || i || ', \"quoted\"' as name, i * 0.5 as amount "
-    "from generate_series(1, cast(:count as integer)) as i"
+TABLE_SQL = (
+    "create table if not exists export_rows as select i as id, "
+    "'row ' || i || ', \"quoted\"' as name, i * 0.5 as amount "
+    "from generate_series(1, 1000000) as i"
 )
+"""Run by the test before the app starts. A table, not ``generate_series`` in the query: a
+set-returning function in ``FROM`` is computed in full before its first row comes out."""
+
+QUERY = text(f"select /* {MARKER} */ id, name, amount from export_rows where id <= :count")
 ASYNCPG_QUERY = str(QUERY).replace(":count", "$1")
 
 engine = create_async_engine(os.environ.get("FSK_PG_URL", "postgresql+asyncpg://"))
