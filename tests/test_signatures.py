@@ -282,6 +282,7 @@ LOOK_ALIKES = {
     "shutdown_frame": LookAlike("the bytes sent when the server shuts down"),
     "timeout": LookAlike("the test client's own timeout (httpx), not the server's", "testing."),
     "headers_at": LookAlike("when the response headers arrived, in a recording", "testing."),
+    "header_row": LookAlike("whether a CSV starts with the column names (RFC 4180)", "table_stream"),
 }
 
 
@@ -314,6 +315,7 @@ SHARED_DEFAULTS: dict[str, tuple[set[Any], str]] = {
     "status_code": ({200, 500}, "a response's status, or (`StreamError`) an error's"),
     "event": ({None, "message"}, "no field sent, or (`ParsedEvent`) the type a browser sees"),
     "prefix": ({"faststream-kit:", "faststream-kit-demo/"}, "Redis keys, or the demo's S3 keys"),
+    "format": ({"sse", "csv"}, "an LLM answer's wire format, or (`table_stream`) a table's"),
 }
 
 # ``Any`` says nothing: only where no type can be named without importing an optional SDK.
@@ -429,6 +431,7 @@ def test_the_walk_sees_every_helper_and_the_resumable_methods() -> None:
         "llm_stream",
         "s3_stream",
         "upstream_stream",
+        "table_stream",
         "resume.ResumableStreams.sse_response",
         "resume.ResumableStreams.llm_response",
     } <= helpers

@@ -354,7 +354,7 @@ def _generator() -> Iterator[dict[str, int]]:
         ({"filename": b"x.csv"}, TypeError, r"^filename must be a str or None"),
         ({"bom": 1}, TypeError, r"^bom must be True or False"),
         ({"format": "json", "bom": True}, ValueError, r"^bom is for CSV only"),
-        ({"header": None}, TypeError, r"^header must be True or False"),
+        ({"header_row": None}, TypeError, r"^header_row must be True or False"),
         ({"keepalive": 5.0}, ValueError, r"^keepalive must be None for CSV"),
         ({"keepalive": -1}, ValueError, r"^keepalive "),
         ({"send_timeout": 0}, ValueError, r"^send_timeout "),

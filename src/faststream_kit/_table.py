@@ -42,6 +42,7 @@ from ._sse import _compact_json_encoder, _json_default
 from ._validate import (
     check_background,
     check_bool,
+    check_column_names,
     check_headers,
     check_limiter,
     check_request,
@@ -95,7 +96,7 @@ def table_stream(
     format: TableFormat = "csv",
     columns: SequenceABC[str] | None = None,
     filename: str | None = None,
-    header: bool = True,
+    header_row: bool = True,
     bom: bool = False,
     status_code: int = 200,
     headers: Mapping[str, str] | None = None,
@@ -132,7 +133,7 @@ def table_stream(
     ``format``:
 
     * ``"csv"`` (``text/csv; charset=utf-8``): RFC 4180, CRLF line ends, fields with a comma,
-      quote or line break quoted, quotes doubled, a header row unless ``header=False``;
+      quote or line break quoted, quotes doubled, a header row unless ``header_row=False``;
       ``None`` is an empty field, other values are written as ``str()`` writes them.
       ``bom=True`` starts the body with a UTF-8 byte order mark, so Excel reads it as UTF-8.
     * ``"ndjson"`` (``application/x-ndjson``): one JSON object per row and line.
@@ -152,9 +153,9 @@ def table_stream(
     """
     stream_source("rows", rows, what=_ROWS)
     one_of("format", format, FORMATS)
-    column_names = _checked_columns(columns)
+    column_names = check_column_names("columns", columns)
     check_str("filename", filename, optional=True)
-    check_bool("header", header)
+    check_bool("header_row", header_row)
     check_bool("bom", bom)
     if bom and format != "csv":
         raise ValueError("bom is for CSV only: JSON must not start with a byte order mark")
@@ -172,7 +173,7 @@ def table_stream(
     check_limiter("thread_limiter", thread_limiter)
     check_request("request", request)
 
-    encoder = _TableEncoder(format, column_names, header=header, bom=bom)
+    encoder = _TableEncoder(format, column_names, header_row=header_row, bom=bom)
     body: AsyncIterable[bytes] | Iterable[bytes]
     if isinstance(rows, AsyncIterable):
         body = _AsyncBody(rows, encoder)
@@ -194,26 +195,6 @@ def table_stream(
         thread_limiter=thread_limiter,
         request=request,
     )
-
-
-def _checked_columns(columns: Any) -> list[str] | None:
-    if columns is None:
-        return None
-    if isinstance(columns, str | bytes) or not isinstance(columns, Iterable):
-        raise TypeError(
-            f"columns must be a sequence of column names (str) or None, got "
-            f"{type(columns).__name__}"
-        )
-    names = list(columns)
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"columns must hold str names, got {type(name).__name__}")
-    if not names:
-        raise ValueError("columns must name at least one column, got none")
-    if len(set(names)) != len(names):
-        twice = sorted({name for name in names if names.count(name) > 1})
-        raise ValueError(f"columns must be unique, got {twice} more than once")
-    return names
 
 
 # --- rows to values --------------------------------------------------------------------------
@@ -352,11 +333,13 @@ _row_json = _compact_json_encoder(_database_value)
 class _TableEncoder:
     """Turns batches of rows into the bytes of one format; keeps the columns it learnt."""
 
-    def __init__(self, format: str, columns: list[str] | None, *, header: bool, bom: bool) -> None:
+    def __init__(
+        self, format: str, columns: list[str] | None, *, header_row: bool, bom: bool
+    ) -> None:
         self._format = format
         self._columns = columns
         self._objects_as_given = columns is None  # dict rows go out as they are in JSON
-        self._header = header
+        self._header_row = header_row
         self._bom = bom
         self._getters: dict[type, Values] = {}
         self._started = False
@@ -374,7 +357,7 @@ class _TableEncoder:
         self._started = True
         if self._format == "csv":
             start = _BOM if self._bom else ""
-            if self._header and self._columns is not None:
+            if self._header_row and self._columns is not None:
                 start += self._writerow(self._columns)
             return start
         return "[\n" if self._format == "json" else ""
