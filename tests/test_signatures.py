@@ -282,7 +282,7 @@ LOOK_ALIKES = {
     "shutdown_frame": LookAlike("the bytes sent when the server shuts down"),
     "timeout": LookAlike("the test client's own timeout (httpx), not the server's", "testing."),
     "headers_at": LookAlike("when the response headers arrived, in a recording", "testing."),
-    "header_row": LookAlike("whether a CSV starts with the column names (RFC 4180)", "table_stream"),
+    "header_row": LookAlike("whether a CSV starts with a row of names (RFC 4180)", "table_stream"),
 }
 
 
