@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import duckdb
 import httpx
+import pandas
 import pytest
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -81,7 +83,6 @@ def test_csv_reads_back_in_python_csv(tricky_csv: LiveServer, bom: str) -> None:
 
 @pytest.mark.parametrize("bom", ["0", "1"])
 def test_csv_reads_back_in_duckdb(tricky_csv: LiveServer, bom: str, tmp_path: Path) -> None:
-    duckdb = pytest.importorskip("duckdb")
     path = tmp_path / "tricky.csv"
     path.write_bytes(httpx.get(f"{tricky_csv.url}/t?bom={bom}").content)
     relation = duckdb.sql(
@@ -93,7 +94,6 @@ def test_csv_reads_back_in_duckdb(tricky_csv: LiveServer, bom: str, tmp_path: Pa
 
 @pytest.mark.parametrize("bom", ["0", "1"])
 def test_csv_reads_back_in_pandas(tricky_csv: LiveServer, bom: str) -> None:
-    pandas = pytest.importorskip("pandas")
     body = httpx.get(f"{tricky_csv.url}/t?bom={bom}").content
     frame = pandas.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False)
     assert list(frame.columns) == COLUMNS
