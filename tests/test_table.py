@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import decimal
 import io
 import itertools
 import json
@@ -19,12 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import asyncpg
 import duckdb
 import httpx
 import pandas
 import pytest
 from pydantic import BaseModel
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -376,8 +382,15 @@ MILLION = 1_000_000
 
 
 @pytest.fixture(scope="module")
-def table_app(postgres: PostgresServer) -> Iterator[Any]:
+def export_rows(postgres: PostgresServer) -> PostgresServer:
+    """The database with the table ``export_rows`` of a million rows."""
     postgres.psql(TABLE_SQL)
+    return postgres
+
+
+@pytest.fixture(scope="module")
+def table_app(export_rows: PostgresServer) -> Iterator[Any]:
+    postgres = export_rows
     env = {"FSK_PG_URL": postgres.sqlalchemy_url, "FSK_PG_DSN": postgres.dsn}
     with uvicorn_process("table_app:app", env=env) as app:
         yield app
@@ -515,3 +528,87 @@ def test_a_client_that_leaves_ends_the_query(
         gone_after = time.perf_counter() - left
     print(f"{route}: the query was gone {gone_after * 1000:.0f} ms after the client left")
     assert gone_after <= 0.5, f"the query was still there after {gone_after * 1000:.0f} ms"
+
+
+# --- PostgreSQL rows of every driver shape ----------------------------------------------------
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ExportRow(Base):
+    __tablename__ = "export_rows"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+    amount: Mapped[decimal.Decimal]
+
+
+THREE_ROWS_CSV = (
+    b"id,name,amount\r\n"
+    b'1,"row 1, ""quoted""",0.5\r\n'
+    b'2,"row 2, ""quoted""",1.0\r\n'
+    b'3,"row 3, ""quoted""",1.5\r\n'
+)
+THREE_ROWS_JSON = [  # numeric: a Decimal, every digit kept, as a string
+    {"id": i, "name": f'row {i}, "quoted"', "amount": amount}
+    for i, amount in ((1, "0.5"), (2, "1.0"), (3, "1.5"))
+]
+
+
+@pytest.fixture(scope="module")
+def driver_server(export_rows: PostgresServer) -> Iterator[LiveServer]:
+    postgres = export_rows
+    engine = create_async_engine(postgres.sqlalchemy_url)
+    sql = "select id, name, amount from export_rows where id <= 3"
+
+    async def sqlalchemy_result(request: Request) -> Response:
+        # The AsyncResult itself: read a partition at a time; the route owns the connection.
+        conn = await engine.connect()
+        result = await conn.stream(text(sql))
+        format: Any = request.query_params["format"]
+        return table_stream(result, format=format, background=BackgroundTask(conn.close))
+
+    async def orm_objects(request: Request) -> Response:
+        async def rows() -> AsyncIterator[ExportRow]:
+            async with AsyncSession(engine) as session:
+                result = await session.stream_scalars(
+                    select(ExportRow).where(ExportRow.id <= 3).order_by(ExportRow.id)
+                )
+                async for row in result:
+                    yield row
+
+        return table_stream(rows(), format=request.query_params["format"])  # type: ignore[arg-type]
+
+    async def asyncpg_records(request: Request) -> Response:
+        async def rows() -> AsyncIterator[Any]:
+            conn = await asyncpg.connect(postgres.dsn)
+            try:
+                async with conn.transaction():
+                    async for record in conn.cursor(sql):
+                        yield record
+            finally:
+                await conn.close()
+
+        return table_stream(rows(), format=request.query_params["format"])  # type: ignore[arg-type]
+
+    app = Starlette(
+        routes=[
+            Route("/sqlalchemy", sqlalchemy_result),
+            Route("/orm", orm_objects),
+            Route("/asyncpg", asyncpg_records),
+        ]
+    )
+    with LiveServer(app) as server:
+        yield server
+    asyncio.run(engine.dispose())
+
+
+@pytest.mark.parametrize("route", ["/sqlalchemy", "/orm", "/asyncpg"])
+def test_postgres_rows_of_each_driver_shape_are_written_by_name(
+    driver_server: LiveServer, route: str
+) -> None:
+    csv_body = httpx.get(f"{driver_server.url}{route}", params={"format": "csv"}).content
+    assert csv_body == THREE_ROWS_CSV
+    response = httpx.get(f"{driver_server.url}{route}", params={"format": "json"})
+    assert response.json() == THREE_ROWS_JSON
