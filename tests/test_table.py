@@ -315,6 +315,29 @@ def test_a_client_that_leaves_closes_a_sync_row_generator_in_its_thread() -> Non
     assert threads == ["faststream-kit-source"]
 
 
+def test_a_client_that_leaves_stops_rows_that_never_make_the_loop_wait() -> None:
+    # Rows already in memory: the source never waits, and writes to a client that is gone
+    # return at once; the disconnect must still be noticed.
+    closed = threading.Event()
+
+    async def rows() -> AsyncIterator[tuple[int, str]]:
+        try:
+            i = 0
+            while True:
+                i += 1
+                yield (i, "an in-memory row that never awaits anything")
+        finally:
+            closed.set()
+
+    def export(request: Request) -> Response:
+        return table_stream(rows(), columns=["i", "text"])
+
+    with LiveServer(_route(export)) as server, httpx.stream("GET", f"{server.url}/t") as response:
+        next(response.iter_raw())
+        response.close()
+        assert closed.wait(5), "the rows were not closed after the client left"
+
+
 def test_head_answers_without_reading_the_rows_and_closes_them() -> None:
     closed = threading.Event()
 
@@ -592,8 +615,23 @@ def driver_server(export_rows: PostgresServer) -> Iterator[LiveServer]:
 
         return table_stream(rows(), format=request.query_params["format"])  # type: ignore[arg-type]
 
+    one_connection = create_async_engine(postgres.sqlalchemy_url, pool_size=1, max_overflow=0)
+
+    async def documented_pattern(request: Request) -> Response:
+        async def rows() -> AsyncIterator[Any]:
+            async with one_connection.connect() as conn:
+                count = int(request.query_params.get("rows", MILLION))
+                query = text("select id, name from export_rows where id <= :count")
+                result = await conn.stream(query, {"count": count})
+                async for part in result.partitions(1000):
+                    for row in part:
+                        yield row
+
+        return table_stream(rows())
+
     app = Starlette(
         routes=[
+            Route("/one-connection", documented_pattern),
             Route("/sqlalchemy", sqlalchemy_result),
             Route("/orm", orm_objects),
             Route("/asyncpg", asyncpg_records),
@@ -602,6 +640,24 @@ def driver_server(export_rows: PostgresServer) -> Iterator[LiveServer]:
     with LiveServer(app) as server:
         yield server
     asyncio.run(engine.dispose())
+    asyncio.run(one_connection.dispose())
+
+
+def test_a_client_that_leaves_gives_back_a_usable_pooled_connection(
+    driver_server: LiveServer,
+) -> None:
+    # One pooled connection: were it left mid-read or broken by the disconnect, the next
+    # export would wait for it or fail.
+    with httpx.Client(timeout=30) as client:
+        for _ in range(5):
+            with client.stream("GET", f"{driver_server.url}/one-connection") as response:
+                raw = response.iter_raw()
+                next(raw)
+                next(raw)
+                response.close()
+        response = client.get(f"{driver_server.url}/one-connection", params={"rows": 10_000})
+    assert response.status_code == 200
+    assert response.content.count(b"\r\n") == 10_000 + 1
 
 
 @pytest.mark.parametrize("route", ["/sqlalchemy", "/orm", "/asyncpg"])
