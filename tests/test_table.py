@@ -521,6 +521,22 @@ def test_a_million_postgres_rows_stream_at_once_in_flat_memory(table_app: Any, f
     assert growth <= 64, f"RSS grew by {growth:.1f} MiB"
 
 
+def test_clients_that_leave_at_once_leave_every_pooled_connection_usable(table_app: Any) -> None:
+    # Leaving right after the first chunk catches the server inside a fetch: the read it
+    # waits in must be cancelled, not abandoned, or the pooled connection stays mid-command
+    # ("another operation is in progress") and a later export fails on it.
+    with httpx.Client(timeout=30) as client:
+        for attempt in range(12):
+            rows = MILLION if attempt % 2 else 2000  # ends mid-result, or near its end
+            with client.stream("GET", f"{table_app.url}/export", params={"rows": rows}) as response:
+                next(response.iter_raw())
+                response.close()
+        for _ in range(10):  # more than the pool's five connections
+            response = client.get(f"{table_app.url}/export", params={"rows": 3000})
+            assert response.status_code == 200, response.text
+            assert response.content.count(b"\r\n") == 3000 + 1
+
+
 def _busy_backends(postgres: PostgresServer) -> int:
     """Backends still working on an export: running it, or holding its cursor open."""
     return int(
