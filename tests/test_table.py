@@ -537,20 +537,28 @@ def test_clients_that_leave_at_once_leave_every_pooled_connection_usable(table_a
             assert response.content.count(b"\r\n") == 3000 + 1
 
 
-def _busy_backends(postgres: PostgresServer) -> int:
-    """Backends still working on an export: running it, or holding its cursor open."""
-    return int(
-        postgres.psql(
-            "select count(*) from pg_stat_activity where query like '%fsk-table-export%' "
-            "and state in ('active', 'idle in transaction', 'idle in transaction (aborted)') "
-            "and pid <> pg_backend_pid()"
-        )
-    )
+BUSY_SQL = """
+    select count(*) from pg_stat_activity
+    where query like '%fsk-table-export%' and pid <> pg_backend_pid()
+    and state in ('active', 'idle in transaction', 'idle in transaction (aborted)')
+"""
+"""Backends still working on an export: running it, or holding its cursor open."""
+
+
+@pytest.fixture
+def busy_backends(postgres: PostgresServer) -> Iterator[Callable[[], int]]:
+    """Counts :data:`BUSY_SQL` over one open asyncpg connection: a poll takes about a
+    millisecond, so the time the query took to go is measured, not the poll's own."""
+    loop = asyncio.new_event_loop()
+    conn = loop.run_until_complete(asyncpg.connect(postgres.dsn))
+    yield lambda: int(loop.run_until_complete(conn.fetchval(BUSY_SQL)))
+    loop.run_until_complete(conn.close())
+    loop.close()
 
 
 @pytest.mark.parametrize("route", ["/export", "/export-asyncpg"])
 def test_a_client_that_leaves_ends_the_query(
-    table_app: Any, postgres: PostgresServer, route: str
+    table_app: Any, busy_backends: Callable[[], int], route: str
 ) -> None:
     with httpx.Client(timeout=30) as client:
         with client.stream("GET", f"{table_app.url}{route}", params={"rows": MILLION}) as response:
@@ -559,10 +567,10 @@ def test_a_client_that_leaves_ends_the_query(
             received = 0
             while received < 1000:
                 received += next(raw).count(b"\n")
-            assert _busy_backends(postgres) == 1  # the query is there while the client reads
+            assert busy_backends() == 1  # the query is there while the client reads
             response.close()  # the client leaves after the first 1,000 rows
             left = time.perf_counter()
-        while _busy_backends(postgres) and time.perf_counter() - left < 5:
+        while busy_backends() and time.perf_counter() - left < 5:
             time.sleep(0.01)  # polling the database, not waiting for time to pass
         gone_after = time.perf_counter() - left
     print(f"{route}: the query was gone {gone_after * 1000:.0f} ms after the client left")
