@@ -287,6 +287,7 @@ LOOK_ALIKES = {
         "thread",
         "llm_stream",
     ),
+    "header_row": LookAlike("whether a CSV starts with a row of names (RFC 4180)", "table_stream"),
 }
 
 
@@ -319,6 +320,7 @@ SHARED_DEFAULTS: dict[str, tuple[set[Any], str]] = {
     "status_code": ({200, 500}, "a response's status, or (`StreamError`) an error's"),
     "event": ({None, "message"}, "no field sent, or (`ParsedEvent`) the type a browser sees"),
     "prefix": ({"faststream-kit:", "faststream-kit-demo/"}, "Redis keys, or the demo's S3 keys"),
+    "format": ({"sse", "csv"}, "an LLM answer's wire format, or (`table_stream`) a table's"),
 }
 
 # ``Any`` says nothing: only where no type can be named without importing an optional SDK.
@@ -434,6 +436,7 @@ def test_the_walk_sees_every_helper_and_the_resumable_methods() -> None:
         "llm_stream",
         "s3_stream",
         "upstream_stream",
+        "table_stream",
         "resume.ResumableStreams.sse_response",
         "resume.ResumableStreams.llm_response",
     } <= helpers

@@ -15,6 +15,7 @@ from ._response_classes import EventSourceResponse, NDJSONResponse
 from ._s3 import s3_stream
 from ._sse import ServerSentEvent, sse_frame
 from ._sse_response import sse_response
+from ._table import TableFormat, table_stream
 from ._threads import ThreadIterator, default_thread_limiter, iterate_in_thread
 from ._upstream import HeaderFilter, upstream_stream
 
@@ -32,6 +33,7 @@ __all__ = [
     "ServerSentEvent",
     "StreamError",
     "StreamResponse",
+    "TableFormat",
     "ThreadIterator",
     "ToolCall",
     "default_thread_limiter",
@@ -42,6 +44,7 @@ __all__ = [
     "sse_frame",
     "sse_response",
     "stream_response",
+    "table_stream",
     "upstream_stream",
 ]
 
