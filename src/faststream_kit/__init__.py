@@ -17,6 +17,7 @@ from ._sse import ServerSentEvent, sse_frame
 from ._sse_response import sse_response
 from ._threads import ThreadIterator, default_thread_limiter, iterate_in_thread
 from ._upstream import HeaderFilter, upstream_stream
+from ._zip import S3Object, ZipMember, zip_stream
 
 __all__ = [
     "ERRORS",
@@ -29,11 +30,13 @@ __all__ = [
     "LLMSource",
     "NDJSONResponse",
     "OnComplete",
+    "S3Object",
     "ServerSentEvent",
     "StreamError",
     "StreamResponse",
     "ThreadIterator",
     "ToolCall",
+    "ZipMember",
     "default_thread_limiter",
     "document_streams",
     "iterate_in_thread",
@@ -43,6 +46,7 @@ __all__ = [
     "sse_response",
     "stream_response",
     "upstream_stream",
+    "zip_stream",
 ]
 
 __version__ = "0.1.0.dev0"
