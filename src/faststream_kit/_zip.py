@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import stat
+import threading
 import zlib
 from collections.abc import (
     AsyncIterable,
@@ -44,6 +45,7 @@ from ._s3 import (
     is_programming_error,
     object_failure,
 )
+from ._threads import ThreadIterator
 from ._validate import (
     check_bool,
     check_client,
@@ -279,10 +281,12 @@ def zip_stream(
         refused = _check_listed_members(members, untrusted=untrusted_names)
     options = _Options(compress_level, untrusted_names, chunk_bytes)
 
-    def open_archive(scope: Scope) -> Iterable[bytes]:
+    def open_archive(scope: Scope) -> _ArchiveThread:
         if refused is not None:
             raise refused  # before the first byte: the JSON 400
-        return _archive(members, options, asyncio.get_running_loop())
+        stopping = threading.Event()
+        archive = _archive(members, options, _EventLoop(asyncio.get_running_loop(), stopping))
+        return _ArchiveThread(archive, stopping, thread_limiter=thread_limiter)
 
     return StreamResponse(
         open_archive,
@@ -338,24 +342,56 @@ class _Options:
     chunk_bytes: int
 
 
-class _EventLoop:
-    """Runs a coroutine on the response's event loop from the worker thread, and waits."""
+class _ArchiveThread(ThreadIterator[bytes]):
+    """The core's worker thread for the archive, which also tells the archive to stop.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    The core's worker notices a stop only when its current item is done, and one piece of
+    the archive can take a long time: deflate turns a GiB of zeros into one MiB. The
+    archive checks ``stopping`` after every piece it reads instead.
+    """
+
+    def __init__(
+        self,
+        archive: Iterable[bytes],
+        stopping: threading.Event,
+        *,
+        thread_limiter: anyio.CapacityLimiter | None,
+    ) -> None:
+        super().__init__(archive, thread_limiter=thread_limiter)
+        self._stopping_archive = stopping
+
+    def stop(self) -> None:
+        self._stopping_archive.set()
+        super().stop()
+
+
+class _Stopped(Exception):
+    """The response stopped (the client left, a timeout): the archive ends where it is."""
+
+
+class _EventLoop:
+    """The worker thread's link to the response: its event loop, and whether it stopped."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stopping: threading.Event) -> None:
         self._loop = loop
+        self._stopping = stopping
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the response's event loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
+    def check(self) -> None:
+        """Raise :class:`_Stopped` once the response has stopped."""
+        if self._stopping.is_set():
+            raise _Stopped
 
-def _archive(
-    members: ZipMembers, options: _Options, loop: asyncio.AbstractEventLoop
-) -> Iterator[bytes]:
+
+def _archive(members: ZipMembers, options: _Options, loop: _EventLoop) -> Iterator[bytes]:
     """The archive's bytes, in ``chunk_bytes`` pieces; runs in the core's worker thread."""
     from stream_zip import stream_zip
 
     written = _Written()
-    opened = _open_members(members, options, _EventLoop(loop), written)
+    opened = _open_members(members, options, loop, written)
     try:
         for chunk in stream_zip(opened, chunk_size=options.chunk_bytes):
             written.bytes += len(chunk)
@@ -442,7 +478,7 @@ def _open_body(body: ZipBody, loop: _EventLoop, chunk_bytes: int) -> _Opened:
         return _OpenedBytes(bytes(body))
     if isinstance(body, AsyncIterable):
         return _OpenedAsyncIterable(body, loop)
-    return _OpenedIterable(body)
+    return _OpenedIterable(body, loop)
 
 
 class _OpenedBytes(_Opened):
@@ -465,13 +501,15 @@ def _checked(chunk: object) -> bytes:
 
 
 class _OpenedIterable(_Opened):
-    def __init__(self, iterable: Iterable[bytes]) -> None:
+    def __init__(self, iterable: Iterable[bytes], loop: _EventLoop) -> None:
         self._iterable = iterable
+        self._loop = loop
         self._iterator: Iterator[bytes] | None = None
 
     def chunks(self) -> Iterator[bytes]:
         self._iterator = iter(self._iterable)
         for chunk in self._iterator:
+            self._loop.check()
             yield _checked(chunk)
 
     def close(self) -> None:
@@ -491,6 +529,7 @@ class _OpenedAsyncIterable(_Opened):
     def chunks(self) -> Iterator[bytes]:
         step = self._iterator.__anext__
         while True:
+            self._loop.check()
             try:
                 chunk = self._loop.run(_next(step))
             except StopAsyncIteration:
@@ -539,10 +578,13 @@ class _OpenedS3Object(_Opened):
     def chunks(self) -> Iterator[bytes]:
         reader = self._reader
         if isinstance(reader, _SyncObjectBody):
-            yield from reader
+            for chunk in reader:
+                self._loop.check()
+                yield chunk
             return
         step = reader.__anext__
         while True:
+            self._loop.check()
             try:
                 chunk = self._loop.run(_next(step))
             except StopAsyncIteration:
@@ -574,6 +616,7 @@ class _SyncItems:
         return self
 
     def __next__(self) -> Any:
+        self._loop.check()
         if self._sync is not None:
             return next(self._sync)
         assert self._async is not None
