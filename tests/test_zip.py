@@ -471,6 +471,27 @@ def test_a_client_that_leaves_closes_the_members_generator() -> None:
         assert closed.wait(5), "the members generator was left open"
 
 
+def test_a_client_that_leaves_closes_an_async_member_body() -> None:
+    app = FastAPI()
+    closed = threading.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield BLOCK
+        finally:
+            closed.set()
+
+    @app.get("/endless.zip")
+    async def route() -> Response:
+        return zip_stream([ZipMember("endless.bin", endless(), compress=False)], filename="e.zip")
+
+    with LiveServer(app) as server:
+        with httpx.stream("GET", server.url + "/endless.zip") as response:
+            next(response.iter_raw())
+        assert closed.wait(5), "the async body was left open"
+
+
 # --- arguments -------------------------------------------------------------------------------
 
 
