@@ -275,11 +275,16 @@ def test_every_body_kind_and_both_methods(tmp_path: Path) -> None:
                 ZipMember("stored.bin", b"stored as it is", compress=False),
                 ZipMember("Überblick/日本.txt", b"utf-8", modified=datetime(2001, 2, 3, 4, 5, 6)),
             ],
-            filename="mixed.zip",
+            filename="Übersicht 2024.zip",
         )
 
     with LiveServer(app) as server:
-        content = httpx.get(server.url + "/mixed.zip").content
+        response = httpx.get(server.url + "/mixed.zip")
+    content = response.content
+    # RFC 6266: an ASCII fallback, and the UTF-8 name in filename* (RFC 8187).
+    assert response.headers["content-disposition"] == (
+        "attachment; filename=\"Ubersicht 2024.zip\"; filename*=UTF-8''%C3%9Cbersicht%202024.zip"
+    )
     archive = zipfile.ZipFile(io.BytesIO(content))
     assert archive.read("hello.txt") == b"hello"
     assert archive.read("lines/numbers.txt") == b"".join(b"%d\n" % i for i in range(50_000))
@@ -399,7 +404,7 @@ def test_a_missing_first_object_is_a_404_before_any_byte(spied: tuple[str, Spies
 
 
 def test_a_missing_later_object_aborts_the_archive_and_closes_every_body(
-    spied: tuple[str, Spies],
+    spied: tuple[str, Spies], without_gc: None
 ) -> None:
     url, spies = spied
     before = len(spies.bodies)
@@ -438,7 +443,9 @@ def test_a_failing_member_body_aborts_the_connection() -> None:
         zipfile.ZipFile(io.BytesIO(received))
 
 
-def test_a_client_that_leaves_closes_the_current_s3_body(spied: tuple[str, Spies]) -> None:
+def test_a_client_that_leaves_closes_the_current_s3_body(
+    spied: tuple[str, Spies], without_gc: None
+) -> None:
     url, spies = spied
     before = len(spies.bodies)
     with httpx.stream("GET", objects_url(url, [LARGE_KEY, *SMALL_KEYS]), timeout=30) as response:
@@ -449,7 +456,7 @@ def test_a_client_that_leaves_closes_the_current_s3_body(spied: tuple[str, Spies
     assert opened[0].closed.wait(5), "the S3 body was left open"
 
 
-def test_a_client_that_leaves_closes_the_members_generator() -> None:
+def test_a_client_that_leaves_closes_the_members_generator(without_gc: None) -> None:
     app = FastAPI()
     closed = threading.Event()
 
@@ -471,25 +478,57 @@ def test_a_client_that_leaves_closes_the_members_generator() -> None:
         assert closed.wait(5), "the members generator was left open"
 
 
-def test_a_client_that_leaves_closes_an_async_member_body() -> None:
+def test_a_client_that_leaves_closes_an_async_member_body_that_stalled(without_gc: None) -> None:
     app = FastAPI()
     closed = threading.Event()
 
-    async def endless() -> AsyncIterator[bytes]:
+    async def stalls() -> AsyncIterator[bytes]:
         try:
-            while True:
-                yield BLOCK
+            # Nothing, ever: the archive has sent the member's header and waits for this read
+            # when the client leaves; the read is cancelled, and the generator closed.
+            await asyncio.Event().wait()
+            yield b""
         finally:
             closed.set()
 
-    @app.get("/endless.zip")
+    @app.get("/stalls.zip")
     async def route() -> Response:
-        return zip_stream([ZipMember("endless.bin", endless(), compress=False)], filename="e.zip")
+        return zip_stream([ZipMember("stalls.bin", stalls(), compress=False)], filename="s.zip")
 
     with LiveServer(app) as server:
-        with httpx.stream("GET", server.url + "/endless.zip") as response:
+        with httpx.stream("GET", server.url + "/stalls.zip") as response:
             next(response.iter_raw())
         assert closed.wait(5), "the async body was left open"
+
+
+def test_a_body_that_yields_no_bytes_aborts_the_archive_and_is_closed(without_gc: None) -> None:
+    app = FastAPI()
+    closed = threading.Event()
+
+    async def mistaken() -> AsyncIterator[Any]:
+        try:
+            yield BLOCK
+            yield "text, not bytes"
+            yield BLOCK  # the archive reads about a MiB per visit to the event loop
+            # The archive asked for this read ahead; it must be cancelled for the generator
+            # to be closed.
+            await asyncio.Event().wait()
+        finally:
+            closed.set()
+
+    @app.get("/mistaken.zip")
+    async def route() -> Response:
+        return zip_stream([("ok.bin", BLOCK), ("bad.bin", mistaken())], filename="m.zip")
+
+    with (
+        LiveServer(app) as server,
+        httpx.stream("GET", server.url + "/mistaken.zip") as response,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        assert response.status_code == 200
+        for _ in response.iter_raw():
+            pass
+    assert closed.wait(5), "the async body was left open"
 
 
 # --- arguments -------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ when its last byte is read, when the archive fails and when the client leaves. A
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import stat
 import threading
@@ -287,9 +286,8 @@ def zip_stream(
     def open_archive(scope: Scope) -> _ArchiveThread:
         if refused is not None:
             raise refused  # before the first byte: the JSON 400
-        stopping = threading.Event()
-        archive = _archive(members, options, _EventLoop(asyncio.get_running_loop(), stopping))
-        return _ArchiveThread(archive, stopping, thread_limiter=thread_limiter)
+        loop = _EventLoop(asyncio.get_running_loop())
+        return _ArchiveThread(_archive(members, options, loop), loop, thread_limiter=thread_limiter)
 
     return StreamResponse(
         open_archive,
@@ -349,24 +347,25 @@ class _ArchiveThread(ThreadIterator[bytes]):
     """The core's worker thread for the archive, which also tells the archive to stop.
 
     The core's worker notices a stop only when its current item is done, and one piece of
-    the archive can take a long time: deflate turns a GiB of zeros into one MiB. The
-    archive checks ``stopping`` after every piece it reads instead.
+    the archive can take a long time: deflate turns a GiB of zeros into one MiB, and an
+    async body may never send its next piece. So a stop also cancels what the archive is
+    waiting for on the event loop, and the archive checks for it after every piece.
     """
 
     def __init__(
         self,
         archive: Iterable[bytes],
-        stopping: threading.Event,
+        loop: _EventLoop,
         *,
         thread_limiter: anyio.CapacityLimiter | None,
     ) -> None:
         super().__init__(
             archive, thread_limiter=thread_limiter, read_ahead_bytes=BODY_READ_AHEAD_BYTES
         )
-        self._stopping_archive = stopping
+        self._archive_loop = loop
 
     def stop(self) -> None:
-        self._stopping_archive.set()
+        self._archive_loop.stop()
         super().stop()
 
 
@@ -375,18 +374,62 @@ class _Stopped(Exception):
 
 
 class _EventLoop:
-    """The worker thread's link to the response: its event loop, and whether it stopped."""
+    """The worker thread's link to the response: its event loop, and whether it stopped.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, stopping: threading.Event) -> None:
+    Reads (``GetObject``, a body's next pieces, the next member) are *stoppable*: a stop
+    cancels them. Closing is not, so a body is closed even after a stop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._stopping = stopping
+        self._stopping = threading.Event()
+        self._reads: set[asyncio.Task[Any]] = set()  # used on the event loop's thread only
 
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def stop(self) -> None:
+        """Stop the archive (called on the event loop): cancel the reads it waits for."""
+        self._stopping.set()
+        for task in list(self._reads):
+            task.cancel()
+
+    def check(self) -> None:
+        """Raise :class:`_Stopped` once the response has stopped."""
+        if self._stopping.is_set():
+            raise _Stopped
+
+    def run(self, coroutine: Coroutine[Any, Any, T], *, stoppable: bool = True) -> T:
         """Run ``coroutine`` on the response's event loop and wait for its result."""
-        return self._submit(coroutine).result()
+        return self._result(self._submit(coroutine, stoppable=stoppable))
 
-    def _submit(self, coroutine: Coroutine[Any, Any, T]) -> Future[T]:
+    def _submit(self, coroutine: Coroutine[Any, Any, T], *, stoppable: bool) -> Future[T]:
+        if stoppable:
+            coroutine = self._read(coroutine)
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    async def _read(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self._stopping.is_set():  # stopped while this was on its way to the loop
+            coroutine.close()
+            raise _Stopped
+        task = asyncio.current_task()
+        assert task is not None
+        self._reads.add(task)
+        try:
+            return await coroutine
+        finally:
+            self._reads.discard(task)
+
+    def _result(self, future: Future[T]) -> T:
+        try:
+            return future.result()
+        except CancelledError:
+            if self._stopping.is_set():
+                raise _Stopped from None
+            raise
+
+    async def _cancel_reads(self) -> None:
+        reads = list(self._reads)
+        for task in reads:
+            task.cancel()
+        await asyncio.gather(*reads, return_exceptions=True)
 
     def read(self, iterator: AsyncIterator[T], size: int) -> Iterator[T]:
         """The items of ``iterator``, read on the event loop about ``size`` bytes per visit.
@@ -396,25 +439,22 @@ class _EventLoop:
         """
         # The next read is asked for before this one's items are handed on: the event loop
         # reads while this thread checksums and compresses, instead of taking turns.
-        reading: Future[tuple[list[T], bool]] | None = self._submit(_read_at_least(iterator, size))
+        reading: Future[tuple[list[T], bool]] | None = self._submit(
+            _read_at_least(iterator, size), stoppable=True
+        )
         try:
             while reading is not None:
-                items, ended = reading.result()
+                items, ended = self._result(reading)
                 reading = None
                 if not ended:
                     self.check()
-                    reading = self._submit(_read_at_least(iterator, size))
+                    reading = self._submit(_read_at_least(iterator, size), stoppable=True)
                 yield from items
         finally:
-            if reading is not None:
-                # Closed early: the iterator may be closed only once that read is over.
-                with contextlib.suppress(Exception, CancelledError):
-                    reading.result()
-
-    def check(self) -> None:
-        """Raise :class:`_Stopped` once the response has stopped."""
-        if self._stopping.is_set():
-            raise _Stopped
+            if reading is not None and not reading.done():
+                # Closed early: the read asked for ahead ends before the iterator is closed
+                # (an async generator cannot be closed while it runs).
+                self.run(self._cancel_reads(), stoppable=False)
 
 
 def _archive(members: ZipMembers, options: _Options, loop: _EventLoop) -> Iterator[bytes]:
@@ -570,7 +610,7 @@ class _OpenedAsyncIterable(_Opened):
         aclose = getattr(self._iterator, "aclose", None)
         if not self._closed and aclose is not None:
             self._closed = True
-            self._loop.run(aclose())
+            self._loop.run(aclose(), stoppable=False)
 
 
 async def _next(step: Any) -> Any:
@@ -634,7 +674,7 @@ class _OpenedS3Object(_Opened):
         if isinstance(reader, _SyncObjectBody):
             reader.close()
         else:
-            self._loop.run(reader.aclose())  # does nothing once closed
+            self._loop.run(reader.aclose(), stoppable=False)  # nothing once closed
 
 
 class _SyncItems:
@@ -671,7 +711,7 @@ class _SyncItems:
             return
         aclose = getattr(self._async, "aclose", None)
         if aclose is not None:
-            self._loop.run(aclose())
+            self._loop.run(aclose(), stoppable=False)
 
 
 def _sync_items(members: ZipMembers, loop: _EventLoop) -> _SyncItems:
