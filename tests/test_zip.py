@@ -673,9 +673,13 @@ def test_a_5_gib_member_from_a_generator_makes_a_valid_zip64_archive(tmp_path: P
     # No S3 here: the client is made, never used.
     try:
         with app_process("http://127.0.0.1:9") as (url, pid):
+            assert httpx.get(f"{url}/generated.zip?mib=4", timeout=30).status_code == 200
+            baseline = _rss_bytes(pid)  # after a warm-up: imports, the worker thread
             started = time.monotonic()
             peak = download(f"{url}/generated.zip?mib={5 * 1024}", path, pid)
-        print(f"5 GiB generated: {time.monotonic() - started:.1f} s, RSS {peak / MiB:.0f} MiB")
+        grown = (peak - baseline) / MiB
+        print(f"5 GiB generated: {time.monotonic() - started:.1f} s, RSS +{grown:.1f} MiB")
+        assert grown <= 64, f"RSS grew by {grown:.1f} MiB"
         assert path.stat().st_size > 5 * GiB
         unzip_test(path)  # every byte of the big member, and its CRC-32
         with zipfile.ZipFile(path) as archive:  # the ZIP64 central directory
