@@ -18,6 +18,7 @@ from ._sse_response import sse_response
 from ._table import TableFormat, table_stream
 from ._threads import ThreadIterator, default_thread_limiter, iterate_in_thread
 from ._upstream import HeaderFilter, upstream_stream
+from ._zip import S3Object, ZipMember, zip_stream
 
 __all__ = [
     "ERRORS",
@@ -30,12 +31,14 @@ __all__ = [
     "LLMSource",
     "NDJSONResponse",
     "OnComplete",
+    "S3Object",
     "ServerSentEvent",
     "StreamError",
     "StreamResponse",
     "TableFormat",
     "ThreadIterator",
     "ToolCall",
+    "ZipMember",
     "default_thread_limiter",
     "document_streams",
     "iterate_in_thread",
@@ -46,6 +49,7 @@ __all__ = [
     "stream_response",
     "table_stream",
     "upstream_stream",
+    "zip_stream",
 ]
 
 __version__ = "0.1.0.dev0"

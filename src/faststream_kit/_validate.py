@@ -39,6 +39,7 @@ __all__ = [
     "check_str",
     "check_token",
     "check_url",
+    "int_between",
     "non_empty_str",
     "non_negative_seconds",
     "one_of",
@@ -121,6 +122,15 @@ def positive_int(name: str, value: int) -> int:
         raise TypeError(f"{name} must be an int of at least 1, got {_type_of(value)}")
     if value < 1:
         raise ValueError(f"{name} must be an int of at least 1, got {value!r}")
+    return value
+
+
+def int_between(name: str, value: int, lowest: int, highest: int) -> int:
+    """An ``int`` from ``lowest`` to ``highest``, both included (a compression level)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int from {lowest} to {highest}, got {_type_of(value)}")
+    if not lowest <= value <= highest:
+        raise ValueError(f"{name} must be an int from {lowest} to {highest}, got {value}")
     return value
 
 
