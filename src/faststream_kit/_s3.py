@@ -666,8 +666,8 @@ def _answer_unsatisfiable(size: int | None) -> Response:
 async def _answer_failure(
     exc: Exception, calls: _S3Calls, params: dict[str, Any], shape: _Shape
 ) -> Response:
-    if isinstance(exc, _PROGRAMMING_ERRORS) or type(exc).__name__ == "ParamValidationError":
-        raise exc  # a bug in the calling code (wrong client, bad extra_args): a 500, logged
+    if is_programming_error(exc):
+        raise exc  # a 500, logged
     code, status, wire_headers = _client_error(exc)
     if code in _NOT_MODIFIED or status == 304:
         return _answer_precondition(304, wire_headers.get("etag"), shape)
@@ -675,25 +675,36 @@ async def _answer_failure(
         return _answer_precondition(412, None, shape)
     if code in _RANGE_NOT_SATISFIABLE or status == 416:
         return _answer_unsatisfiable(await _object_size(calls, params, wire_headers))
+    return error_response(object_failure(exc, params.get("Key")))
+
+
+def is_programming_error(exc: Exception) -> bool:
+    """A bug in the calling code (wrong client, bad extra_args): raised as it is, a 500."""
+    return isinstance(exc, _PROGRAMMING_ERRORS) or type(exc).__name__ == "ParamValidationError"
+
+
+def object_failure(exc: Exception, key: str | None) -> StreamError:
+    """What a failed ``GetObject``/``HeadObject`` (no range, no condition) tells the client."""
+    code, status, _ = _client_error(exc)
     if code in _NOT_FOUND or status == 404:
-        return error_response(library_error("not_found", "No such object."))
+        return library_error("not_found", "No such object.")
     if code in _FORBIDDEN or (status == 403 and code not in _BAD_CREDENTIALS):
-        return error_response(library_error("forbidden", "Access to the object is denied."))
+        return library_error("forbidden", "Access to the object is denied.")
     if _is_timeout(exc):
-        logger.warning("S3 did not answer in time for %s", params.get("Key"), exc_info=exc)
-        return error_response(_timed_out())
+        logger.warning("S3 did not answer in time for %s", key, exc_info=exc)
+        return _timed_out()
     if code in _BAD_CREDENTIALS:
-        logger.warning("S3 refused this server's credentials for %s (%s)", params.get("Key"), code)
+        logger.warning("S3 refused this server's credentials for %s (%s)", key, code)
         refused = "The object store refused this server's credentials."
-        return error_response(library_error("upstream_auth_error", refused))
+        return library_error("upstream_auth_error", refused)
     if code in _OVERLOADED or status == 503:
-        return error_response(library_error("unavailable", "The object store is overloaded."))
+        return library_error("unavailable", "The object store is overloaded.")
     if _is_connection_error(exc):
-        logger.warning("S3 unreachable for %s (%s)", params.get("Key"), type(exc).__name__)
-        return error_response(_unreachable())
+        logger.warning("S3 unreachable for %s (%s)", key, type(exc).__name__)
+        return _unreachable()
     # Log the cause for the operator; the client learns only that the upstream failed.
-    logger.warning("S3 failed for %s (%s)", params.get("Key"), code or type(exc).__name__)
-    return error_response(_failed())
+    logger.warning("S3 failed for %s (%s)", key, code or type(exc).__name__)
+    return _failed()
 
 
 def _client_error(exc: Exception) -> tuple[str, int | None, Mapping[str, str]]:
