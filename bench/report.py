@@ -459,6 +459,8 @@ S3_NAMES = {
     "direct": "direct boto3 download",
     "kit_async": "s3_stream, aiobotocore",
     "kit_sync": "s3_stream, boto3",
+    "kit_async_fast": "s3_stream, aiobotocore + pyreqwest (fast path)",
+    "kit_sync_fast": "s3_stream, boto3 + pyreqwest (fast path)",
     "starlette_async": "StreamingResponse(Body), aiobotocore",
     "starlette_sync": "StreamingResponse(Body), boto3",
     "splice": "reference: socket splice",
@@ -469,7 +471,9 @@ S3_NAMES = {
 
 def s3_section(data: dict[str, Any], path: Path) -> Section:
     size = data["size_bytes"]
-    ratios, medians, target = data["ratios_to_direct"], data["medians"], data["target"]
+    medians, target = data["medians"], data["target"]
+    # Paired ratios (issue 17) where the results have them; older results have medians only.
+    ratios = data.get("paired_ratios_to_direct") or data["ratios_to_direct"]
     names = list(ratios)
     panel = Panel(
         title=f"{size // MiB} MiB object from SeaweedFS through the app (response checksums "
@@ -483,7 +487,7 @@ def s3_section(data: dict[str, Any], path: Path) -> Section:
     )
     headlines = [
         Headline(
-            f"{S3_NAMES[name]}, time × direct boto3",
+            f"{S3_NAMES.get(name, name)}, time × direct boto3 (paired)",
             ratio_text(ratios[name], target),
             f"≤ {target:g}×",
             verdict(ratios[name], target),

@@ -23,7 +23,7 @@ uvloop`` when installed, as ``bench/core.py`` picks them):
                    of token streams can use it (``docs/upstream.md``)
 =================  ==============================================================
 
-Three more rows are not proxies: ``read_<library>`` is a fresh Python process
+More rows are not proxies: ``read_<library>`` is a fresh Python process
 that downloads straight from the upstream with that library, counting the bytes and sending
 them nowhere. They are the floor of every proxy built on the library: it has to read the body
 that way before it can send it on. ``loop_*`` is the floor of every such proxy served by
@@ -228,6 +228,28 @@ async def main():
                 while (chunk := await reader.read_chunk()) is not None:
                     size += len(chunk)
                 status = response.status
+    elif library == "rnet":
+        import rnet
+        client = rnet.Client()
+        await (await client.get(base + "/health")).bytes()
+        started = time.perf_counter()
+        response = await client.get(base + path)
+        size = 0
+        async with response.stream() as chunks:
+            async for chunk in chunks:
+                size += len(chunk)
+        status = int(response.status_code)
+    elif library == "curl_cffi":
+        from curl_cffi.requests import AsyncSession
+        async with AsyncSession() as session:
+            await session.get(base + "/health")
+            started = time.perf_counter()
+            response = await session.get(base + path, stream=True)
+            size = 0
+            async for chunk in response.aiter_content():
+                size += len(chunk)
+            await response.aclose()
+            status = response.status_code
     else:
         import aiohttp
         async with aiohttp.ClientSession() as session:
@@ -405,6 +427,8 @@ def main() -> None:
         readers.insert(0, "read_pyreqwest")
     else:
         print("pyreqwest is not installed (pip install 'faststream-kit[pyreqwest]'): left out")
+    # The other Rust/C clients we compared pyreqwest with (docs/upstream.md), reading alone.
+    readers += [f"read_{lib}" for lib in ("rnet", "curl_cffi") if importlib.util.find_spec(lib)]
     if importlib.util.find_spec("fastapi_proxy_lib"):
         names.append("fastapi_proxy")
     else:
