@@ -238,7 +238,7 @@ async def main():
         async with response.stream() as chunks:
             async for chunk in chunks:
                 size += len(chunk)
-        status = int(response.status_code)
+        status = response.status_code.as_int()
     elif library == "curl_cffi":
         from curl_cffi.requests import AsyncSession
         async with AsyncSession() as session:
