@@ -866,3 +866,21 @@ def test_chromium_fetch_with_a_range_header_gets_a_206(served: Served, browser: 
             assert result["sha256"] == hashlib.sha256(clip.data[start : end + 1]).hexdigest()
     finally:
         context.close()
+
+
+# --- the fast path's argument ----------------------------------------------------------------
+
+
+class _NeverTouched:
+    """An S3 client stand-in that fails the test if s3_stream looks at it."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"s3_stream touched the client ({name}) before checking http_client")
+
+
+@pytest.mark.parametrize("http_client", ["http://s3", object(), 3])
+def test_an_http_client_that_is_no_pyreqwest_client_is_a_type_error(http_client: Any) -> None:
+    from faststream_kit import s3_stream
+
+    with pytest.raises(TypeError, match=r"^http_client must be a pyreqwest\.client\.Client"):
+        s3_stream(_NeverTouched(), "media", "a.mp4", http_client=http_client)
