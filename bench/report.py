@@ -552,6 +552,8 @@ UPSTREAM_NAMES = {
     "read_pyreqwest": "floor: pyreqwest reading alone",
     "read_httpx": "floor: httpx reading alone",
     "read_aiohttp": "floor: aiohttp reading alone",
+    "read_rnet": "rnet reading alone (compared)",
+    "read_curl_cffi": "curl_cffi reading alone (compared)",
 }
 UPSTREAM_TARGETS = {"ours_pyreqwest": 1.3, "ours_aiohttp": 1.6}
 """Issue 17's targets (older results carry one ``target`` for every row)."""
