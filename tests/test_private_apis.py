@@ -679,3 +679,92 @@ print("ok")
         "OpenTelemetry's default providers changed names: see docs/design.md, 'Private APIs "
         f"we rely on'\n{result.stderr}"
     )
+# ------------------------------------- botocore / aiobotocore: a before-send hook that raises
+
+
+@pytest.mark.parametrize("sdk", ["boto3", "aiobotocore"])
+def test_the_sdk_hands_our_before_send_exception_back_with_the_request_signed(sdk: str) -> None:
+    """``s3_stream``'s fast path lets the SDK build and sign ``GetObject`` and stops it in a
+    ``before-send`` hook by raising: botocore (and aiobotocore) catch an exception from that
+    hook and raise it from the call, and by then the request carries its signature."""
+    from faststream_kit._s3 import _FastGet, _Signed
+
+    options: dict[str, Any] = {
+        "region_name": "us-east-1",
+        "endpoint_url": "http://127.0.0.1:9",  # never contacted: the hook stops the send
+        "aws_access_key_id": "example",
+        "aws_secret_access_key": "example",
+    }
+    params = {"Bucket": "b", "Key": "k", "Range": "bytes=0-9", "IfNoneMatch": '"e"'}
+
+    async def sign() -> _Signed:
+        if sdk == "boto3":
+            import boto3
+
+            client = boto3.client("s3", **options)
+            return await _FastGet(None, _S3Calls(client, None), 1 << 20)._sign(params)
+        async with aiobotocore.session.get_session().create_client("s3", **options) as client:
+            return await _FastGet(None, _S3Calls(client, None), 1 << 20)._sign(params)
+
+    try:
+        signed = anyio.run(sign)
+    except Exception as exc:
+        raise AssertionError(
+            changed(
+                sdk,
+                "the before-send event (an exception raised by its handler)",
+                f"s3_stream's fast path cannot take the signed request ({exc!r})",
+            )
+        ) from exc
+    headers = {name.lower(): value for name, value in signed.headers}
+    assert signed.url.startswith("http://127.0.0.1:9/b/k")
+    assert headers["authorization"].startswith("AWS4-HMAC-SHA256 "), changed(
+        sdk, "when before-send fires (no longer after signing)", "the fast GET is unsigned"
+    )
+    assert headers["range"] == "bytes=0-9"
+    assert headers["if-none-match"] == '"e"'
+
+
+# ---------------------------------------------- pyreqwest: streamed_read_buffer_limit(0)
+
+
+def test_pyreqwest_with_no_read_buffer_hands_over_headers_and_chunks_at_once() -> None:
+    """pyreqwest's streamed response first reads ``streamed_read_buffer_limit`` bytes of body
+    before it returns the headers, and hands the body over in batches of that size (64 KiB by
+    default): ``upstream_stream`` asks for 0, so that the headers come at once and each chunk
+    as it arrives. Checked on a real server that sends one small chunk, then waits."""
+    import threading
+
+    from pyreqwest.client import ClientBuilder
+
+    go_on = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await anyio.to_thread.run_sync(go_on.wait, 10)
+        await send({"type": "http.response.body", "body": b"second"})
+
+    async def read(url: str) -> bytes | None:
+        async with ClientBuilder().build() as client:
+            request = client.get(url).streamed_read_buffer_limit(0).build_streamed()
+            with anyio.fail_after(5):  # the headers, without waiting for more body
+                async with request as response:
+                    first = await response.body_reader.read_chunk()
+                    go_on.set()
+                    return None if first is None else first.to_bytes()
+
+    try:
+        with LiveServer(app) as server:
+            first = anyio.run(read, server.url)
+    except TimeoutError as exc:
+        raise AssertionError(
+            changed(
+                "pyreqwest",
+                "streamed_read_buffer_limit(0) (the headers or a chunk now wait for more body)",
+                "upstream_stream would hold SSE and LLM streams back",
+            )
+        ) from exc
+    finally:
+        go_on.set()
+    assert first == b"first"

@@ -328,6 +328,7 @@ SHARED_DEFAULTS: dict[str, tuple[set[Any], str]] = {
 # ``Any`` says nothing: only where no type can be named without importing an optional SDK.
 ANY_ALLOWED = {
     "client": "an SDK's client (aiobotocore, boto3, httpx, aiohttp), recognised by its methods",
+    "http_client": "s3_stream's fast path: a pyreqwest Client, an optional dependency",
     "redis": "redis.asyncio's Redis or RedisCluster, an optional dependency",
     "params": "query parameters in any form the HTTP client takes",
     "app": "a FastAPI app; FastAPI is an optional dependency",
