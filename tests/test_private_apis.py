@@ -679,6 +679,8 @@ print("ok")
         "OpenTelemetry's default providers changed names: see docs/design.md, 'Private APIs "
         f"we rely on'\n{result.stderr}"
     )
+
+
 # ------------------------------------- botocore / aiobotocore: a before-send hook that raises
 
 
