@@ -1,0 +1,232 @@
+"""The producers' side: one shared writer per worker, batching every stream's new events.
+
+A producer appends its events to its :class:`StreamWriter` without waiting. The
+:class:`BatchWriter` task sends what every producer has queued in one pipelined round trip
+(one script call per bucket, which adds one entry per stream), and while that round trip is in
+flight the next events queue up: a slow producer's event goes out at once, a fast producer's
+events go out together, and no timer ever holds an event back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ._keys import EntryId, StreamKeys, format_id
+
+__all__ = ["BatchWriter", "StreamWriter", "WriteFailed"]
+
+MAX_EVENTS_PER_ENTRY = 512
+"""A batch larger than this becomes several entries, so one entry stays a few KiB to a MiB."""
+
+BACKLOG_EVENTS = 2048
+"""A producer with this many events not yet written waits for the writer (backpressure)."""
+
+# KEYS: the event streams of one bucket. ARGV: per entry its stream's index in KEYS, id, kind,
+# event count, payload. NOMKSTREAM: a stream that expired is not brought back without a TTL.
+# Returns the entries that failed, as {index, error} pairs (an id Redis refused, a gone key).
+_APPEND_SCRIPT = """
+local failed = {}
+for i = 1, #ARGV, 5 do
+  local key = KEYS[tonumber(ARGV[i])]
+  local r = redis.pcall('XADD', key, 'NOMKSTREAM', ARGV[i + 1],
+                        'k', ARGV[i + 2], 'n', ARGV[i + 3], 'd', ARGV[i + 4])
+  if type(r) == 'table' and r.err then
+    table.insert(failed, ARGV[i]); table.insert(failed, r.err)
+  elseif not r then
+    table.insert(failed, ARGV[i]); table.insert(failed, 'the stream expired')
+  end
+end
+return failed
+"""
+
+
+class WriteFailed(Exception):
+    """Redis refused or lost a write: the stream store failed, not the producer's source."""
+
+
+class StreamWriter:
+    """One producer's queue: events with their ids, waiting for the next round trip."""
+
+    __slots__ = (
+        "_batch_ms",
+        "_drained",
+        "_last",
+        "_writer",
+        "failure",
+        "final",
+        "keys",
+        "kind",
+        "last_item",
+        "pending",
+        "queued",
+    )
+
+    def __init__(self, writer: BatchWriter, keys: StreamKeys, kind: bytes, last: EntryId) -> None:
+        self._writer = writer
+        self.keys = keys
+        self.kind = kind
+        self._last = last
+        self._batch_ms = -1
+        self.pending: list[bytes] = []
+        self.final: Mapping[bytes, bytes] | None = None
+        self.queued = False
+        self.failure: BaseException | None = None
+        self._drained: asyncio.Event | None = None
+        self.last_item = 0.0  # monotonic time of the last event (for idle_timeout)
+
+    def next_id(self) -> str:
+        """The id of the event about to be appended.
+
+        Ids only grow: ``<ms>-<seq>`` with ``ms`` this worker's clock (or the last id's, if
+        the clock is behind Redis's or went back) and the events of one batch share ``ms``.
+        """
+        if self.failure is not None:
+            raise WriteFailed(str(self.failure)) from self.failure
+        milliseconds, sequence = self._last
+        if not self.pending:
+            now = time.time_ns() // 1_000_000
+            if now > milliseconds:
+                milliseconds, sequence = now, -1
+        self._last = (milliseconds, sequence + 1)
+        return format_id(self._last)
+
+    def append(self, payload: bytes) -> None:
+        """Queue one event (its id from :meth:`next_id`); it is written without waiting."""
+        self.pending.append(payload)
+        if not self.queued:
+            self.queued = True
+            self._writer.enqueue(self)
+
+    @property
+    def backlogged(self) -> bool:
+        return len(self.pending) >= BACKLOG_EVENTS
+
+    async def drained(self) -> None:
+        """Wait until the queued events are written (or the writes failed)."""
+        while self.pending and self.failure is None:
+            if self._drained is None:
+                self._drained = asyncio.Event()
+            await self._drained.wait()
+        if self.failure is not None:
+            raise WriteFailed(str(self.failure)) from self.failure
+
+    async def finish(self, final: Mapping[bytes, bytes]) -> None:
+        """Write the queued events, then ``final`` (the end or error marker); wait for it."""
+        self.final = dict(final)
+        if not self.queued:
+            self.queued = True
+            self._writer.enqueue(self)
+        while (self.final is not None or self.pending) and self.failure is None:
+            if self._drained is None:
+                self._drained = asyncio.Event()
+            await self._drained.wait()
+        if self.failure is not None:
+            raise WriteFailed(str(self.failure)) from self.failure
+
+    def take(self) -> tuple[list[tuple[str, int, bytes]], dict[bytes, bytes] | None]:
+        """The entries to write now, ``(id, event count, payload)``, and the final marker."""
+        events, self.pending = self.pending, []
+        self.queued = False
+        entries = []
+        milliseconds, last = self._last
+        end = len(events)
+        # The events are numbered back from the last id: ids of one batch are consecutive.
+        for stop in range(end, 0, -MAX_EVENTS_PER_ENTRY):
+            start = max(0, stop - MAX_EVENTS_PER_ENTRY)
+            entry_id = f"{milliseconds}-{last - (end - stop)}"
+            entries.append((entry_id, stop - start, b"".join(events[start:stop])))
+        entries.reverse()
+        final = None
+        if self.final is not None:
+            final, self.final = dict(self.final), None
+            final_id = (milliseconds, last + 1)
+            self._last = final_id
+            final[b"id"] = format_id(final_id).encode()
+        return entries, final
+
+    def done(self, failure: BaseException | None) -> None:
+        if failure is not None and self.failure is None:
+            self.failure = failure
+        if self._drained is not None:
+            self._drained.set()
+            self._drained = None
+
+
+class BatchWriter:
+    """Writes every producer's queued events, one pipelined round trip at a time."""
+
+    def __init__(self, redis: Any, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.ttl_seconds = ttl_seconds
+        self._queue: list[StreamWriter] = []
+        self._wakeup = asyncio.Event()
+
+    def open(self, keys: StreamKeys, kind: bytes, last: EntryId) -> StreamWriter:
+        return StreamWriter(self, keys, kind, last)
+
+    def enqueue(self, writer: StreamWriter) -> None:
+        self._queue.append(writer)
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """The writer task: for the life of the :class:`ResumableStreams`."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            writers, self._queue = self._queue, []
+            await self._write(writers)
+
+    async def _write(self, writers: list[StreamWriter]) -> None:
+        by_bucket: dict[int, tuple[list[bytes], list[Any], list[StreamWriter]]] = {}
+        finals: list[tuple[StreamWriter, dict[bytes, bytes]]] = []
+        for writer in writers:
+            entries, final = writer.take()
+            if entries:
+                keys, arguments, owners = by_bucket.setdefault(writer.keys.bucket, ([], [], []))
+                keys.append(writer.keys.events)
+                owners.append(writer)
+                index = len(keys)
+                for entry_id, count, payload in entries:
+                    arguments += (index, entry_id, writer.kind, count, payload)
+            if final is not None:
+                finals.append((writer, final))
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, arguments, _ in by_bucket.values():
+            pipe.eval(_APPEND_SCRIPT, len(keys), *keys, *arguments)
+        for writer, final in finals:
+            stream = writer.keys
+            entry_id = final.pop(b"id").decode()
+            pipe.xadd(stream.events, final, id=entry_id, nomkstream=True)
+            pipe.expire(stream.events, self.ttl_seconds)
+            pipe.delete(stream.owner, stream.cancel)
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:
+            for writer in writers:
+                writer.done(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        failed: dict[int, BaseException] = {}
+        for (_, _, owners), result in zip(by_bucket.values(), results, strict=False):
+            if isinstance(result, Exception):
+                for writer in owners:
+                    failed[id(writer)] = result
+                continue
+            for position in range(0, len(result), 2):
+                writer = owners[int(result[position]) - 1]
+                failed[id(writer)] = WriteFailed(_text(result[position + 1]))
+        for position, (writer, _) in enumerate(finals):
+            offset = len(by_bucket) + 3 * position
+            for result in results[offset : offset + 3]:
+                if isinstance(result, Exception):
+                    failed.setdefault(id(writer), result)
+        for writer in writers:
+            writer.done(failed.get(id(writer)))
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
