@@ -139,9 +139,10 @@ def redis_server() -> Iterator[str]:
 
 
 @contextmanager
-def app_server(redis_socket: str) -> Iterator[str]:
+def app_server(redis_socket: str, script: str = __file__) -> Iterator[tuple[str, int]]:
+    """``script --serve PORT REDIS_SOCKET`` in a subprocess: its base URL and pid."""
     port = free_port()
-    command = [sys.executable, __file__, "--serve", str(port), redis_socket]
+    command = [sys.executable, script, "--serve", str(port), redis_socket]
     process = subprocess.Popen(command)
     try:
         deadline = time.monotonic() + 60
@@ -153,7 +154,7 @@ def app_server(redis_socket: str) -> Iterator[str]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     sys.exit("the bench server did not start")
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process.pid
     finally:
         process.terminate()
         try:
@@ -246,7 +247,7 @@ def main() -> int:
     rounds = 2 if args.quick else 3
     paced_events, interval = (300 if args.quick else 1_000), 0.002
     load_before = os.getloadavg()
-    with redis_server() as redis_socket, app_server(redis_socket) as base:
+    with redis_server() as redis_socket, app_server(redis_socket) as (base, _):
         throughput = measure_throughput(base, events, rounds)
         latency = measure_latency(base, paced_events, 1 if args.quick else 3, interval)
     results = {

@@ -13,6 +13,7 @@ heartbeat; when the owner key expires without an end marker, the readers' worker
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import secrets
@@ -71,6 +72,11 @@ logger = logging.getLogger("faststream_kit")
 
 REPLAY_ENTRIES = 128
 """Entries per replay read (each a batch of up to 512 events)."""
+
+COMMAND_CONNECTIONS = 48
+"""Commands of this worker's producers and readers in flight at once, besides the shared
+writer and reads: redis-py's async pool raises "Too many connections" past its limit (100 by
+default) instead of waiting, so a burst of new streams must queue here, not fail there."""
 
 SHUTDOWN_MARKER_SECONDS = 5.0
 """How long leaving the context waits for the producers it stops to record their end."""
@@ -178,13 +184,15 @@ class ResumableStreams:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._local: dict[str, _Producer] = {}
         self._token = secrets.token_hex(8)
-        self._writer = BatchWriter(redis, self._ttl())
+        self._writer = BatchWriter(redis, self._ttl(), heartbeat_seconds)
         self._follower: Follower | None = None
+        self._connections = asyncio.Semaphore(COMMAND_CONNECTIONS)
 
     async def __aenter__(self) -> ResumableStreams:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._writer.run)
+        self._task_group.start_soon(self._writer.heartbeat)
         self._follower = Follower(
             self.redis,
             prefix=self.prefix,
@@ -252,10 +260,11 @@ class ResumableStreams:
         try:
             # One atomic step, so no reader on another worker can see an owner without
             # events (a 404) or two workers both start the producer.
-            started = await self.redis.eval(
-                _CLAIM_SCRIPT, 2, keys.events, keys.owner, self._token, self._owner_ms(),
-                self._ttl(),
-            )  # fmt: skip
+            async with self._connections:
+                started = await self.redis.eval(
+                    _CLAIM_SCRIPT, 2, keys.events, keys.owner, self._token, self._writer.owner_ms,
+                    self._ttl(),
+                )  # fmt: skip
         except Exception as exc:
             raise _unavailable() from exc
         if not started:
@@ -265,7 +274,12 @@ class ResumableStreams:
         self._local[key] = running
         if self._idle.is_set():
             self._idle = anyio.Event()
-        writer = self._writer.open(keys, LLM if llm else SSE, parse_id(started))
+        writer = self._writer.open(
+            keys,
+            LLM if llm else SSE,
+            parse_id(started),
+            lambda: running.stop(library_error("cancelled", "the stream was cancelled")),
+        )
         self._task_group.start_soon(self._produce, key, producer, running, writer, thread_limiter)
         return True
 
@@ -273,18 +287,14 @@ class ResumableStreams:
         """Stop the producer of ``key``, on whichever worker runs it."""
         non_empty_str("key", key)
         keys = self._keys(key)
-        await self.redis.set(keys.cancel, b"1", ex=self._ttl())
+        async with self._connections:
+            await self.redis.set(keys.cancel, b"1", ex=self._ttl())
         running = self._local.get(key)
         if running is not None:
             running.stop(library_error("cancelled", "the stream was cancelled"))
 
     def _ttl(self) -> int:
         return max(1, round(self.ttl_seconds))
-
-    def _owner_ms(self) -> int:
-        # Two heartbeats: one late heartbeat is forgiven, and a reader still learns of a
-        # dead producer within three (see Follower._watch_producers).
-        return max(1, round(self.heartbeat_seconds * 2000))
 
     async def _produce(
         self,
@@ -299,7 +309,6 @@ class ResumableStreams:
         try:
             with running.scope:
                 async with anyio.create_task_group() as watchers:
-                    watchers.start_soon(self._heartbeat, writer.keys, running)
                     idle_timeout = getattr(producer, "idle_timeout", None)
                     if idle_timeout is not None:
                         watchers.start_soon(_watch_idle, writer, running, idle_timeout)
@@ -327,24 +336,10 @@ class ResumableStreams:
                 except WriteFailed as exc:
                     logger.warning("resumable stream %r could not record its end: %s", key, exc)
         finally:
+            self._writer.close(writer)
             self._local.pop(key, None)
             if not self._local:
                 self._idle.set()
-
-    async def _heartbeat(self, keys: StreamKeys, running: _Producer) -> None:
-        while True:
-            await anyio.sleep(self.heartbeat_seconds)
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.pexpire(keys.owner, self._owner_ms())
-                    pipe.expire(keys.events, self._ttl())
-                    pipe.exists(keys.cancel)
-                    *_, cancelled = await pipe.execute()
-            except Exception:
-                continue  # the producer's own next write reports it
-            if cancelled:
-                running.stop(library_error("cancelled", "the stream was cancelled"))
-                return
 
     # Reading -----------------------------------------------------------------------------
 
@@ -392,11 +387,12 @@ class ResumableStreams:
         """Non-blocking reads from ``cursor_box[0]`` on, until one comes back short."""
         while True:
             try:
-                result = await self.redis.xread(
-                    {keys.events: format_id(cursor_box[0])}, count=REPLAY_ENTRIES
-                )
-                if must_exist and not result and not await self.redis.exists(keys.events):
-                    raise library_error("not_found", "no such resumable stream")
+                async with self._connections:
+                    result = await self.redis.xread(
+                        {keys.events: format_id(cursor_box[0])}, count=REPLAY_ENTRIES
+                    )
+                    if must_exist and not result and not await self.redis.exists(keys.events):
+                        raise library_error("not_found", "no such resumable stream")
             except StreamError:
                 raise
             except Exception as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._keys import EntryId, StreamKeys, format_id
@@ -24,22 +24,37 @@ MAX_EVENTS_PER_ENTRY = 512
 BACKLOG_EVENTS = 2048
 """A producer with this many events not yet written waits for the writer (backpressure)."""
 
-# KEYS: the event streams of one bucket. ARGV: per entry its stream's index in KEYS, id, kind,
-# event count, payload. NOMKSTREAM: a stream that expired is not brought back without a TTL.
-# Returns the entries that failed, as {index, error} pairs (an id Redis refused, a gone key).
+# KEYS: events and owner key of each stream of one bucket. ARGV[1]: the owner TTL (ms); then
+# per entry the index of its events key in KEYS, id, kind, event count, payload. A write
+# renews the owner key (a busy producer is alive). NOMKSTREAM: a stream that expired is not
+# brought back without a TTL. Returns the failed entries as {index, error} pairs.
 _APPEND_SCRIPT = """
 local failed = {}
-for i = 1, #ARGV, 5 do
-  local key = KEYS[tonumber(ARGV[i])]
-  local r = redis.pcall('XADD', key, 'NOMKSTREAM', ARGV[i + 1],
+for i = 2, #ARGV, 5 do
+  local index = tonumber(ARGV[i])
+  local r = redis.pcall('XADD', KEYS[index], 'NOMKSTREAM', ARGV[i + 1],
                         'k', ARGV[i + 2], 'n', ARGV[i + 3], 'd', ARGV[i + 4])
   if type(r) == 'table' and r.err then
     table.insert(failed, ARGV[i]); table.insert(failed, r.err)
   elseif not r then
     table.insert(failed, ARGV[i]); table.insert(failed, 'the stream expired')
+  else
+    redis.call('PEXPIRE', KEYS[index + 1], ARGV[1])
   end
 end
 return failed
+"""
+
+# KEYS: events, owner and cancel key of each live stream of one bucket. ARGV: owner TTL (ms),
+# events TTL (s). Returns the (1-based) positions of the streams someone cancelled.
+_HEARTBEAT_SCRIPT = """
+local cancelled = {}
+for i = 1, #KEYS, 3 do
+  redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
+  redis.call('EXPIRE', KEYS[i], ARGV[2])
+  if redis.call('EXISTS', KEYS[i + 2]) == 1 then table.insert(cancelled, (i + 2) / 3) end
+end
+return cancelled
 """
 
 
@@ -51,10 +66,10 @@ class StreamWriter:
     """One producer's queue: events with their ids, waiting for the next round trip."""
 
     __slots__ = (
-        "_batch_ms",
         "_drained",
         "_last",
         "_writer",
+        "cancelled",
         "failure",
         "final",
         "keys",
@@ -64,12 +79,19 @@ class StreamWriter:
         "queued",
     )
 
-    def __init__(self, writer: BatchWriter, keys: StreamKeys, kind: bytes, last: EntryId) -> None:
+    def __init__(
+        self,
+        writer: BatchWriter,
+        keys: StreamKeys,
+        kind: bytes,
+        last: EntryId,
+        cancelled: Callable[[], object],
+    ) -> None:
         self._writer = writer
+        self.cancelled = cancelled  # called when the heartbeat finds the stream cancelled
         self.keys = keys
         self.kind = kind
         self._last = last
-        self._batch_ms = -1
         self.pending: list[bytes] = []
         self.final: Mapping[bytes, bytes] | None = None
         self.queued = False
@@ -158,14 +180,50 @@ class StreamWriter:
 class BatchWriter:
     """Writes every producer's queued events, one pipelined round trip at a time."""
 
-    def __init__(self, redis: Any, ttl_seconds: int) -> None:
+    def __init__(self, redis: Any, ttl_seconds: int, heartbeat_seconds: float) -> None:
         self.redis = redis
         self.ttl_seconds = ttl_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        # Two heartbeats: one late heartbeat is forgiven, and a reader still learns of a
+        # dead producer within three (see Follower._watch_producers).
+        self.owner_ms = max(1, round(heartbeat_seconds * 2000))
         self._queue: list[StreamWriter] = []
         self._wakeup = asyncio.Event()
+        self._live: dict[StreamWriter, None] = {}  # insertion-ordered set
 
-    def open(self, keys: StreamKeys, kind: bytes, last: EntryId) -> StreamWriter:
-        return StreamWriter(self, keys, kind, last)
+    def open(
+        self, keys: StreamKeys, kind: bytes, last: EntryId, cancelled: Callable[[], object]
+    ) -> StreamWriter:
+        writer = StreamWriter(self, keys, kind, last, cancelled)
+        self._live[writer] = None
+        return writer
+
+    def close(self, writer: StreamWriter) -> None:
+        self._live.pop(writer, None)
+
+    async def heartbeat(self) -> None:
+        """Every half heartbeat, renew the owner and events keys of every live producer of
+        this worker (one script call per bucket) and find the ones cancelled elsewhere."""
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds / 2)
+            by_bucket: dict[int, list[StreamWriter]] = {}
+            for writer in self._live:
+                by_bucket.setdefault(writer.keys.bucket, []).append(writer)
+            if not by_bucket:
+                continue
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for writers in by_bucket.values():
+                        keys = [k for w in writers for k in w.keys[:3]]
+                        pipe.eval(_HEARTBEAT_SCRIPT, len(keys), *keys, self.owner_ms,
+                                  self.ttl_seconds)  # fmt: skip
+                    results = await pipe.execute(raise_on_error=False)
+            except Exception:
+                continue  # the producers' next writes report it
+            for writers, result in zip(by_bucket.values(), results, strict=True):
+                if isinstance(result, list):
+                    for position in result:
+                        writers[int(position) - 1].cancelled()
 
     def enqueue(self, writer: StreamWriter) -> None:
         self._queue.append(writer)
@@ -185,10 +243,12 @@ class BatchWriter:
         for writer in writers:
             entries, final = writer.take()
             if entries:
-                keys, arguments, owners = by_bucket.setdefault(writer.keys.bucket, ([], [], []))
-                keys.append(writer.keys.events)
+                keys, arguments, owners = by_bucket.setdefault(
+                    writer.keys.bucket, ([], [self.owner_ms], [])
+                )
+                index = len(keys) + 1
+                keys += (writer.keys.events, writer.keys.owner)
                 owners.append(writer)
-                index = len(keys)
                 for entry_id, count, payload in entries:
                     arguments += (index, entry_id, writer.kind, count, payload)
             if final is not None:
@@ -217,7 +277,7 @@ class BatchWriter:
                     failed[id(writer)] = result
                 continue
             for position in range(0, len(result), 2):
-                writer = owners[int(result[position]) - 1]
+                writer = owners[(int(result[position]) - 1) // 2]
                 failed[id(writer)] = WriteFailed(_text(result[position + 1]))
         for position, (writer, _) in enumerate(finals):
             offset = len(by_bucket) + 3 * position
