@@ -112,8 +112,12 @@ class Follower:
         token: str,
         heartbeat_seconds: float,
         spawn: Callable[..., object],
+        produced_here: set[bytes],
     ) -> None:
         self.redis = redis
+        # The events keys of this worker's running producers: alive, whatever their owner
+        # key says after this worker's event loop stalled for a while.
+        self._produced_here = produced_here
         self._spawn = spawn
         self._heartbeat = heartbeat_seconds
         self._block_ms = max(100, round(heartbeat_seconds * 1000))
@@ -209,6 +213,7 @@ class Follower:
                     for bucket in self._buckets
                     for followed in bucket.follows.values()
                     if followed.subscribers
+                    and followed.keys.events not in self._produced_here
                     and now - followed.active_at >= self._heartbeat
                     and now - followed.checked_at >= self._heartbeat / 2
                 ]

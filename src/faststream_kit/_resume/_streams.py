@@ -183,6 +183,7 @@ class ResumableStreams:
         self._idle.set()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._local: dict[str, _Producer] = {}
+        self._local_events: set[bytes] = set()  # the events keys of self._local
         self._token = secrets.token_hex(8)
         self._writer = BatchWriter(redis, self._ttl(), heartbeat_seconds)
         self._follower: Follower | None = None
@@ -199,6 +200,7 @@ class ResumableStreams:
             token=self._token,
             heartbeat_seconds=self.heartbeat_seconds,
             spawn=self._task_group.start_soon,
+            produced_here=self._local_events,
         )
         return self
 
@@ -272,6 +274,7 @@ class ResumableStreams:
             return False
         running = _Producer()
         self._local[key] = running
+        self._local_events.add(keys.events)
         if self._idle.is_set():
             self._idle = anyio.Event()
         writer = self._writer.open(
@@ -338,6 +341,7 @@ class ResumableStreams:
         finally:
             self._writer.close(writer)
             self._local.pop(key, None)
+            self._local_events.discard(writer.keys.events)
             if not self._local:
                 self._idle.set()
 
