@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -75,11 +76,20 @@ class Worker:
             sys.executable, "-m", "uvicorn", "resume_app:app", "--host", "127.0.0.1",
             "--port", str(self.port), "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, env=self.env)
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115  (read when it fails to start)
+        self.process = subprocess.Popen(command, env=self.env, stderr=self.log)
         return self
 
     def wait_ready(self) -> Worker:
-        wait_for_port(self.port, timeout=30)
+        try:
+            wait_for_port(self.port, timeout=60)
+        except RuntimeError:
+            self.log.seek(0)
+            exited = self.process.poll() if self.process else None
+            raise RuntimeError(
+                f"worker on {self.port} (exit code {exited}) did not start: "
+                + self.log.read()[-3000:].decode(errors="replace")
+            ) from None
         return self
 
     def start(self) -> Worker:

@@ -45,6 +45,8 @@ _RECORD_END = b"\n"  # compact JSON never holds a raw newline
 def sse_event_frame(item: Any) -> bytes:
     """The frame ``sse_response`` would send for ``item``, without its ``id``: only
     ``data`` and ``event`` are kept; the id is the stream's own, which makes resuming exact."""
+    if type(item) is str:
+        return sse_frame(item)  # the common case, first
     if isinstance(item, ServerSentEvent):
         data, event = item.data, item.event
     elif isinstance(item, dict):
