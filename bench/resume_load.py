@@ -39,7 +39,7 @@ def create_app(redis_socket: str) -> Any:
     from starlette.requests import Request
     from starlette.routing import Route
 
-    from faststream_kit import StreamResponse
+    from faststream_kit import StreamResponse, sse_response
     from faststream_kit.resume import ResumableStreams
 
     @asynccontextmanager
@@ -60,6 +60,8 @@ def create_app(redis_socket: str) -> Any:
         count = int(request.query_params["n"])
         interval = float(request.query_params["interval"])
         key = request.path_params["key"]
+        if key.startswith("direct-"):  # the baseline: the same producer, no Redis
+            return sse_response(produce(count, interval))
         return streams.sse_response(key, producer=produce(count, interval))
 
     return Starlette(routes=[Route("/stream/{key}", stream)], lifespan=lifespan)
@@ -137,12 +139,12 @@ class StreamReader(asyncio.Protocol):
             if int(sequence) != self.next_sequence:
                 self.problem = self.problem or f"got {sequence!r}, expected {self.next_sequence}"
             self.next_sequence = int(sequence) + 1
-            assert event_id is not None
-            ms, _, seq = event_id.partition(b"-")
-            parsed = (int(ms), int(seq))
-            if parsed <= self.last_id:
-                self.problem = self.problem or f"id {event_id!r} after {self.last_id}"
-            self.last_id = parsed
+            if event_id is not None:  # the direct baseline sends none
+                ms, _, seq = event_id.partition(b"-")
+                parsed = (int(ms), int(seq))
+                if parsed <= self.last_id:
+                    self.problem = self.problem or f"id {event_id!r} after {self.last_id}"
+                self.last_id = parsed
             self.latencies.append(received - int(produced))
 
     def finish(self, problem: str | None) -> None:
@@ -161,14 +163,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def read_all(
-    port: int, streams: int, count: int, interval: float, ramp_seconds: float
+    port: int, streams: int, count: int, interval: float, ramp_seconds: float, direct: bool
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     latencies: list[int] = []
     results: list[asyncio.Future[str]] = []
     sequences: list[StreamReader] = []
-    for index in range(streams):
-        key = uuid.uuid4().hex
+    for _ in range(streams):
+        key = ("direct-" if direct else "") + uuid.uuid4().hex
         request = (
             f"GET /stream/{key}?n={count}&interval={interval} HTTP/1.1\r\n"
             f"Host: 127.0.0.1:{port}\r\n\r\n"
@@ -197,6 +199,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="events/s per stream")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long each stream runs")
     parser.add_argument("--ramp", type=float, default=2.0, help="seconds to open all streams")
+    parser.add_argument(
+        "--direct", action="store_true", help="the baseline: plain sse_response, no Redis"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -208,12 +213,15 @@ def main() -> int:
     with redis_server() as redis_socket, app_server(redis_socket, __file__) as (base, pid):
         port = int(base.rsplit(":", 1)[1])
         cpu_before, started = cpu_seconds(pid), time.monotonic()
-        outcome = asyncio.run(read_all(port, args.streams, count, 1 / args.rate, args.ramp))
+        outcome = asyncio.run(
+            read_all(port, args.streams, count, 1 / args.rate, args.ramp, args.direct)
+        )
         wall = time.monotonic() - started
         worker_cpu = cpu_seconds(pid) - cpu_before
     latencies = [ns / 1e6 for ns in outcome.pop("latencies_ns")]
     expected = args.streams * count
     results = {
+        "path": "direct" if args.direct else "resumable",
         "streams": args.streams,
         "events_per_stream": count,
         "rate_per_stream": args.rate,
@@ -232,6 +240,7 @@ def main() -> int:
         "load_average": {"before": load_before, "after": os.getloadavg()},
     }
     print(
+        f"{'direct sse_response' if args.direct else 'resumable'}: "
         f"{args.streams} streams x {args.rate:g} events/s x {args.seconds:g} s on one worker: "
         f"{outcome['events']:,} of {expected:,} events, "
         f"{outcome['streams_complete']} streams complete, "

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 APPS = Path(__file__).parent / "apps"
 TOKENS = [f"w{n:02d} " for n in range(20)]
-HEARTBEAT_SECONDS = 0.5
+HEARTBEAT_SECONDS = 1.0  # the owner key lives two: a stall on a busy CI box is no lost worker
 
 
 class Worker:

@@ -1,9 +1,16 @@
-"""The readers' side: every stream one worker follows, read by one blocking ``XREAD`` per
-bucket and fanned out in-process.
+"""The readers' side: every stream one worker follows, read by a few shared reads and fanned
+out in-process.
 
-A reader replays on its own (short, non-blocking reads), then subscribes here at the id it
-reached. However many readers and streams a worker has, it holds at most one blocking
-connection per bucket, so the number of live streams is not bounded by the connection pool.
+The shared writer (``_writer.py``) appends, with every round trip, one entry to its bucket's
+*activity* stream naming the streams it wrote to. A worker blocks on the activity streams
+only (one ``XREAD`` over the 16 of them on a single server; one per bucket on a cluster,
+where a command stays in one slot), then reads the new entries of just the streams that
+changed and that it follows, from each one's own cursor. So the blocking read is small
+however many streams a worker follows, a busy worker sends commands in proportion to what
+changed, and it holds at most one blocking connection per bucket: the number of live
+streams is not bounded by the connection pool.
+
+A reader replays on its own (non-blocking reads), then subscribes here at the id it reached.
 A watch task asks Redis about streams that have been silent for a heartbeat, and records
 ``producer_lost`` for those whose producer's owner key is gone (the producer's process died):
 every reader, now or later, gets that error after the last event the producer wrote.
@@ -17,18 +24,21 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import library_error
-from ._keys import BUCKETS, StreamKeys, parse_id, wake_key
+from ._keys import BUCKETS, StreamKeys, activity_key, parse_id, wake_key
 
 __all__ = ["Follower", "Subscription"]
 
 READ_COUNT = 256
-"""Entries per stream per ``XREAD``; an entry holds a batch of events."""
+"""Entries per stream per read; an entry holds a batch of events."""
+
+ACTIVITY_COUNT = 1024
+"""Activity entries per blocking read."""
 
 QUEUE_ENTRIES = 4096
 """A subscriber further behind than this reads from Redis again instead (a slow client)."""
 
-# KEYS: events, owner. ARGV: the message. 1: loss recorded; 0: the producer is alive or
-# finished; -1: the stream is gone (expired).
+# KEYS: events, owner, activity. ARGV: the message. 1: loss recorded; 0: the producer is
+# alive or finished; -1: the stream is gone (expired).
 _RECORD_LOSS_SCRIPT = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -37,6 +47,7 @@ local kind = last[1][2][2]
 if kind == 'end' or kind == 'err' then return 0 end
 redis.call('XADD', KEYS[1], '*', 'k', 'err', 'type', 'producer_lost', 'message', ARGV[1],
            'status', '502')
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', '1000', '*', 'k', KEYS[1])
 return 1
 """
 
@@ -92,12 +103,27 @@ class _Followed:
         self.active_at = self.checked_at = time.monotonic()
 
 
-class _Bucket:
-    __slots__ = ("follows", "reading", "running", "wake_key", "wake_sent")
+class _Group:
+    """The buckets one blocking read covers: all of them, or one on a cluster."""
 
-    def __init__(self, wake: bytes) -> None:
+    __slots__ = (
+        "activity",
+        "dirty",
+        "follows",
+        "reading",
+        "running",
+        "wake_cursor",
+        "wake_key",
+        "wake_sent",
+    )
+
+    def __init__(self, activity: dict[bytes, bytes], wake: bytes) -> None:
+        self.activity = activity  # activity stream -> the last id read ("0-0": all, once)
         self.follows: dict[bytes, _Followed] = {}
+        self.dirty: set[bytes] = set()  # followed streams to read whatever the activity says
         self.wake_key = wake
+        # Not "$": a wake written before the blocking read reaches Redis must still end it.
+        self.wake_cursor = b"0-0"
         self.reading = self.running = self.wake_sent = False
 
 
@@ -115,103 +141,178 @@ class Follower:
         produced_here: set[bytes],
     ) -> None:
         self.redis = redis
+        self._spawn = spawn
+        self._heartbeat = heartbeat_seconds
         # The events keys of this worker's running producers: alive, whatever their owner
         # key says after this worker's event loop stalled for a while.
         self._produced_here = produced_here
-        self._spawn = spawn
-        self._heartbeat = heartbeat_seconds
         self._block_ms = max(100, round(heartbeat_seconds * 1000))
-        self._buckets = [_Bucket(wake_key(prefix, n, token)) for n in range(BUCKETS)]
+        activity = [activity_key(prefix, n) for n in range(BUCKETS)]
+        if _is_cluster(redis):
+            self._groups = [
+                _Group({activity[n]: b"0-0"}, wake_key(prefix, n, token)) for n in range(BUCKETS)
+            ]
+        else:
+            group = _Group(dict.fromkeys(activity, b"0-0"), wake_key(prefix, 0, token))
+            self._groups = [group] * BUCKETS
         self._watching = False
 
     def subscribe(self, keys: StreamKeys, cursor: bytes) -> tuple[Subscription, bytes | None]:
         """Follow ``keys`` from ``cursor`` on; also return the id the shared read is at when
         it is already past ``cursor`` (the reader reads up to there itself)."""
-        bucket = self._buckets[keys.bucket]
-        followed = bucket.follows.get(keys.events)
+        group = self._groups[keys.bucket]
+        followed = group.follows.get(keys.events)
         ahead = None
         if followed is None:
-            followed = bucket.follows[keys.events] = _Followed(keys, cursor)
-            if bucket.reading and not bucket.wake_sent:
-                bucket.wake_sent = True
-                self._spawn(self._wake, bucket)
+            followed = group.follows[keys.events] = _Followed(keys, cursor)
+            group.dirty.add(keys.events)
+            if group.reading and not group.wake_sent:
+                group.wake_sent = True
+                self._spawn(self._wake, group)
         elif parse_id(followed.cursor) > parse_id(cursor):
             ahead = followed.cursor
         subscription = Subscription()
         followed.subscribers.add(subscription)
-        if not bucket.running:
-            bucket.running = True
-            self._spawn(self._read, bucket)
+        if not group.running:
+            group.running = True
+            self._spawn(self._read, group)
         if not self._watching:
             self._watching = True
             self._spawn(self._watch_producers)
         return subscription, ahead
 
     def unsubscribe(self, keys: StreamKeys, subscription: Subscription) -> None:
-        followed = self._buckets[keys.bucket].follows.get(keys.events)
+        followed = self._groups[keys.bucket].follows.get(keys.events)
         if followed is not None:
             followed.subscribers.discard(subscription)
             # The key itself is dropped by the read loop, between two reads: a read in
             # flight still counts on its cursor.
 
-    async def _read(self, bucket: _Bucket) -> None:
+    async def _read(self, group: _Group) -> None:
         try:
             while True:
-                for events_key in [k for k, f in bucket.follows.items() if not f.subscribers]:
-                    del bucket.follows[events_key]
-                if not bucket.follows:
+                for events_key in [k for k, f in group.follows.items() if not f.subscribers]:
+                    del group.follows[events_key]
+                    group.dirty.discard(events_key)
+                if not group.follows:
                     return
-                streams: dict[bytes, bytes] = {k: f.cursor for k, f in bucket.follows.items()}
-                streams[bucket.wake_key] = b"$"
-                bucket.reading, bucket.wake_sent = True, False
                 try:
-                    result = await self.redis.xread(streams, count=READ_COUNT, block=self._block_ms)
+                    if group.dirty:
+                        changed, group.dirty = group.dirty, set()
+                        await self._read_streams(group, changed)
+                        continue  # new readers may have come meanwhile
+                    streams = {**group.activity, group.wake_key: group.wake_cursor}
+                    group.reading, group.wake_sent = True, False
+                    try:
+                        result = await self.redis.xread(
+                            streams, count=ACTIVITY_COUNT, block=self._block_ms
+                        )
+                    finally:
+                        group.reading = False
+                    for activity, entries in result or ():
+                        if activity == group.wake_key and entries:
+                            group.wake_cursor = entries[-1][0]
+                        elif activity in group.activity and entries:
+                            group.activity[activity] = entries[-1][0]
+                            self._take_activity(group, entries)
                 except Exception as exc:
-                    for followed in bucket.follows.values():
+                    for followed in group.follows.values():
                         for subscription in followed.subscribers:
                             subscription.fail(exc)
-                    bucket.follows.clear()
+                    group.follows.clear()
+                    group.dirty.clear()
                     return
-                finally:
-                    bucket.reading = False
-                self._dispatch(bucket, result)
         finally:
-            bucket.running = False
+            group.running = False
 
-    def _dispatch(self, bucket: _Bucket, result: Any) -> None:
-        if not result:
-            return
+    def _take_activity(self, group: _Group, entries: Entries) -> None:
+        """Hand on the entries an activity stream carries for a stream followed from just
+        before them; mark the other followed streams it names to be read."""
         now = time.monotonic()
-        for events_key, entries in result:
-            followed = bucket.follows.get(events_key)
+        follows, dirty = group.follows, group.dirty
+        for _, fields in entries:
+            for value in fields.values():
+                if value.count(b"\n") < 5:  # names only (an end, an error): read them
+                    dirty.update(k for k in value.split(b"\n") if k in follows)
+                    continue
+                events_key, previous, entry_id, kind, count, inline = value.split(b"\n", 5)
+                followed = follows.get(events_key)
+                if followed is None:
+                    continue
+                if followed.cursor == previous and inline[:1] == b"1" and events_key not in dirty:
+                    followed.cursor = entry_id
+                    followed.active_at = now
+                    delivered = [(entry_id, {b"k": kind, b"n": count, b"d": inline[1:]})]
+                    for subscription in followed.subscribers:
+                        subscription.deliver(delivered)
+                elif parse_id(entry_id) > parse_id(followed.cursor):
+                    dirty.add(events_key)  # a gap, or too large to carry: read it
+
+    def written_here(self, keys: StreamKeys, kind: bytes, entries: list[Any]) -> None:
+        """Entries this worker's writer just wrote: its readers get them without asking
+        Redis (the activity stream's copy is then skipped as already read)."""
+        group = self._groups[keys.bucket]
+        followed = group.follows.get(keys.events)
+        if followed is None:
+            return
+        for previous, entry_id, count, payload in entries:
+            if followed.cursor != previous.encode() or keys.events in group.dirty:
+                group.dirty.add(keys.events)
+                if group.reading and not group.wake_sent:
+                    group.wake_sent = True
+                    self._spawn(self._wake, group)
+                return
+            followed.cursor = entry_id.encode()
+            followed.active_at = time.monotonic()
+            delivered = [(followed.cursor, {b"k": kind, b"n": str(count).encode(), b"d": payload})]
+            for subscription in followed.subscribers:
+                subscription.deliver(delivered)
+
+    async def _read_streams(self, group: _Group, changed: set[bytes]) -> None:
+        """Read the new entries of ``changed`` followed streams; hand them to the readers."""
+        streams = {k: group.follows[k].cursor for k in changed if k in group.follows}
+        if not streams:
+            return
+        result = await self.redis.xread(streams, count=READ_COUNT)
+        now = time.monotonic()
+        for events_key, entries in result or ():
+            followed = group.follows.get(events_key)
             if followed is None or not entries:
                 continue
             followed.cursor = entries[-1][0]
             followed.active_at = now
             for subscription in followed.subscribers:
                 subscription.deliver(entries)
+            if len(entries) == READ_COUNT:
+                group.dirty.add(events_key)  # more to read
 
-    async def _wake(self, bucket: _Bucket) -> None:
+    async def _wake(self, group: _Group) -> None:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(bucket.wake_key, {b"w": b"1"}, maxlen=1, approximate=False)
-                pipe.expire(bucket.wake_key, 60)
+                pipe.xadd(group.wake_key, {b"w": b"1"}, maxlen=1, approximate=False)
+                pipe.expire(group.wake_key, 60)
                 await pipe.execute()
         except Exception:
-            bucket.wake_sent = False  # the read itself reports trouble with Redis
+            group.wake_sent = False  # the read itself reports trouble with Redis
+
+    def _all_follows(self) -> list[_Followed]:
+        groups = {id(group): group for group in self._groups}.values()
+        return [followed for group in groups for followed in group.follows.values()]
 
     async def _watch_producers(self) -> None:
         """Every quarter heartbeat, ask about streams silent for a heartbeat (at most every
         half heartbeat each): an owner key that expired (2 heartbeats after its producer's
         last sign of life) becomes a ``producer_lost`` entry within 2.5 heartbeats."""
         try:
-            while any(bucket.follows for bucket in self._buckets):
+            while True:
+                follows = self._all_follows()
+                if not follows:
+                    return
                 await asyncio.sleep(self._heartbeat / 4)
                 now = time.monotonic()
                 silent = [
                     followed
-                    for bucket in self._buckets
-                    for followed in bucket.follows.values()
+                    for followed in follows
                     if followed.subscribers
                     and followed.keys.events not in self._produced_here
                     and now - followed.active_at >= self._heartbeat
@@ -228,7 +329,10 @@ class Follower:
                 for followed in silent:
                     followed.checked_at = now
                     keys = followed.keys
-                    pipe.eval(_RECORD_LOSS_SCRIPT, 2, keys.events, keys.owner, LOST_MESSAGE)
+                    pipe.eval(
+                        _RECORD_LOSS_SCRIPT, 3, keys.events, keys.owner, keys.activity,
+                        LOST_MESSAGE,
+                    )  # fmt: skip
                 results = await pipe.execute(raise_on_error=False)
         except Exception:
             return  # the shared read reports trouble with Redis
@@ -237,3 +341,16 @@ class Follower:
                 lost = library_error("producer_lost", LOST_MESSAGE)
                 for subscription in followed.subscribers:
                     subscription.fail(lost)
+                continue
+            # Read it again whatever the activity said: an activity entry trimmed before
+            # this worker read it must not leave a reader waiting for an end it missed.
+            group = self._groups[followed.keys.bucket]
+            group.dirty.add(followed.keys.events)
+            if group.reading and not group.wake_sent:
+                group.wake_sent = True
+                self._spawn(self._wake, group)
+
+
+def _is_cluster(redis: Any) -> bool:
+    # RedisCluster routes each command by its keys' slot; a multi-key command must stay in one.
+    return callable(getattr(redis, "get_node_from_key", None))

@@ -32,12 +32,22 @@ class StreamKeys(NamedTuple):
     owner: bytes  # the producer's heartbeat: exists while it runs
     cancel: bytes  # set by cancel(), read by the producer's heartbeat
     bucket: int
+    activity: bytes  # the bucket's activity stream: which streams were just written
 
 
 def stream_keys(prefix: str, key: str) -> StreamKeys:
     bucket = zlib.crc32(key.encode("utf-8", "surrogatepass")) % BUCKETS
     base = f"{prefix}{{b{bucket:02d}}}:{key}".encode("utf-8", "surrogatepass")
-    return StreamKeys(base + b":events", base + b":owner", base + b":cancel", bucket)
+    return StreamKeys(
+        base + b":events", base + b":owner", base + b":cancel", bucket, activity_key(prefix, bucket)
+    )
+
+
+def activity_key(prefix: str, bucket: int) -> bytes:
+    """A bucket's activity stream: each write of the shared writers adds the names of the
+    streams it wrote to, so a worker blocks on these few streams, not on every one it
+    follows."""
+    return f"{prefix}{{b{bucket:02d}}}:activity".encode()
 
 
 def wake_key(prefix: str, bucket: int, token: str) -> bytes:

@@ -202,6 +202,7 @@ class ResumableStreams:
             spawn=self._task_group.start_soon,
             produced_here=self._local_events,
         )
+        self._writer.written = self._follower.written_here
         return self
 
     async def __aexit__(
@@ -227,6 +228,7 @@ class ResumableStreams:
         finally:
             self._task_group = None
             self._follower = None
+            self._writer.written = None
 
     def _keys(self, key: str) -> StreamKeys:
         return stream_keys(self.prefix, key)

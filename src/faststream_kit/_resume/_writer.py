@@ -18,32 +18,52 @@ from ._keys import EntryId, StreamKeys, format_id
 
 __all__ = ["BatchWriter", "StreamWriter", "WriteFailed"]
 
+ACTIVITY_ENTRIES = 2_000
+"""How much history a bucket's activity stream keeps (a worker reads it as it comes)."""
+
+INLINE_BYTES = 2048
+"""An entry up to this size is copied into the activity stream too."""
+
 MAX_EVENTS_PER_ENTRY = 512
 """A batch larger than this becomes several entries, so one entry stays a few KiB to a MiB."""
 
 BACKLOG_EVENTS = 2048
 """A producer with this many events not yet written waits for the writer (backpressure)."""
 
-# KEYS: events and owner key of each stream of one bucket. ARGV[1]: the owner TTL (ms); then
-# per entry the index of its events key in KEYS, id, kind, event count, payload. A write
-# renews the owner key (a busy producer is alive). NOMKSTREAM: a stream that expired is not
-# brought back without a TTL. Returns the failed entries as {index, error} pairs.
+# KEYS: events and owner key of each stream of one bucket, then the bucket's activity stream.
+# ARGV: the owner TTL (ms), the activity stream's TTL (s); then per entry the index of its
+# events key in KEYS, the id of the stream's entry before it, its id, kind, event count,
+# payload. A write renews the owner key (a busy producer is alive). NOMKSTREAM: a stream that
+# expired is not brought back without a TTL. One activity entry says what was written: per
+# entry "key LF previous id LF id LF kind LF count LF" then "1" and the payload when it is
+# small (a worker following the stream from the previous id needs no read of its own), else
+# "0". Returns the failed entries as {index, error} pairs.
 _APPEND_SCRIPT = """
 local failed = {}
-for i = 2, #ARGV, 5 do
+local activity = {}
+for i = 3, #ARGV, 6 do
   local index = tonumber(ARGV[i])
-  local r = redis.pcall('XADD', KEYS[index], 'NOMKSTREAM', ARGV[i + 1],
-                        'k', ARGV[i + 2], 'n', ARGV[i + 3], 'd', ARGV[i + 4])
+  local r = redis.pcall('XADD', KEYS[index], 'NOMKSTREAM', ARGV[i + 2],
+                        'k', ARGV[i + 3], 'n', ARGV[i + 4], 'd', ARGV[i + 5])
   if type(r) == 'table' and r.err then
     table.insert(failed, ARGV[i]); table.insert(failed, r.err)
   elseif not r then
     table.insert(failed, ARGV[i]); table.insert(failed, 'the stream expired')
   else
     redis.call('PEXPIRE', KEYS[index + 1], ARGV[1])
+    local inline = '0'
+    if #ARGV[i + 5] <= INLINE_BYTES then inline = '1' .. ARGV[i + 5] end
+    table.insert(activity, tostring(#activity / 2))
+    table.insert(activity, table.concat({KEYS[index], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
+                                         ARGV[i + 4], inline}, '\\n'))
   end
 end
+if #activity > 0 then
+  redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', 'ACTIVITY_ENTRIES', '*', unpack(activity))
+  redis.call('EXPIRE', KEYS[#KEYS], ARGV[2])
+end
 return failed
-"""
+""".replace("INLINE_BYTES", str(INLINE_BYTES)).replace("ACTIVITY_ENTRIES", str(ACTIVITY_ENTRIES))
 
 # KEYS: events, owner and cancel key of each live stream of one bucket. ARGV: owner TTL (ms),
 # events TTL (s). Returns the (1-based) positions of the streams someone cancelled.
@@ -77,6 +97,7 @@ class StreamWriter:
         "last_item",
         "pending",
         "queued",
+        "written",
     )
 
     def __init__(
@@ -98,6 +119,7 @@ class StreamWriter:
         self.failure: BaseException | None = None
         self._drained: asyncio.Event | None = None
         self.last_item = 0.0  # monotonic time of the last event (for idle_timeout)
+        self.written = format_id(last)  # the id of the last entry sent
 
     def next_id(self) -> str:
         """The id of the event about to be appended.
@@ -148,25 +170,27 @@ class StreamWriter:
         if self.failure is not None:
             raise WriteFailed(str(self.failure)) from self.failure
 
-    def take(self) -> tuple[list[tuple[str, int, bytes]], dict[bytes, bytes] | None]:
-        """The entries to write now, ``(id, event count, payload)``, and the final marker."""
+    def take(self) -> tuple[list[tuple[str, str, int, bytes]], dict[bytes, bytes] | None]:
+        """The entries to write now, ``(previous id, id, event count, payload)``, and the
+        final marker."""
         events, self.pending = self.pending, []
         self.queued = False
         entries = []
         milliseconds, last = self._last
         end = len(events)
         # The events are numbered back from the last id: ids of one batch are consecutive.
-        for stop in range(end, 0, -MAX_EVENTS_PER_ENTRY):
-            start = max(0, stop - MAX_EVENTS_PER_ENTRY)
+        for start in range(0, end, MAX_EVENTS_PER_ENTRY):
+            stop = min(end, start + MAX_EVENTS_PER_ENTRY)
             entry_id = f"{milliseconds}-{last - (end - stop)}"
-            entries.append((entry_id, stop - start, b"".join(events[start:stop])))
-        entries.reverse()
+            entries.append((self.written, entry_id, stop - start, b"".join(events[start:stop])))
+            self.written = entry_id
         final = None
         if self.final is not None:
             final, self.final = dict(self.final), None
             final_id = (milliseconds, last + 1)
             self._last = final_id
             final[b"id"] = format_id(final_id).encode()
+            self.written = format_id(final_id)
         return entries, final
 
     def done(self, failure: BaseException | None) -> None:
@@ -190,6 +214,8 @@ class BatchWriter:
         self._queue: list[StreamWriter] = []
         self._wakeup = asyncio.Event()
         self._live: dict[StreamWriter, None] = {}  # insertion-ordered set
+        # Told of every entry written, so this worker's readers get it without a read.
+        self.written: Callable[[StreamKeys, bytes, list[Any]], None] | None = None
 
     def open(
         self, keys: StreamKeys, kind: bytes, last: EntryId, cancelled: Callable[[], object]
@@ -240,28 +266,37 @@ class BatchWriter:
     async def _write(self, writers: list[StreamWriter]) -> None:
         by_bucket: dict[int, tuple[list[bytes], list[Any], list[StreamWriter]]] = {}
         finals: list[tuple[StreamWriter, dict[bytes, bytes]]] = []
+        activity_key_of: dict[int, bytes] = {}
+        sent: list[tuple[StreamWriter, list[Any]]] = []
         for writer in writers:
             entries, final = writer.take()
+            activity_key_of[writer.keys.bucket] = writer.keys.activity
+            sent.append((writer, entries))
             if entries:
                 keys, arguments, owners = by_bucket.setdefault(
-                    writer.keys.bucket, ([], [self.owner_ms], [])
+                    writer.keys.bucket, ([], [self.owner_ms, self.ttl_seconds], [])
                 )
                 index = len(keys) + 1
                 keys += (writer.keys.events, writer.keys.owner)
                 owners.append(writer)
-                for entry_id, count, payload in entries:
-                    arguments += (index, entry_id, writer.kind, count, payload)
+                for previous, entry_id, count, payload in entries:
+                    arguments += (index, previous, entry_id, writer.kind, count, payload)
             if final is not None:
                 finals.append((writer, final))
         pipe = self.redis.pipeline(transaction=False)
-        for keys, arguments, _ in by_bucket.values():
-            pipe.eval(_APPEND_SCRIPT, len(keys), *keys, *arguments)
+        for bucket, (keys, arguments, _) in by_bucket.items():
+            activity = activity_key_of[bucket]
+            pipe.eval(_APPEND_SCRIPT, len(keys) + 1, *keys, activity, *arguments)
         for writer, final in finals:
             stream = writer.keys
             entry_id = final.pop(b"id").decode()
             pipe.xadd(stream.events, final, id=entry_id, nomkstream=True)
             pipe.expire(stream.events, self.ttl_seconds)
             pipe.delete(stream.owner, stream.cancel)
+            pipe.xadd(
+                stream.activity, {b"k": stream.events}, maxlen=ACTIVITY_ENTRIES
+            )  # a name only
+            pipe.expire(stream.activity, self.ttl_seconds)
         try:
             results = await pipe.execute(raise_on_error=False)
         except BaseException as exc:
@@ -280,12 +315,16 @@ class BatchWriter:
                 writer = owners[(int(result[position]) - 1) // 2]
                 failed[id(writer)] = WriteFailed(_text(result[position + 1]))
         for position, (writer, _) in enumerate(finals):
-            offset = len(by_bucket) + 3 * position
-            for result in results[offset : offset + 3]:
+            offset = len(by_bucket) + 5 * position
+            for result in results[offset : offset + 5]:
                 if isinstance(result, Exception):
                     failed.setdefault(id(writer), result)
         for writer in writers:
             writer.done(failed.get(id(writer)))
+        if self.written is not None:
+            for writer, entries in sent:
+                if entries and id(writer) not in failed:
+                    self.written(writer.keys, writer.kind, entries)
 
 
 def _text(value: Any) -> str:
