@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import anyio
+
 from ._keys import EntryId, StreamKeys, format_id
 
 __all__ = ["BatchWriter", "StreamWriter", "WriteFailed"]
@@ -23,6 +25,9 @@ ACTIVITY_ENTRIES = 2_000
 
 INLINE_BYTES = 2048
 """An entry up to this size is copied into the activity stream too."""
+
+ROUNDS_IN_FLIGHT = 4
+"""Round trips of the shared writer at once (each on its own pooled connection)."""
 
 MAX_EVENTS_PER_ENTRY = 512
 """A batch larger than this becomes several entries, so one entry stays a few KiB to a MiB."""
@@ -92,6 +97,7 @@ class StreamWriter:
         "cancelled",
         "failure",
         "final",
+        "in_flight",
         "keys",
         "kind",
         "last_item",
@@ -116,6 +122,7 @@ class StreamWriter:
         self.pending: list[bytes] = []
         self.final: Mapping[bytes, bytes] | None = None
         self.queued = False
+        self.in_flight = False  # in a round trip: its next entries wait for it (order)
         self.failure: BaseException | None = None
         self._drained: asyncio.Event | None = None
         self.last_item = 0.0  # monotonic time of the last event (for idle_timeout)
@@ -256,12 +263,36 @@ class BatchWriter:
         self._wakeup.set()
 
     async def run(self) -> None:
-        """The writer task: for the life of the :class:`ResumableStreams`."""
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            writers, self._queue = self._queue, []
+        """The writer task: for the life of the :class:`ResumableStreams`.
+
+        Up to :data:`ROUNDS_IN_FLIGHT` round trips at once, each with the producers that
+        have no round in flight (so each stream's entries still reach Redis in order): a
+        slow round trip holds back only the streams it carries.
+        """
+        rounds = asyncio.Semaphore(ROUNDS_IN_FLIGHT)
+        async with anyio.create_task_group() as group:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                await rounds.acquire()
+                ready = [writer for writer in self._queue if not writer.in_flight]
+                self._queue = [writer for writer in self._queue if writer.in_flight]
+                if not ready:
+                    rounds.release()
+                    continue
+                for writer in ready:
+                    writer.in_flight = True
+                group.start_soon(self._round, ready, rounds)
+
+    async def _round(self, writers: list[StreamWriter], rounds: asyncio.Semaphore) -> None:
+        try:
             await self._write(writers)
+        finally:
+            for writer in writers:
+                writer.in_flight = False
+            rounds.release()
+            if self._queue:
+                self._wakeup.set()  # writers that waited for this round
 
     async def _write(self, writers: list[StreamWriter]) -> None:
         by_bucket: dict[int, tuple[list[bytes], list[Any], list[StreamWriter]]] = {}
