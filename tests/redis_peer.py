@@ -251,6 +251,7 @@ def redis_cluster_fixture() -> Iterator[RedisCluster]:
         binary is not None and cli is not None,
         "redis-server and redis-cli are not installed (apt-get install redis-server)",
     )
-    assert binary is not None and cli is not None
+    assert binary is not None
+    assert cli is not None
     with RedisCluster.started(binary, cli) as cluster:
         yield cluster
