@@ -30,10 +30,10 @@ INLINE_BYTES = 2048
 ROUNDS_IN_FLIGHT = 4
 """Round trips of the shared writer at once (each on its own pooled connection)."""
 
-MAX_EVENTS_PER_ENTRY = 512
+MAX_EVENTS_PER_ENTRY = 1024
 """A batch larger than this becomes several entries, so one entry stays a few KiB to a MiB."""
 
-BACKLOG_EVENTS = 2048
+BACKLOG_EVENTS = 8192
 """A producer with this many events not yet written waits for the writer (backpressure)."""
 
 # KEYS: events and owner key of each stream of one bucket, then the bucket's activity stream.
