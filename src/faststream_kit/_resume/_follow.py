@@ -19,6 +19,7 @@ every reader, now or later, gets that error after the last event the producer wr
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,11 +29,16 @@ from ._keys import BUCKETS, StreamKeys, activity_key, parse_id, wake_key
 
 __all__ = ["Follower", "Subscription"]
 
+logger = logging.getLogger("faststream_kit")
+
 READ_COUNT = 256
 """Entries per stream per read; an entry holds a batch of events."""
 
 ACTIVITY_COUNT = 1024
 """Activity entries per blocking read."""
+
+TIMEOUTS_FORGIVEN = 3
+"""Socket timeouts in a row that the shared read retries before it ends its readers."""
 
 QUEUE_ENTRIES = 4096
 """A subscriber further behind than this reads from Redis again instead (a slow client)."""
@@ -189,6 +195,8 @@ class Follower:
             # flight still counts on its cursor.
 
     async def _read(self, group: _Group) -> None:
+        timeouts = 0
+        changed: set[bytes] = set()
         try:
             while True:
                 for events_key in [k for k, f in group.follows.items() if not f.subscribers]:
@@ -200,6 +208,7 @@ class Follower:
                     if group.dirty:
                         changed, group.dirty = group.dirty, set()
                         await self._read_streams(group, changed)
+                        changed, timeouts = set(), 0
                         continue  # new readers may have come meanwhile
                     streams = {**group.activity, group.wake_key: group.wake_cursor}
                     group.reading, group.wake_sent = True, False
@@ -215,7 +224,16 @@ class Follower:
                         elif activity in group.activity and entries:
                             group.activity[activity] = entries[-1][0]
                             self._take_activity(group, entries)
+                    timeouts = 0
                 except Exception as exc:
+                    if _timed_out(exc) and timeouts < TIMEOUTS_FORGIVEN:
+                        # A socket timeout while this worker's event loop lagged (a CPU-bound
+                        # app): read again, the same streams, rather than end every reader.
+                        timeouts += 1
+                        group.dirty |= changed
+                        logger.warning("resumable streams: the shared read timed out: %r", exc)
+                        continue
+                    logger.warning("resumable streams: the shared read failed: %r", exc)
                     for followed in group.follows.values():
                         for subscription in followed.subscribers:
                             subscription.fail(exc)
@@ -349,6 +367,11 @@ class Follower:
             if group.reading and not group.wake_sent:
                 group.wake_sent = True
                 self._spawn(self._wake, group)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # redis-py's TimeoutError is its own class, not the builtin one.
+    return any(cls.__name__ == "TimeoutError" for cls in type(exc).__mro__)
 
 
 def _is_cluster(redis: Any) -> bool:
