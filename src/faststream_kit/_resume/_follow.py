@@ -19,6 +19,7 @@ every reader, now or later, gets that error after the last event the producer wr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -114,6 +115,7 @@ class _Group:
 
     __slots__ = (
         "activity",
+        "changed",
         "dirty",
         "follows",
         "reading",
@@ -127,6 +129,7 @@ class _Group:
         self.activity = activity  # activity stream -> the last id read ("0-0": all, once)
         self.follows: dict[bytes, _Followed] = {}
         self.dirty: set[bytes] = set()  # followed streams to read whatever the activity says
+        self.changed = asyncio.Event()  # set when the read loop has something new to do
         self.wake_key = wake
         # Not "$": a wake written before the blocking read reaches Redis must still end it.
         self.wake_cursor = b"0-0"
@@ -172,9 +175,7 @@ class Follower:
         if followed is None:
             followed = group.follows[keys.events] = _Followed(keys, cursor)
             group.dirty.add(keys.events)
-            if group.reading and not group.wake_sent:
-                group.wake_sent = True
-                self._spawn(self._wake, group)
+            self._poke(group)
         elif parse_id(followed.cursor) > parse_id(cursor):
             ahead = followed.cursor
         subscription = Subscription()
@@ -210,6 +211,14 @@ class Follower:
                         await self._read_streams(group, changed)
                         changed, timeouts = set(), 0
                         continue  # new readers may have come meanwhile
+                    if all(key in self._produced_here for key in group.follows):
+                        # Every stream followed here is produced here: its writes and its
+                        # end come from this worker's writer, so no need to read (and parse)
+                        # every worker's activity until a stream from elsewhere is followed.
+                        group.changed.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(group.changed.wait(), self._block_ms / 1000)
+                        continue
                     streams = {**group.activity, group.wake_key: group.wake_cursor}
                     group.reading, group.wake_sent = True, False
                     try:
@@ -266,23 +275,46 @@ class Follower:
                 elif parse_id(entry_id) > parse_id(followed.cursor):
                     dirty.add(events_key)  # a gap, or too large to carry: read it
 
-    def written_here(self, keys: StreamKeys, kind: bytes, entries: list[Any]) -> None:
-        """Entries this worker's writer just wrote: its readers get them without asking
-        Redis (the activity stream's copy is then skipped as already read)."""
+    def _poke(self, group: _Group) -> None:
+        """Make the group's read loop look at its dirty streams now."""
+        group.changed.set()
+        if group.reading and not group.wake_sent:
+            group.wake_sent = True
+            self._spawn(self._wake, group)
+
+    def producer_gone(self, keys: StreamKeys) -> None:
+        """This worker's producer of ``keys`` stopped: read the stream from Redis (its end,
+        or the failure that kept it from being written)."""
+        group = self._groups[keys.bucket]
+        if keys.events in group.follows:
+            group.dirty.add(keys.events)
+            self._poke(group)
+
+    def written_here(
+        self, keys: StreamKeys, kind: bytes, entries: list[Any], final: Any = None
+    ) -> None:
+        """Entries this worker's writer just wrote, and its end or error (``final``: the
+        previous id, the id, the fields): its readers get them without asking Redis (the
+        activity stream's copy is then skipped as already read)."""
         group = self._groups[keys.bucket]
         followed = group.follows.get(keys.events)
         if followed is None:
             return
+        if final is not None:
+            entries = [*entries, final]
         for previous, entry_id, count, payload in entries:
             if followed.cursor != previous.encode() or keys.events in group.dirty:
                 group.dirty.add(keys.events)
-                if group.reading and not group.wake_sent:
-                    group.wake_sent = True
-                    self._spawn(self._wake, group)
+                self._poke(group)
                 return
             followed.cursor = entry_id.encode()
             followed.active_at = time.monotonic()
-            delivered = [(followed.cursor, {b"k": kind, b"n": str(count).encode(), b"d": payload})]
+            fields = (
+                payload  # the final marker's own fields
+                if count is None
+                else {b"k": kind, b"n": str(count).encode(), b"d": payload}
+            )
+            delivered = [(followed.cursor, fields)]
             for subscription in followed.subscribers:
                 subscription.deliver(delivered)
 
@@ -364,9 +396,7 @@ class Follower:
             # this worker read it must not leave a reader waiting for an end it missed.
             group = self._groups[followed.keys.bucket]
             group.dirty.add(followed.keys.events)
-            if group.reading and not group.wake_sent:
-                group.wake_sent = True
-                self._spawn(self._wake, group)
+            self._poke(group)
 
 
 def _timed_out(exc: BaseException) -> bool:

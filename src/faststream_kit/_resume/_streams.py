@@ -344,6 +344,8 @@ class ResumableStreams:
             self._writer.close(writer)
             self._local.pop(key, None)
             self._local_events.discard(writer.keys.events)
+            if self._follower is not None:
+                self._follower.producer_gone(writer.keys)
             if not self._local:
                 self._idle.set()
 

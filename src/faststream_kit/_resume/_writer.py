@@ -236,7 +236,7 @@ class BatchWriter:
         self._wakeup = asyncio.Event()
         self._live: dict[StreamWriter, None] = {}  # insertion-ordered set
         # Told of every entry written, so this worker's readers get it without a read.
-        self.written: Callable[[StreamKeys, bytes, list[Any]], None] | None = None
+        self.written: Callable[[StreamKeys, bytes, list[Any], Any], None] | None = None
 
     def open(
         self, keys: StreamKeys, kind: bytes, last: EntryId, cancelled: Callable[[], object]
@@ -312,11 +312,18 @@ class BatchWriter:
         by_bucket: dict[int, tuple[list[bytes], list[Any], list[StreamWriter]]] = {}
         finals: list[tuple[StreamWriter, dict[bytes, bytes]]] = []
         activity_key_of: dict[int, bytes] = {}
-        sent: list[tuple[StreamWriter, list[Any]]] = []
+        sent: list[tuple[StreamWriter, list[Any], Any]] = []
         for writer in writers:
+            previous = writer.written
             entries, final = writer.take()
             activity_key_of[writer.keys.bucket] = writer.keys.activity
-            sent.append((writer, entries))
+            if final is not None:
+                own = final[b"id"].decode()
+                previous = entries[-1][1] if entries else previous
+                fields = {name: value for name, value in final.items() if name != b"id"}
+                sent.append((writer, entries, (previous, own, None, fields)))
+            else:
+                sent.append((writer, entries, None))
             if entries:
                 keys, arguments, owners = by_bucket.setdefault(writer.keys.bucket, ([], [], []))
                 index = len(keys) + 1
@@ -370,9 +377,9 @@ class BatchWriter:
         for writer in writers:
             writer.done(failed.get(id(writer)))
         if self.written is not None:
-            for writer, entries in sent:
-                if entries and id(writer) not in failed:
-                    self.written(writer.keys, writer.kind, entries)
+            for writer, entries, final_entry in sent:
+                if (entries or final_entry) and id(writer) not in failed:
+                    self.written(writer.keys, writer.kind, entries, final_entry)
 
 
 _ENTRY_HEADER = struct.Struct(">HBBBII")  # Lua: struct.unpack('>I2I1I1I1I4I4')
