@@ -9,10 +9,13 @@ names from the rendered page.
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
 from tests.conftest import need_peer
+from tests.openai_peer import Script, ScriptedOpenAI, Usage
 
 
 @pytest.fixture
@@ -22,3 +25,24 @@ def needs_redis_server() -> str:
     need_peer(path is not None, "redis-server not found: apt-get install redis-server")
     assert path is not None
     return path
+
+
+@pytest.fixture(scope="module")
+def openai_peer_env() -> Iterator[ScriptedOpenAI]:
+    """The scripted OpenAI-compatible server (``tests/openai_peer.py``), with ``OPENAI_BASE_URL``
+    and ``OPENAI_API_KEY`` pointing at it, for examples that build a client from the environment
+    as they would in production. Every model answers ``Hello, world!`` (usage 9 + 4). Scoped to
+    the page, so that its ``continuation`` fences talk to the same server."""
+    names = ("OPENAI_BASE_URL", "OPENAI_API_KEY")
+    saved = {name: os.environ.get(name) for name in names}
+    with ScriptedOpenAI(Script(usage=Usage(prompt_tokens=9, completion_tokens=4))) as peer:
+        os.environ["OPENAI_BASE_URL"] = peer.base_url
+        os.environ["OPENAI_API_KEY"] = "sk-docs-example"
+        try:
+            yield peer
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value

@@ -1,0 +1,398 @@
+"""llm_stream with LangChain chat models and LangGraph graphs.
+
+The real ``langchain-openai`` ``ChatOpenAI`` talks over HTTP to the scripted OpenAI-compatible
+peer (``tests/openai_peer.py``), which records what it sent and when the client left; the app
+runs in a real uvicorn and a real client reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio
+from fastapi import FastAPI, Request
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.prebuilt import ToolNode
+
+from faststream_kit import StreamResponse, llm_stream
+from faststream_kit.resume import ResumableStreams
+from faststream_kit.testing import LiveServer, parse_events, record_chunks
+
+from .openai_peer import Script, ScriptedOpenAI, ToolCall, Usage
+from .per_request import REQUEST_ID
+from .redis_peer import (
+    RedisServer,
+    redis_server_fixture,  # noqa: F401  (fixture: redis_server)
+)
+from .test_llm import Reports, decode
+
+API_KEY = "sk-test-langchain-never-echo-me-0123456789"
+FORMATS = ["text", "sse", "ndjson", "openai", "ui"]
+MESSAGES = [("user", "What is the weather in Oslo?")]
+WEATHER_ARGS = json.dumps({"city": "Oslo", "unit": "celsius"})
+ANSWER = "It is 12 degrees in Oslo."
+USAGE = {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
+
+
+@tool
+def get_weather(city: str, unit: str) -> str:
+    """The current weather in a city."""
+    return f"TOOL RESULT: 12 degrees {unit} in {city}"
+
+
+def weather_graph(models: ModelCache, plan: str | None, answer: str) -> CompiledStateGraph[Any]:
+    """``plan`` (a model that calls ``get_weather``) -> ``tools`` -> ``answer``; or ``answer``
+    alone when ``plan`` is None. Each model is a script of the peer."""
+
+    async def answer_node(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await models.get(answer).ainvoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("answer", answer_node)
+    builder.add_edge("answer", END)
+    if plan is None:
+        builder.add_edge(START, "answer")
+        return builder.compile()
+
+    async def plan_node(state: MessagesState) -> dict[str, Any]:
+        planner = models.get(plan).bind_tools([get_weather])
+        return {"messages": [await planner.ainvoke(state["messages"])]}
+
+    builder.add_node("plan", plan_node)
+    builder.add_node("tools", ToolNode([get_weather]))
+    builder.add_edge(START, "plan")
+    builder.add_edge("plan", "tools")
+    builder.add_edge("tools", "answer")
+    return builder.compile()
+
+
+class ModelCache:
+    """One ``ChatOpenAI`` per script name, all pointed at the peer."""
+
+    def __init__(self, peer: ScriptedOpenAI) -> None:
+        self.peer = peer
+        self.models: dict[str, ChatOpenAI] = {}
+
+    def get(self, name: str) -> ChatOpenAI:
+        if name not in self.models:
+            self.models[name] = ChatOpenAI(
+                model=name,
+                base_url=self.peer.base_url,
+                api_key=API_KEY,  # type: ignore[arg-type]
+                max_retries=0,
+                stream_usage=True,
+            )
+        return self.models[name]
+
+
+def graph_stream(graph: CompiledStateGraph[Any], shape: str) -> Any:
+    """The graph's ``astream`` in the item shape a test asks for."""
+    inputs: Any = {"messages": MESSAGES}
+    if shape == "v2":  # {"type": "messages", "ns": (), "data": (message, metadata)}
+        return graph.astream(inputs, stream_mode="messages", version="v2")
+    if shape == "modes":  # ("messages", (message, metadata)) among ("updates", {...})
+        return graph.astream(inputs, stream_mode=["updates", "messages"])
+    if shape == "subgraphs":  # ((), (message, metadata))
+        return graph.astream(inputs, stream_mode="messages", subgraphs=True)
+    return graph.astream(inputs, stream_mode="messages")  # (message, metadata)
+
+
+def make_app(peer: ScriptedOpenAI, reports: Reports) -> FastAPI:
+    app = FastAPI()
+    models = ModelCache(peer)
+
+    @app.post("/chat/{fmt}")
+    async def chat(fmt: str, options: dict[str, Any], request: Request) -> StreamResponse:
+        return llm_stream(
+            models.get(options["script"]).astream(MESSAGES),
+            format=fmt,  # type: ignore[arg-type]
+            on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
+        )
+
+    @app.post("/sync-chat/{fmt}")
+    def sync_chat(fmt: str, options: dict[str, Any], request: Request) -> StreamResponse:
+        return llm_stream(
+            models.get(options["script"]).stream(MESSAGES),
+            format=fmt,  # type: ignore[arg-type]
+            on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
+        )
+
+    @app.post("/graph/{fmt}")
+    async def graph(fmt: str, options: dict[str, Any], request: Request) -> StreamResponse:
+        compiled = weather_graph(models, options.get("plan"), options["script"])
+        return llm_stream(
+            graph_stream(compiled, options.get("shape", "messages")),
+            format=fmt,  # type: ignore[arg-type]
+            on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
+        )
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def peer() -> Iterator[ScriptedOpenAI]:
+    with ScriptedOpenAI() as scripted:
+        scripted.script(
+            "weather",
+            Script(
+                tokens=["The", " weather", " in", " Oslo"],
+                delay_seconds=0.08,
+                tool_calls=[ToolCall("call_w1", "get_weather", WEATHER_ARGS, chunks=3)],
+                usage=Usage(prompt_tokens=12, completion_tokens=9),
+            ),
+        )
+        scripted.script(
+            "plan",
+            Script(
+                tokens=[],
+                tool_calls=[ToolCall("call_p1", "get_weather", WEATHER_ARGS, chunks=3)],
+                usage=Usage(prompt_tokens=12, completion_tokens=9),
+            ),
+        )
+        scripted.script(
+            "answer",
+            Script(
+                tokens=["It is", " 12 degrees", " in Oslo."],
+                delay_seconds=0.08,
+                usage=Usage(prompt_tokens=30, completion_tokens=4),
+            ),
+        )
+        scripted.script("rate-limited", Script(http_status=429, http_headers={"Retry-After": "7"}))
+        scripted.script("bad-key", Script(http_status=401))
+        scripted.script("overloaded", Script(http_status=503))
+        for failure in ("error_payload", "drop"):
+            scripted.script(
+                failure,
+                Script(tokens=["one", " two", " three"], fail_after_tokens=2, failure=failure),
+            )
+        scripted.script("between-tokens", Script(tokens=["first", " second"], delay_seconds=5))
+        yield scripted
+
+
+@pytest.fixture(scope="module")
+def reports() -> Reports:
+    return Reports()
+
+
+@pytest.fixture(scope="module")
+def app_server(peer: ScriptedOpenAI, reports: Reports) -> Iterator[LiveServer]:
+    with LiveServer(reports.around(make_app(peer, reports))) as server:
+        yield server
+
+
+def post(server: LiveServer, path: str, options: dict[str, Any], request_id: str = "") -> Any:
+    return record_chunks(
+        server.url + path,
+        method="POST",
+        content=json.dumps(options),
+        headers={REQUEST_ID: request_id, "content-type": "application/json"},
+    )
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_chat_model_astream_arrives_token_by_token_and_reassembles(
+    app_server: LiveServer, peer: ScriptedOpenAI, reports: Reports, request_id: str, fmt: str
+) -> None:
+    before = len(peer.requests)
+    requested_at = time.monotonic()
+    recording = post(app_server, f"/chat/{fmt}", {"script": "weather"}, request_id)
+    assert recording.status_code == 200
+    assert recording.complete
+    answer = decode(fmt, recording.body)
+    assert answer["text"] == "The weather in Oslo"
+    # Tokens 80 ms apart: the first reached the client before the model sent the last one.
+    sent_at = peer.wait_for_request(before + 1).token_sent_at
+    assert requested_at + recording.chunks[0].at < sent_at[-1]
+    assert len(recording.chunks) >= 2
+    if fmt != "text":
+        assert answer["tools"] == {0: {"name": "get_weather", "arguments": WEATHER_ARGS}}
+        assert answer["finish"] == "tool_calls"
+        assert answer["usage"] == USAGE
+    completions = reports.after(request_id)
+    assert len(completions) == 1, f"on_complete was called {len(completions)} times"
+    completion = completions[0]
+    assert completion.finished
+    assert completion.text == "The weather in Oslo"
+    assert [(c.id, c.name, c.arguments) for c in completion.tool_calls] == [
+        ("call_w1", "get_weather", WEATHER_ARGS)
+    ]
+    assert completion.finish_reason == "tool_calls"
+    assert completion.usage == USAGE
+
+
+def test_sync_chat_model_stream_is_read_off_the_event_loop(
+    app_server: LiveServer, reports: Reports, request_id: str
+) -> None:
+    recording = post(app_server, "/sync-chat/sse", {"script": "weather"}, request_id)
+    answer = decode("sse", recording.body)
+    assert answer["text"] == "The weather in Oslo"
+    assert answer["usage"] == USAGE
+    assert len(recording.chunks) >= 2
+    (completion,) = reports.after(request_id)
+    assert completion.finished
+    assert completion.tool_calls[0].arguments == WEATHER_ARGS
+
+
+GRAPH_CASES = [("messages", fmt) for fmt in FORMATS] + [
+    (shape, "sse") for shape in ("v2", "modes", "subgraphs")
+]
+
+
+@pytest.mark.parametrize(("shape", "fmt"), GRAPH_CASES)
+def test_graph_streams_the_ai_messages_of_every_node(
+    app_server: LiveServer,
+    peer: ScriptedOpenAI,
+    reports: Reports,
+    request_id: str,
+    shape: str,
+    fmt: str,
+) -> None:
+    before = len(peer.requests)
+    options = {"plan": "plan", "script": "answer", "shape": shape}
+    requested_at = time.monotonic()
+    recording = post(app_server, f"/graph/{fmt}", options, request_id)
+    assert recording.status_code == 200
+    assert recording.complete
+    answer = decode(fmt, recording.body)
+    # The tool's result (a ToolMessage from the tools node) is not part of the answer.
+    assert answer["text"] == ANSWER
+    sent_at = peer.wait_for_request(before + 2).token_sent_at
+    assert requested_at + recording.chunks[0].at < sent_at[-1]
+    if fmt != "text":
+        assert answer["tools"] == {0: {"name": "get_weather", "arguments": WEATHER_ARGS}}
+        assert answer["finish"] == "stop"  # the last model's: the graph answered
+        # Both model calls are billed: 12 + 9 for the plan, 30 + 4 for the answer.
+        assert answer["usage"] == {"prompt_tokens": 42, "completion_tokens": 13, "total_tokens": 55}
+    completions = reports.after(request_id)
+    assert len(completions) == 1, f"on_complete was called {len(completions)} times"
+    completion = completions[0]
+    assert completion.finished
+    assert completion.text == ANSWER
+    assert [(c.id, c.name, c.arguments) for c in completion.tool_calls] == [
+        ("call_p1", "get_weather", WEATHER_ARGS)
+    ]
+    assert completion.usage == {"prompt_tokens": 42, "completion_tokens": 13, "total_tokens": 55}
+
+
+@pytest.mark.parametrize("route", ["chat", "graph"])
+def test_upstream_429_keeps_status_and_retry_after(app_server: LiveServer, route: str) -> None:
+    response = httpx.post(app_server.url + f"/{route}/sse", json={"script": "rate-limited"})
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "7"
+    assert response.json()["error"]["type"] == "rate_limited"
+
+
+@pytest.mark.parametrize("route", ["chat", "graph"])
+def test_upstream_401_becomes_502_without_the_key(app_server: LiveServer, route: str) -> None:
+    response = httpx.post(app_server.url + f"/{route}/sse", json={"script": "bad-key"})
+    assert response.status_code == 502
+    assert response.json()["error"]["type"] == "upstream_auth_error"
+    assert API_KEY not in response.text
+    assert API_KEY[-10:] not in response.text
+
+
+@pytest.mark.parametrize("route", ["chat", "graph"])
+def test_upstream_overload_becomes_503(app_server: LiveServer, route: str) -> None:
+    response = httpx.post(app_server.url + f"/{route}/sse", json={"script": "overloaded"})
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "unavailable"
+
+
+@pytest.mark.parametrize("failure", ["error_payload", "drop"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_mid_stream_failure_ends_with_an_error_frame_after_the_tokens(
+    app_server: LiveServer, reports: Reports, request_id: str, failure: str, fmt: str
+) -> None:
+    recording = post(app_server, f"/chat/{fmt}", {"script": failure}, request_id)
+    assert recording.status_code == 200
+    answer = decode(fmt, recording.body)
+    assert answer["text"] == "one two"
+    if fmt == "text":
+        assert not recording.complete, "a failed text stream must be visibly incomplete"
+    else:
+        assert recording.complete
+        assert answer["error"] is not None
+        assert answer["finish"] is None, "a failed stream must not look finished"
+    completions = reports.after(request_id)
+    assert len(completions) == 1, f"on_complete was called {len(completions)} times"
+    assert completions[0].error is not None
+    assert completions[0].text == "one two"
+
+
+@pytest.mark.usefixtures("without_gc")
+@pytest.mark.parametrize("route", ["chat", "graph"])
+def test_client_disconnect_between_tokens_closes_the_upstream_within_100ms(
+    app_server: LiveServer, peer: ScriptedOpenAI, reports: Reports, request_id: str, route: str
+) -> None:
+    before = len(peer.requests)
+    recording = record_chunks(
+        app_server.url + f"/{route}/sse",
+        method="POST",
+        content=json.dumps({"script": "between-tokens"}),
+        headers={REQUEST_ID: request_id, "content-type": "application/json"},
+        stop_after_chunks=1,
+    )
+    left_at = time.monotonic()
+    assert b"first" in recording.body
+    record = peer.wait_for_request(before + 1)
+    assert record.wait_disconnected(2), "the model's stream was not closed"
+    assert record.disconnected_at is not None
+    assert record.disconnected_at - left_at < 0.1
+    completions = reports.after(request_id)
+    assert len(completions) == 1, f"on_complete was called {len(completions)} times"
+    assert completions[0].disconnected
+    assert completions[0].text == "first"
+
+
+# --- resumable answers ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def resume_server(redis_server: RedisServer, peer: ScriptedOpenAI) -> Iterator[LiveServer]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = redis.asyncio.Redis(unix_socket_path=redis_server.socket_path)
+        async with ResumableStreams(store, ttl_seconds=60) as streams:
+            app.state.streams = streams
+            yield
+        await store.aclose()
+
+    app = FastAPI(lifespan=lifespan)
+    models = ModelCache(peer)
+
+    @app.get("/chat/{key}")
+    async def chat(key: str, request: Request) -> StreamResponse:
+        streams: ResumableStreams = request.app.state.streams
+        return streams.llm_response(key, source=lambda: models.get("weather").astream(MESSAGES))
+
+    with LiveServer(app) as server:
+        yield server
+
+
+def test_a_resumed_chat_model_answer_replays_after_last_event_id(
+    resume_server: LiveServer, peer: ScriptedOpenAI, request_id: str
+) -> None:
+    asked_before = sum(r.script_name == "weather" for r in peer.requests)
+    url = f"{resume_server.url}/chat/{request_id}"
+    first = parse_events(httpx.get(url, timeout=10).content)
+    assert "".join(json.loads(e.data)["text"] for e in first if e.event == "text") == (
+        "The weather in Oslo"
+    )
+    assert first[-1].event == "done"
+    assert json.loads(first[-1].data)["usage"] == USAGE
+    # A second reader (another tab, a reconnect) after the second event gets the rest, and
+    # the model was asked once.
+    rest = parse_events(
+        httpx.get(url, headers={"Last-Event-ID": first[1].id or ""}, timeout=10).content
+    )
+    assert [(e.event, e.data) for e in rest] == [(e.event, e.data) for e in first[2:]]
+    assert sum(r.script_name == "weather" for r in peer.requests) == asked_before + 1
