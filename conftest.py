@@ -27,22 +27,15 @@ def needs_redis_server() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def openai_peer_env() -> Iterator[ScriptedOpenAI]:
+@pytest.fixture
+def openai_peer_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]:
     """The scripted OpenAI-compatible server (``tests/openai_peer.py``), with ``OPENAI_BASE_URL``
     and ``OPENAI_API_KEY`` pointing at it, for examples that build a client from the environment
-    as they would in production. Every model answers ``Hello, world!`` (usage 9 + 4). Scoped to
-    the page, so that its ``continuation`` fences talk to the same server."""
-    names = ("OPENAI_BASE_URL", "OPENAI_API_KEY")
-    saved = {name: os.environ.get(name) for name in names}
+    as they would in production. Every model answers ``Hello, world!`` (usage 9 + 4).
+
+    A ``continuation`` fence runs the fences before it again, so each fence of an example names
+    this fixture and gets a server of its own."""
     with ScriptedOpenAI(Script(usage=Usage(prompt_tokens=9, completion_tokens=4))) as peer:
-        os.environ["OPENAI_BASE_URL"] = peer.base_url
-        os.environ["OPENAI_API_KEY"] = "sk-docs-example"
-        try:
-            yield peer
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        monkeypatch.setenv("OPENAI_BASE_URL", peer.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-docs-example")
+        yield peer
