@@ -9,7 +9,6 @@ names from the rendered page.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import redis.asyncio
 from fastapi import FastAPI, Request
+from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, MessagesState, StateGraph
@@ -76,22 +77,39 @@ def weather_graph(models: ModelCache, plan: str | None, answer: str) -> Compiled
 
 
 class ModelCache:
-    """One ``ChatOpenAI`` per script name, all pointed at the peer."""
+    """One ``ChatOpenAI`` per script name (and API), all pointed at the peer."""
 
     def __init__(self, peer: ScriptedOpenAI) -> None:
         self.peer = peer
-        self.models: dict[str, ChatOpenAI] = {}
+        self.models: dict[tuple[str, bool], ChatOpenAI] = {}
 
-    def get(self, name: str) -> ChatOpenAI:
-        if name not in self.models:
-            self.models[name] = ChatOpenAI(
+    def get(self, name: str, *, responses_api: bool = False) -> ChatOpenAI:
+        if (name, responses_api) not in self.models:
+            self.models[name, responses_api] = ChatOpenAI(
                 model=name,
                 base_url=self.peer.base_url,
                 api_key=API_KEY,  # type: ignore[arg-type]
                 max_retries=0,
                 stream_usage=True,
+                use_responses_api=responses_api,
             )
-        return self.models[name]
+        return self.models[name, responses_api]
+
+
+def fixed_answer_graph() -> CompiledStateGraph[Any]:
+    """A node that answers without a model: its message arrives whole, not in chunks."""
+
+    def fixed(state: MessagesState) -> dict[str, Any]:
+        call = {"id": "call_f1", "name": "get_weather", "args": {"city": "Oslo"}}
+        usage = {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7}
+        message = AIMessage("A fixed answer.", tool_calls=[call], usage_metadata=usage)
+        return {"messages": [message]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("fixed", fixed)
+    builder.add_edge(START, "fixed")
+    builder.add_edge("fixed", END)
+    return builder.compile()
 
 
 def graph_stream(graph: CompiledStateGraph[Any], shape: str) -> Any:
@@ -112,8 +130,9 @@ def make_app(peer: ScriptedOpenAI, reports: Reports) -> FastAPI:
 
     @app.post("/chat/{fmt}")
     async def chat(fmt: str, options: dict[str, Any], request: Request) -> StreamResponse:
+        model = models.get(options["script"], responses_api=options.get("responses", False))
         return llm_stream(
-            models.get(options["script"]).astream(MESSAGES),
+            model.astream(MESSAGES),
             format=fmt,  # type: ignore[arg-type]
             on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
         )
@@ -135,6 +154,14 @@ def make_app(peer: ScriptedOpenAI, reports: Reports) -> FastAPI:
             on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
         )
 
+    @app.post("/fixed-graph/{fmt}")
+    async def fixed_graph(fmt: str, request: Request) -> StreamResponse:
+        return llm_stream(
+            fixed_answer_graph().astream({"messages": MESSAGES}, stream_mode="messages"),
+            format=fmt,  # type: ignore[arg-type]
+            on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
+        )
+
     return app
 
 
@@ -147,6 +174,15 @@ def peer() -> Iterator[ScriptedOpenAI]:
                 tokens=["The", " weather", " in", " Oslo"],
                 delay_seconds=0.08,
                 tool_calls=[ToolCall("call_w1", "get_weather", WEATHER_ARGS, chunks=3)],
+                usage=Usage(prompt_tokens=12, completion_tokens=9),
+            ),
+        )
+        scripted.script(
+            "thinking",
+            Script(
+                tokens=["Take", " a coat"],
+                reasoning=["Oslo is", " cold"],
+                tool_calls=[ToolCall("call_t1", "get_weather", WEATHER_ARGS, chunks=2)],
                 usage=Usage(prompt_tokens=12, completion_tokens=9),
             ),
         )
@@ -240,6 +276,38 @@ def test_sync_chat_model_stream_is_read_off_the_event_loop(
     (completion,) = reports.after(request_id)
     assert completion.finished
     assert completion.tool_calls[0].arguments == WEATHER_ARGS
+
+
+def test_responses_api_model_streams_reasoning_text_and_a_tool_call_numbered_from_0(
+    app_server: LiveServer, reports: Reports, request_id: str
+) -> None:
+    # ChatOpenAI(use_responses_api=True): content blocks instead of a string, the reasoning
+    # summary as "reasoning" blocks, and tool calls indexed by output item (here the third:
+    # after the reasoning and the message).
+    recording = post(app_server, "/chat/sse", {"script": "thinking", "responses": True}, request_id)
+    events = [(e.event, json.loads(e.data)) for e in parse_events(recording.body)]
+    assert [data["text"] for kind, data in events if kind == "reasoning"] == ["Oslo is", " cold"]
+    answer = decode("sse", recording.body)
+    assert answer["text"] == "Take a coat"
+    assert answer["tools"] == {0: {"name": "get_weather", "arguments": WEATHER_ARGS}}
+    assert answer["finish"] == "tool_calls"
+    assert answer["usage"] == USAGE
+    (completion,) = reports.after(request_id)
+    assert completion.reasoning == "Oslo is cold"
+    assert [(c.id, c.arguments) for c in completion.tool_calls] == [("call_t1", WEATHER_ARGS)]
+
+
+def test_a_message_a_node_returns_whole_is_part_of_the_answer(
+    app_server: LiveServer, reports: Reports, request_id: str
+) -> None:
+    recording = post(app_server, "/fixed-graph/sse", {}, request_id)
+    answer = decode("sse", recording.body)
+    assert answer["text"] == "A fixed answer."
+    assert answer["tools"] == {0: {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}
+    assert answer["finish"] == "tool_calls"
+    assert answer["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    (completion,) = reports.after(request_id)
+    assert completion.finished
 
 
 GRAPH_CASES = [("messages", fmt) for fmt in FORMATS] + [
