@@ -41,7 +41,8 @@ from typing import Any
 
 from _openai_upstream import tokens, usage
 from core import ROOT, Server, environment, fetch, server_flavour
-from faststream_kit._llm_formats import Finish, SSEEncoder, TextDelta
+from faststream_kit._llm._events import Finish, TextDelta
+from faststream_kit._llm._formats.sse import SSEEncoder
 
 RESULTS = ROOT / "bench" / "results" / "llm.json"
 TOKENS = 5_000

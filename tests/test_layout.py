@@ -145,3 +145,24 @@ def test_hop_by_hop_fields_set_on_a_stream_never_reach_the_client() -> None:
     assert {"te", "trailer", "keep-alive", "upgrade", "proxy-connection"} <= set(sent)
     for name in sent:
         assert name not in response.headers, name
+
+
+def test_every_llm_provider_and_format_module_is_registered() -> None:
+    """Adding a provider or a format touches one module and one registry line, and a module
+    that exists is never left out of its registry (its sources would be a TypeError)."""
+    from faststream_kit._llm._formats import FORMATS
+    from faststream_kit._llm._providers import PROVIDERS
+
+    providers = SOURCE / "_llm" / "_providers"
+    modules = {path.stem for path in providers.glob("*.py") if not path.stem.startswith("_")}
+    assert {provider.__name__.rsplit(".", 1)[1] for provider in PROVIDERS} == modules
+    for provider in PROVIDERS:
+        assert callable(provider.for_stream), provider
+        assert callable(provider.for_item), provider
+        assert isinstance(provider.ITEMS, str), provider
+
+    formats = SOURCE / "_llm" / "_formats"
+    modules = {path.stem for path in formats.glob("*.py") if not path.stem.startswith("_")}
+    assert {spec.make_encoder.__module__.rsplit(".", 1)[1] for spec in FORMATS.values()} == (
+        modules
+    )

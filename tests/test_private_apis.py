@@ -32,7 +32,7 @@ from openai import AsyncOpenAI, OpenAI
 from openai.types.chat import ChatCompletionChunk
 from starlette.types import Message
 
-import faststream_kit._llm
+import faststream_kit._llm._providers.openai
 from faststream_kit import (
     EventSourceResponse,
     StreamResponse,
@@ -40,8 +40,7 @@ from faststream_kit import (
     llm_stream,
     stream_response,
 )
-from faststream_kit._llm import _reasoning_of
-from faststream_kit._llm_wire import Payload, sdk_payloads
+from faststream_kit._llm._providers.openai import Payload, _reasoning_of, sdk_payloads
 from faststream_kit._s3 import _S3Calls
 from faststream_kit._sse import compact_json
 from faststream_kit.testing import LiveServer
@@ -155,14 +154,16 @@ def test_llm_stream_reads_a_real_openai_stream_through_the_fast_path(
     """The whole route: ``llm_stream`` hands the SDK stream to ``sdk_payloads`` and uses what
     it returns, for a sync and an async client, and logs no "SDK changed" warning."""
     taken: list[str] = []
-    original = faststream_kit._llm.sdk_payloads
+    original = faststream_kit._llm._providers.openai.sdk_payloads
 
     def recording_sdk_payloads(stream: Any) -> Any:
         payloads = original(stream)
         taken.append("fast" if payloads is not None else "sdk models")
         return payloads
 
-    monkeypatch.setattr(faststream_kit._llm, "sdk_payloads", recording_sdk_payloads)
+    monkeypatch.setattr(
+        faststream_kit._llm._providers.openai, "sdk_payloads", recording_sdk_payloads
+    )
     sync_client = OpenAI(base_url=peer.base_url, api_key="sk-test", max_retries=0)
     async_client = AsyncOpenAI(base_url=peer.base_url, api_key="sk-test", max_retries=0)
     app = FastAPI()

@@ -27,8 +27,18 @@ from starlette.requests import Request
 from starlette.types import Scope
 
 from ._errors import ERRORS, StreamError, library_error, report_error
-from ._llm import LLMSource, OnComplete, format_response, llm_events
-from ._llm_formats import FORMATS, Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
+from ._llm import (
+    FORMATS,
+    Finish,
+    LLMEvent,
+    LLMSource,
+    OnComplete,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    format_response,
+    llm_events,
+)
 from ._names import (
     KEEPALIVE,
     LLM_IDLE_TIMEOUT,

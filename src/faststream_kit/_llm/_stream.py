@@ -20,24 +20,13 @@ from collections.abc import (
     Mapping,
 )
 from dataclasses import dataclass, field
-from typing import Any, Literal, Unpack
+from typing import Any, Unpack
 
 import anyio
 from starlette.requests import Request
 
-from ._errors import StreamError, library_error
-from ._llm_formats import (
-    FORMATS,
-    Encoder,
-    Finish,
-    FormatSpec,
-    LLMEvent,
-    ReasoningDelta,
-    TextDelta,
-    ToolCallDelta,
-)
-from ._llm_wire import sdk_payloads, upstream_error
-from ._names import (
+from .._errors import library_error
+from .._names import (
     KEEPALIVE,
     LLM_IDLE_TIMEOUT,
     SEND_TIMEOUT,
@@ -45,9 +34,9 @@ from ._names import (
     OldKeepalive,
     keepalive_argument,
 )
-from ._response import StreamResponse, stop_reason
-from ._threads import ThreadIterator, default_thread_limiter, iterate_in_thread
-from ._validate import (
+from .._response import StreamResponse, stop_reason
+from .._threads import ThreadIterator, iterate_in_thread
+from .._validate import (
     check_callable,
     check_headers,
     check_limiter,
@@ -57,6 +46,10 @@ from ._validate import (
     optional_positive_seconds,
     stream_source,
 )
+from ._errors import sdk_error
+from ._events import Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
+from ._formats import FORMATS, Encoder, FormatSpec, LLMFormat
+from ._providers import Reader, reader_for_item, reader_for_stream
 
 __all__ = [
     "Completion",
@@ -70,9 +63,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("faststream_kit")
-
-LLMFormat = Literal["text", "sse", "ndjson", "openai", "ui"]
-"""The wire formats of :func:`llm_stream`."""
 
 LLMSource = AsyncIterable[Any] | Iterable[Any] | Awaitable[Any]
 """What :func:`llm_stream` reads: an OpenAI ``Stream``/``AsyncStream`` (or a stream of
@@ -261,7 +251,7 @@ class _LLMEvents:
         source = self._source
         with anyio.CancelScope(shield=True):
             stream = None if inspect.isawaitable(source) else source
-            await _close_upstream(None, stream, source, self._thread_limiter)
+            await _close_upstream(None, None, stream, source, self._thread_limiter)
             if self._on_complete is not None:
                 # Nothing was generated, nothing failed and nobody left: see docs/llm.md.
                 await _report(self._on_complete, Completion())
@@ -271,23 +261,21 @@ class _LLMEvents:
         source, on_complete = self._source, self._on_complete
         completion = Completion() if on_complete is not None else None
         stream: Any = None
+        reader: Reader | None = None
         items: AsyncIterator[Any] | None = None
         try:
             try:
                 stream = await source if inspect.isawaitable(source) else source
             except Exception as exc:
-                raise _sdk_error(exc) from exc
-            readable = sdk_payloads(stream) or stream
+                raise sdk_error(exc) from exc
+            reader = reader_for_stream(stream)
+            readable = reader.items(stream) if reader is not None else stream
             if isinstance(readable, AsyncIterable):
                 items = aiter(readable)
             elif isinstance(readable, Iterable) and not isinstance(readable, str | bytes):
                 items = iterate_in_thread(readable, thread_limiter=self._thread_limiter)
             else:
-                raise TypeError(
-                    "llm_stream needs an OpenAI Stream/AsyncStream, an awaitable returning one, "
-                    f"or an iterable of str; got {type(stream).__name__}"
-                )
-            state = _ChunkState()
+                raise TypeError(f"llm_stream needs {_SOURCE}; got {type(stream).__name__}")
             # The response enforces ``idle_timeout`` from its watch task: no timer per token.
             while True:
                 try:
@@ -295,12 +283,14 @@ class _LLMEvents:
                 except StopAsyncIteration:
                     break
                 except Exception as exc:
-                    raise _sdk_error(exc) from exc
-                for event in state.events_for(item):
+                    raise (sdk_error(exc) if reader is None else reader.error(exc)) from exc
+                if reader is None:
+                    reader = reader_for_item(item)
+                for event in reader.events_for(item):
                     if completion is not None:
                         _record(completion, event)
                     yield event
-            finish = state.finish()
+            finish = reader.finish() if reader is not None else Finish("stop", None)
             if completion is not None:
                 _record(completion, finish)
             yield finish
@@ -318,7 +308,7 @@ class _LLMEvents:
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                await _close_upstream(items, stream, source, self._thread_limiter)
+                await _close_upstream(reader, items, stream, source, self._thread_limiter)
                 if completion is not None and on_complete is not None:
                     await _report(on_complete, completion)
 
@@ -328,7 +318,11 @@ def _is_cancellation(exc: BaseException) -> bool:
 
 
 async def _close_upstream(
-    items: Any, stream: Any, source: Any, thread_limiter: anyio.CapacityLimiter | None
+    reader: Reader | None,
+    items: Any,
+    stream: Any,
+    source: Any,
+    thread_limiter: anyio.CapacityLimiter | None,
 ) -> None:
     """Close the SDK stream so the provider sees the disconnect and stops generating."""
     try:
@@ -337,24 +331,12 @@ async def _close_upstream(
             # current read returns; waiting for that here would hold up the error frame.
             items.stop()
             return
-        if items is not None and hasattr(items, "aclose"):
-            await items.aclose()
-        if stream is not None and stream is not items:
-            aclose = getattr(stream, "aclose", None)
-            close = getattr(stream, "close", None)
-            if aclose is not None:
-                await aclose()
-            elif inspect.iscoroutinefunction(close):
-                await close()
-            elif close is not None:
-                # A sync stream never handed to a worker thread (a HEAD): its close() may
-                # block (a generator's finally, a socket), so not on the event loop either.
-                limiter = thread_limiter or default_thread_limiter()
-                await anyio.to_thread.run_sync(close, limiter=limiter)
-        elif stream is None and inspect.iscoroutine(source):
+        if stream is None and inspect.iscoroutine(source):
             # Never awaited (it failed, or the response never started): closing it means no
             # request is made and no "coroutine was never awaited" warning.
             source.close()
+            return
+        await (reader or Reader()).close(stream, items, thread_limiter)
     except Exception:
         logger.debug("closing the upstream stream failed", exc_info=True)
 
@@ -383,184 +365,3 @@ def _record(completion: Completion, event: LLMEvent) -> None:
     elif type(event) is Finish:
         completion.finish_reason = event.finish_reason
         completion.usage = event.usage
-
-
-class _ChunkState:
-    """Turns SDK items into neutral events and remembers what the final event needs."""
-
-    __slots__ = ("finish_reason", "tool_indexes", "usage")
-
-    def __init__(self) -> None:
-        self.finish_reason: str | None = None
-        self.usage: dict[str, int] | None = None
-        self.tool_indexes: dict[int, int] = {}  # Responses output_index -> tool call index
-
-    def events_for(self, item: Any) -> list[LLMEvent]:
-        if type(item) is str:
-            return [TextDelta(item)] if item else []
-        choices = getattr(item, "choices", None)
-        if choices is not None:
-            return self._chat_chunk(item, choices)
-        kind = getattr(item, "type", None)
-        if isinstance(kind, str):
-            return self._responses_event(kind, item)
-        if isinstance(item, str):
-            return [TextDelta(str(item))] if item else []
-        raise TypeError(
-            f"llm_stream cannot read a {type(item).__name__}: expected a chat completion "
-            "chunk, a Responses API event or str"
-        )
-
-    def _chat_chunk(self, chunk: Any, choices: Any) -> list[LLMEvent]:
-        usage = getattr(chunk, "usage", None)
-        if usage is not None:
-            self.usage = _chat_usage(usage)
-        events: list[LLMEvent] = []
-        for choice in choices:  # Azure's prelude chunk has none: nothing to do
-            if getattr(choice, "index", 0) != 0:
-                continue  # n > 1 is not streamed; the first choice is the answer
-            delta = getattr(choice, "delta", None)
-            if delta is not None:
-                reasoning = _reasoning_of(delta)
-                if isinstance(reasoning, str) and reasoning:
-                    events.append(ReasoningDelta(reasoning))
-                content = getattr(delta, "content", None)
-                if content:
-                    events.append(TextDelta(content))
-                for call in getattr(delta, "tool_calls", None) or ():
-                    function = getattr(call, "function", None)
-                    events.append(
-                        ToolCallDelta(
-                            index=getattr(call, "index", 0) or 0,
-                            id=getattr(call, "id", None),
-                            name=getattr(function, "name", None),
-                            arguments=getattr(function, "arguments", None) or "",
-                        )
-                    )
-            reason = getattr(choice, "finish_reason", None)
-            if reason:
-                self.finish_reason = reason
-        return events
-
-    def _responses_event(self, kind: str, event: Any) -> list[LLMEvent]:
-        if kind == "response.output_text.delta":
-            return [TextDelta(event.delta)] if event.delta else []
-        if kind in ("response.reasoning_text.delta", "response.reasoning_summary_text.delta"):
-            return [ReasoningDelta(event.delta)] if event.delta else []
-        if kind == "response.output_item.added":
-            item = event.item
-            if getattr(item, "type", None) != "function_call":
-                return []
-            index = self.tool_indexes.setdefault(event.output_index, len(self.tool_indexes))
-            return [ToolCallDelta(index, getattr(item, "call_id", None), item.name, "")]
-        if kind == "response.function_call_arguments.delta":
-            index = self.tool_indexes.setdefault(event.output_index, len(self.tool_indexes))
-            return [ToolCallDelta(index, None, None, event.delta)]
-        if kind in ("response.completed", "response.incomplete"):
-            response = event.response
-            if response.usage is not None:
-                self.usage = _responses_usage(response.usage)
-            if kind == "response.incomplete":
-                details = getattr(response, "incomplete_details", None)
-                reason = getattr(details, "reason", None)
-                self.finish_reason = "length" if reason == "max_output_tokens" else reason
-            else:
-                self.finish_reason = "tool_calls" if self.tool_indexes else "stop"
-            return []
-        if kind == "response.failed":
-            error = getattr(event.response, "error", None)
-            raise upstream_error(
-                getattr(error, "message", None),
-                getattr(error, "code", None),
-                fallback="the model failed to answer",
-            )
-        if kind == "error":
-            raise upstream_error(getattr(event, "message", None), getattr(event, "code", None))
-        return []
-
-    def finish(self) -> Finish:
-        return Finish(self.finish_reason or "stop", self.usage)
-
-
-def _reasoning_of(delta: Any) -> object:
-    """``reasoning_content`` (DeepSeek, vLLM) or ``reasoning`` (OpenRouter), if present.
-
-    Neither is a declared field of the SDK's delta model; reading its extras dict once is much
-    cheaper than two failing attribute lookups per token.
-    """
-    extra = getattr(delta, "__pydantic_extra__", None)
-    if isinstance(extra, dict):
-        return extra.get("reasoning_content") or extra.get("reasoning")
-    return getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
-
-
-def _as_dict(usage: Any) -> dict[str, Any]:
-    if isinstance(usage, dict):
-        return usage
-    dump = getattr(usage, "model_dump", None)
-    if dump is not None:
-        result: dict[str, Any] = dump()
-        return result
-    return dict(vars(usage))
-
-
-def _chat_usage(usage: Any) -> dict[str, int]:
-    raw = _as_dict(usage)
-    return {
-        name: int(raw.get(name) or 0)
-        for name in ("prompt_tokens", "completion_tokens", "total_tokens")
-    }
-
-
-def _responses_usage(usage: Any) -> dict[str, int]:
-    raw = _as_dict(usage)
-    prompt = int(raw.get("input_tokens") or 0)
-    completion = int(raw.get("output_tokens") or 0)
-    total = int(raw.get("total_tokens") or prompt + completion)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
-
-
-def _sdk_error(exc: Exception) -> Exception:
-    """Map an SDK/transport exception to a :class:`StreamError` with an honest status."""
-    if isinstance(exc, StreamError):
-        return exc
-    status = getattr(exc, "status_code", None)
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if isinstance(status, int):
-        if status == 429:
-            headers = {}
-            retry_after = _response_header(exc, "retry-after")
-            if retry_after:
-                headers["Retry-After"] = retry_after
-            return library_error(
-                "rate_limited",
-                "the model provider is rate limiting requests; retry later",
-                headers=headers,
-            )
-        if status in (401, 403):
-            # The server's credentials were refused: not the client's fault, and the
-            # provider's message may quote the key, so it is never passed on.
-            return library_error(
-                "upstream_auth_error", "the model provider refused this server's credentials"
-            )
-        if status in (408, 504):
-            return library_error("timeout", "the model provider timed out")
-        if status in (503, 529):  # 529: Anthropic's "overloaded"
-            return library_error("unavailable", "the model provider is overloaded; retry later")
-        return library_error("upstream_error", f"the model provider answered {status}")
-    if names & {"APITimeoutError", "TimeoutException", "TimeoutError", "ReadTimeout"}:
-        return library_error("timeout", "the model provider timed out")
-    if "APIConnectionError" in names or names & {"ConnectError", "RemoteProtocolError"}:
-        return library_error("upstream_unavailable", "the connection to the model provider failed")
-    if "APIError" in names:
-        return upstream_error(getattr(exc, "message", None), getattr(exc, "code", None))
-    return exc
-
-
-def _response_header(exc: Exception, name: str) -> str | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    value = headers.get(name)
-    return value if isinstance(value, str) else None

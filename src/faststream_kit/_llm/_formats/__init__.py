@@ -1,0 +1,25 @@
+"""The wire formats of ``llm_stream``: one module per format, each an encoder of neutral events.
+
+Adding a format: a module with an :class:`Encoder` subclass and its ``SPEC``, listed below and in
+:data:`LLMFormat`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from . import ndjson, openai, sse, text, ui
+from ._base import Encoder, FormatSpec
+
+__all__ = ["FORMATS", "Encoder", "FormatSpec", "LLMFormat"]
+
+LLMFormat = Literal["text", "sse", "ndjson", "openai", "ui"]
+"""The wire formats of :func:`llm_stream`."""
+
+FORMATS: dict[str, FormatSpec] = {
+    "text": text.SPEC,
+    "sse": sse.SPEC,
+    "ndjson": ndjson.SPEC,
+    "openai": openai.SPEC,
+    "ui": ui.SPEC,
+}

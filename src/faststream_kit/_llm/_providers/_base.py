@@ -1,0 +1,72 @@
+"""What every provider module shares: the :class:`Reader` base class."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterable, Iterable
+from typing import Any
+
+import anyio
+
+from ..._threads import default_thread_limiter
+from .._errors import sdk_error
+from .._events import Finish, LLMEvent
+
+__all__ = ["Reader", "close_stream"]
+
+
+class Reader:
+    """Reads one source of one provider: its items become neutral events.
+
+    A provider module has a subclass of this and two functions, ``for_stream(stream)`` (the
+    SDK's stream object, recognised before any item is read) and ``for_item(item)`` (the first
+    item of a stream nobody recognised); each returns a new reader or None. The read loop in
+    ``_stream.py`` owns everything else: awaiting the source, the worker thread for a sync
+    stream, ``on_complete``, timeouts and cancellation.
+    """
+
+    __slots__ = ()
+
+    def items(self, stream: Any) -> Iterable[Any] | AsyncIterable[Any]:
+        """What to iterate. A sync iterable is read in a worker thread."""
+        result: Iterable[Any] | AsyncIterable[Any] = stream
+        return result
+
+    def events_for(self, item: Any) -> list[LLMEvent]:
+        """One item as neutral events; raise ``upstream_error`` for an in-band error."""
+        raise NotImplementedError
+
+    def finish(self) -> Finish:
+        """The last event, after the last item: finish reason and usage."""
+        return Finish("stop", None)
+
+    def error(self, exc: Exception) -> Exception:
+        """An exception raised while iterating, in the library's vocabulary."""
+        return sdk_error(exc)
+
+    async def close(
+        self, stream: Any, items: Any, thread_limiter: anyio.CapacityLimiter | None
+    ) -> None:
+        """Release the provider's HTTP response, so it sees the client leave."""
+        await close_stream(stream, items, thread_limiter)
+
+
+async def close_stream(
+    stream: Any, items: Any, thread_limiter: anyio.CapacityLimiter | None
+) -> None:
+    """Close what was iterated, then the SDK stream (``aclose()``, or ``close()``)."""
+    if items is not None and hasattr(items, "aclose"):
+        await items.aclose()
+    if stream is None or stream is items:
+        return
+    aclose = getattr(stream, "aclose", None)
+    close = getattr(stream, "close", None)
+    if aclose is not None:
+        await aclose()
+    elif inspect.iscoroutinefunction(close):
+        await close()
+    elif close is not None:
+        # A sync stream never handed to a worker thread (a HEAD): its close() may block (a
+        # generator's finally, a socket), so not on the event loop either.
+        limiter = thread_limiter or default_thread_limiter()
+        await anyio.to_thread.run_sync(close, limiter=limiter)
