@@ -38,7 +38,9 @@ from typing import Any
 from .._events import Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
 from ._base import Reader
 
-__all__ = ["for_item", "for_stream"]
+__all__ = ["ITEMS", "ChatModelReader", "GraphReader", "for_item", "for_stream"]
+
+ITEMS = "a LangChain AIMessageChunk or a LangGraph (message, metadata) pair"
 
 # Finish reasons as providers name them in ``response_metadata``, in OpenAI's vocabulary.
 # Any other name is passed on as the provider gave it.
