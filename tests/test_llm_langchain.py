@@ -375,7 +375,13 @@ def test_upstream_overload_becomes_503(app_server: LiveServer, route: str) -> No
     assert response.json()["error"]["type"] == "unavailable"
 
 
-@pytest.mark.parametrize("failure", ["error_payload", "drop"])
+MID_STREAM_ERRORS = {
+    "error_payload": "upstream_error",  # data: {"error": ...}, which the SDK raises as APIError
+    "drop": "upstream_unavailable",  # the connection lost mid-body
+}
+
+
+@pytest.mark.parametrize("failure", list(MID_STREAM_ERRORS))
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_mid_stream_failure_ends_with_an_error_frame_after_the_tokens(
     app_server: LiveServer, reports: Reports, request_id: str, failure: str, fmt: str
@@ -390,9 +396,11 @@ def test_mid_stream_failure_ends_with_an_error_frame_after_the_tokens(
         assert recording.complete
         assert answer["error"] is not None
         assert answer["finish"] is None, "a failed stream must not look finished"
+    if fmt in ("sse", "ndjson", "openai"):
+        assert answer["error"]["type"] == MID_STREAM_ERRORS[failure]
     completions = reports.after(request_id)
     assert len(completions) == 1, f"on_complete was called {len(completions)} times"
-    assert completions[0].error is not None
+    assert getattr(completions[0].error, "type", None) == MID_STREAM_ERRORS[failure]
     assert completions[0].text == "one two"
 
 
