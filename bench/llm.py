@@ -4,6 +4,7 @@
     python bench/llm.py --quick     # 2 rounds, under 40 s
     python bench/llm.py --diagnose  # also llm_stream with idle_timeout/send_timeout None
     python bench/llm.py --profile   # then cProfile each route inside the app process
+    python bench/llm.py --provider langchain  # ChatOpenAI.astream(...) in every format
 
 Three kinds of process, as in ``bench/core.py``: the upstream (``bench/_openai_upstream.py``, a
 raw ASGI app in its own uvicorn, streaming 5,000 pre-encoded ``chat.completion.chunk`` events
@@ -35,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ from typing import Any
 from _openai_upstream import tokens, usage
 from core import ROOT, Server, environment, fetch, server_flavour
 from faststream_kit._llm._events import Finish, TextDelta
+from faststream_kit._llm._formats import FORMATS
 from faststream_kit._llm._formats.sse import SSEEncoder
 
 RESULTS = ROOT / "bench" / "results" / "llm.json"
@@ -141,14 +144,15 @@ def run_rounds(
     count: int,
     rounds: int,
     deadline: float,
+    sizes_for: Callable[[int], dict[str, int]] = expected_bytes,
 ) -> dict[str, list[dict[str, float]]]:
     """Warm up, then ``rounds`` rounds, fewer if the next one would end past ``deadline``."""
     warm_count = max(1, count // 8)
-    warm_sizes = expected_bytes(warm_count)
+    warm_sizes = sizes_for(warm_count)
     for _repeat in range(2):  # imports, pydantic caches, the upstream connection: uncounted
         for name in names:
             measure(app, upstream, name, warm_count, warm_sizes[name])
-    sizes = expected_bytes(count)
+    sizes = sizes_for(count)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for round_index in range(rounds):
         round_started = time.monotonic()
@@ -165,7 +169,10 @@ def run_rounds(
 
 
 def summarize(
-    runs: dict[str, list[dict[str, float]]], count: int, ratios: tuple[Ratio, ...]
+    runs: dict[str, list[dict[str, float]]],
+    count: int,
+    ratios: tuple[Ratio, ...],
+    floor_name: str = "sdk_only",
 ) -> dict[str, Any]:
     per_token = 1e6 / count
     medians = {
@@ -177,7 +184,7 @@ def summarize(
         }
         for name, items in runs.items()
     }
-    floor = medians["sdk_only"]["server_cpu"]
+    floor = medians[floor_name]["server_cpu"]
     for median in medians.values():
         median["cpu_us_per_token"] = median["server_cpu"] * per_token
         median["above_floor_us_per_token"] = (median["server_cpu"] - floor) * per_token
@@ -210,7 +217,8 @@ def summarize(
                 "verdict": verdict,
             }
         )
-    return {"tokens": count, "rounds": len(runs["sdk_only"]), "medians": medians, "ratios": rows}
+    rounds = len(runs[floor_name])
+    return {"tokens": count, "rounds": rounds, "medians": medians, "ratios": rows}
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -236,10 +244,15 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def profile_routes(
-    app: AppServer, upstream: AppServer, names: list[str], count: int, directory: Path
+    app: AppServer,
+    upstream: AppServer,
+    names: list[str],
+    count: int,
+    directory: Path,
+    sizes_for: Callable[[int], dict[str, int]] = expected_bytes,
 ) -> dict[str, Any]:
     """cProfile ``PROFILE_REQUESTS`` requests of each route inside the app process."""
-    sizes = expected_bytes(count)
+    sizes = sizes_for(count)
     report: dict[str, Any] = {}
     for name in names:
         path = directory / f"{name}.pstats"
@@ -309,6 +322,45 @@ def print_profile(report: dict[str, Any]) -> None:
             )
 
 
+# --- LangChain: ChatOpenAI.astream(...) (bench/_langchain_apps.py) ----------------------------
+
+
+def langchain_implementations() -> dict[str, str]:
+    """``llm_stream`` in every format, the loop people write, and the floor."""
+    rows = {
+        f"lc_ours_{name}": f'llm_stream(chat.astream(...), format="{name}")' for name in FORMATS
+    }
+    rows["lc_hand_text"] = "StreamingResponse of chunk.content for chunk in chat.astream(...)"
+    rows["lc_sdk_only"] = "iterate chat.astream(...), send only the count (any loop's floor)"
+    return rows
+
+
+def langchain_ratios() -> tuple[Ratio, ...]:
+    """Every format against the hand-written text loop: LangChain's own per-chunk work (its
+    callbacks, one ``AIMessageChunk`` per chunk) is most of the cost, and what ``llm_stream``
+    does per chunk must not add to it (issue 15, "Must show 4")."""
+    return tuple(
+        Ratio(f"langchain {name} / hand text", f"lc_ours_{name}", "lc_hand_text", 1.0)
+        for name in FORMATS
+    )
+
+
+def langchain_expected_bytes(count: int) -> dict[str, int]:
+    """Each LangChain route's exact body size: the same events through each format's encoder."""
+    pieces = [token for token in tokens(count) if token]
+    sizes = {
+        "lc_hand_text": sum(len(token.encode()) for token in pieces),
+        "lc_sdk_only": len(str(len(pieces))),
+    }
+    for name, spec in FORMATS.items():
+        encoder = spec.make_encoder(None)
+        size = len(encoder.preamble())
+        size += sum(len(encoder.encode(TextDelta(token))) for token in pieces)
+        size += len(encoder.encode(Finish("stop", usage(count))))
+        sizes[f"lc_ours_{name}"] = size
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds (< 40 s)")
@@ -325,6 +377,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run llm_stream with idle_timeout=None, send_timeout=None",
     )
+    parser.add_argument(
+        "--provider",
+        choices=("openai", "langchain"),
+        default="openai",
+        help="whose stream the routes read: the openai SDK's, or ChatOpenAI.astream(...)",
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 12)
     if not 1 <= rounds <= 50:
@@ -338,9 +396,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.diagnose:
         implementations.update(DIAGNOSTIC_IMPLEMENTATIONS)
         ratios += DIAGNOSTIC_RATIOS
+    floor_name, sizes_for, app_env = "sdk_only", expected_bytes, {}
+    if args.provider == "langchain":
+        implementations, ratios = langchain_implementations(), langchain_ratios()
+        floor_name, sizes_for = "lc_sdk_only", langchain_expected_bytes
+        app_env = {"FSK_BENCH_LANGCHAIN": "1"}
     http, loop = server_flavour(args.http, args.loop)
     env = environment(http, loop, "python")
     env["versions"]["openai"] = importlib.metadata.version("openai")
+    if args.provider == "langchain":
+        for package in ("langchain-core", "langchain-openai"):
+            env["versions"][package] = importlib.metadata.version(package)
     print(f"servers: {env['server']} (upstream and app, subprocesses); client: {env['client']}")
     print(
         f"cpus: {env['cpus']}, load average: {' '.join(f'{x:.2f}' for x in env['loadavg_before'])}"
@@ -349,17 +415,17 @@ def main(argv: list[str] | None = None) -> int:
     with AppServer("bench._openai_upstream:app", http, loop) as upstream:
         upstream_url = f"http://127.0.0.1:{upstream.port}/v1"
         with AppServer(
-            "bench._llm_apps:app", http, loop, {"FSK_BENCH_UPSTREAM": upstream_url}
+            "bench._llm_apps:app", http, loop, {"FSK_BENCH_UPSTREAM": upstream_url, **app_env}
         ) as app:
             print("running ", end="", flush=True)
             deadline = started + BUDGET_SECONDS[args.quick]
-            runs = run_rounds(app, upstream, list(implementations), args.tokens, rounds, deadline)
-            summary = summarize(runs, args.tokens, ratios)
+            names = list(implementations)
+            runs = run_rounds(app, upstream, names, args.tokens, rounds, deadline, sizes_for)
+            summary = summarize(runs, args.tokens, ratios, floor_name)
             profile = None
             if args.profile:
                 directory = Path(tempfile.mkdtemp(prefix="llm-profile-"))
-                names = list(implementations)
-                profile = profile_routes(app, upstream, names, args.tokens, directory)
+                profile = profile_routes(app, upstream, names, args.tokens, directory, sizes_for)
     elapsed = time.monotonic() - started
     env["loadavg_after"] = os.getloadavg()
     print_summary(summary)
