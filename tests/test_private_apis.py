@@ -16,6 +16,8 @@ import json
 import logging
 import platform
 import socket
+import subprocess
+import sys
 import types
 import typing
 from collections.abc import AsyncIterator, Iterator
@@ -423,4 +425,26 @@ def test_document_streams_walks_included_routers() -> None:
         f"fastapi {fastapi.__version__}",
         "fastapi.routing.iter_route_contexts (or app.routes holding included routes)",
         "document_streams() misses the routes of included routers",
+    )
+
+
+def test_opentelemetrys_unconfigured_providers_have_the_names_we_check() -> None:
+    """docs/design.md, "Private APIs we rely on": until an app sets a provider, the API's
+    defaults are these classes, and a stream records nothing; once one is set, it records."""
+    script = """
+from opentelemetry import metrics, trace
+from faststream_kit._otel import _Instruments
+instruments = _Instruments()
+assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
+assert type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+assert not instruments.configured()
+from opentelemetry.sdk.trace import TracerProvider
+trace.set_tracer_provider(TracerProvider())
+assert instruments.configured()
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", (
+        "OpenTelemetry's default providers changed names: see docs/design.md, 'Private APIs "
+        f"we rely on'\n{result.stderr}"
     )

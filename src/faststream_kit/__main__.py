@@ -18,6 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import uvicorn
 
         from ._demo import DemoSettings, create_app
+        from ._demo._telemetry import with_telemetry
     except ImportError as exc:
         parser.exit(2, f"the demo needs {exc.name or exc}: pip install 'faststream-kit[demo]'\n")
 
@@ -26,7 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bucket = f"s3://{settings.bucket}/{settings.prefix}" if settings.bucket else "an embedded S3"
     print(f"faststream-kit demo on http://{args.host}:{args.port}  (Ctrl+C to stop)")
     print(f"chat: {model}; gallery: {bucket}", flush=True)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    app = with_telemetry(create_app(settings))  # OTEL_TRACES_EXPORTER=console: spans printed
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

@@ -26,6 +26,7 @@ from ._errors import ErrorReport, library_error, report_error
 from ._formats import ErrorFrame, default_error_frame, default_keepalive_frame
 from ._hop_by_hop import HOP_BY_HOP
 from ._names import KEEPALIVE, SEND_TIMEOUT, FormatKeepalive
+from ._otel import Outcome, StreamTelemetry, start_stream_telemetry
 from ._threads import DEFAULT_READ_AHEAD, ThreadIterator, iterate_in_thread
 from ._validate import (
     check_background,
@@ -116,8 +117,13 @@ class StreamResponse(StreamingResponse):
       seconds (30 by default; the connection is aborted), and on a source that produces
       nothing for ``idle_timeout`` seconds (off by default; a 504 before the first chunk,
       the error frame or an abort after it);
-    * answers ``HEAD`` with the headers only, without touching the source.
+    * answers ``HEAD`` with the headers only, without touching the source;
+    * with OpenTelemetry configured, records a span ``stream <route>`` and metrics for the
+      stream (docs/observability.md).
     """
+
+    span_attributes: Mapping[str, Any] | None = None
+    """Attributes a helper puts on the stream's span when it starts (an object's size)."""
 
     def __init__(
         self,
@@ -242,14 +248,21 @@ class StreamResponse(StreamingResponse):
             await self._answer_head(send)
             return
         wire = _Wire(self, send)
+        wire.telemetry = telemetry = start_stream_telemetry(scope, self.span_attributes)
+        failure: BaseException | None = None
         try:
             failure = await self._stream(scope, receive, wire)
             if failure is not None and not wire.gone:
                 await self._fail(wire, failure)  # the error goes out first; closing may be slow
             elif wire.shutting_down and not wire.gone and self.shutdown_frame is not None:
                 await wire.send_last(self.shutdown_frame)
+        except BaseException as exc:
+            failure = failure or exc
+            raise
         finally:
             await self._close_source()
+            if telemetry is not None:
+                _end_telemetry(telemetry, wire, failure)
         if wire.timed_out:
             raise TimeoutError(f"client did not read for {self.send_timeout} s; connection aborted")
         if failure is None and self.background is not None:
@@ -311,14 +324,17 @@ class StreamResponse(StreamingResponse):
         track_idle = self.idle_timeout is not None
         token = _current_wire.set(wire)
         unencodable: Exception | None = None
+        items = 0
         try:
             async for chunk in source:
+                items += 1
                 data = chunk if type(chunk) is bytes and plain_bytes else encode(chunk)
                 # Small items already produced go out in the same write; nothing waits for
                 # more. A large chunk is a write of its own: joining it would only copy it.
                 if len(data) < _COALESCE_BELOW_BYTES:
                     ready = take_ready(read_ahead)
                     if ready:
+                        items += len(ready)
                         data, unencodable = _join_encoded(data, ready, encode)
                 if preamble:
                     data, preamble = preamble + data, b""
@@ -343,6 +359,7 @@ class StreamResponse(StreamingResponse):
         except Exception as exc:
             return exc
         finally:
+            wire.items = items
             _current_wire.reset(token)
         return None
 
@@ -465,12 +482,15 @@ class _Wire:
         "busy",
         "busy_since",
         "gone",
+        "items",
         "last_item",
         "last_send",
+        "sent_bytes",
         "shutting_down",
         "started",
         "stop_pump",
         "stop_reason",
+        "telemetry",
         "timed_out",
     )
 
@@ -484,6 +504,8 @@ class _Wire:
         self.shutting_down = False
         self.stop_reason: StopReason | None = None
         self.stop_pump: Callable[[], None] = _nothing_to_stop
+        self.telemetry: StreamTelemetry | None = None
+        self.items = self.sent_bytes = 0  # for telemetry: items of the source, body bytes
         self.last_send = self.last_item = self.busy_since = monotonic()
         self._keepalive_done: anyio.Event | None = None
         self._timed_sends = response.send_timeout is not None
@@ -508,6 +530,8 @@ class _Wire:
 
     async def _start(self) -> None:
         self.started = True
+        if self.telemetry is not None:
+            self.telemetry.byte_sent()
         response = self._response
         await self._write(
             {
@@ -533,6 +557,7 @@ class _Wire:
             raise _ClientGone from exc
         finally:
             self.busy = False
+        self.sent_bytes += len(data)
         if self._idle_tracked:
             self.last_send = monotonic()
 
@@ -572,12 +597,16 @@ class _Wire:
             if not self.started:
                 await self._start()
             await self._write({"type": "http.response.body", "body": frame, "more_body": True})
+            if self.telemetry is not None:
+                self.telemetry.keepalives += 1
         finally:
             self.keepalive_finished()
         self.last_send = monotonic()
 
     async def send_error_response(self, report: ErrorReport) -> None:
         status, body = report.status_code, report.json_body()
+        if self.telemetry is not None:
+            self.telemetry.byte_sent()
         try:
             await self._write(
                 {"type": "http.response.start", "status": status, "headers": report.raw_headers()}
@@ -585,6 +614,38 @@ class _Wire:
             await self._write({"type": "http.response.body", "body": body, "more_body": False})
         except _ClientGone:
             pass
+
+
+def _end_telemetry(telemetry: StreamTelemetry, wire: _Wire, failure: BaseException | None) -> None:
+    """End the stream's span with its outcome (see docs/observability.md)."""
+    error_type = None
+    outcome: Outcome
+    if wire.stop_reason == "send_timeout":
+        outcome = "send_timeout"
+    elif wire.stop_reason == "idle_timeout":
+        outcome, error_type = "idle_timeout", "timeout"
+    elif wire.shutting_down:
+        outcome = "shutdown"
+    elif wire.gone or wire.stop_reason == "disconnect":
+        outcome = "client_disconnected"
+    elif failure is not None and not isinstance(failure, asyncio.CancelledError):
+        outcome, error_type = "error", report_error(failure).type
+    elif failure is not None:
+        outcome = "client_disconnected"  # the server cancelled the request: nobody is reading
+    else:
+        outcome = "completed"
+    try:
+        telemetry.finish(
+            outcome, sent_bytes=wire.sent_bytes, chunks=wire.items, error_type=error_type
+        )
+    except Exception:
+        logger.exception("recording the stream's telemetry failed")
+
+
+def current_telemetry() -> StreamTelemetry | None:
+    """The telemetry of the response running the current source, for a helper to annotate."""
+    wire = _current_wire.get()
+    return wire.telemetry if wire is not None else None
 
 
 def _nothing_to_stop() -> None:

@@ -212,7 +212,7 @@ async def _answer(
         key=shape.key,
     )
     try:
-        return StreamResponse(
+        response = StreamResponse(
             source,
             status_code=206 if found.get("ContentRange") else 200,
             headers=shape.headers(found),
@@ -220,6 +220,8 @@ async def _answer(
             idle_timeout=body.idle_timeout,
             thread_limiter=body.thread_limiter,
         )
+        response.span_attributes = _span_attributes(found)
+        return response
     except Exception:
         # A header the store sent that no HTTP message may carry: the body is closed, not
         # left holding a pooled connection, and the client gets a 502.
@@ -614,6 +616,21 @@ def _answer_head(asked: _Asked, shape: _Shape, found: dict[str, Any]) -> Respons
     return StreamResponse(
         _nothing(), status_code=206, headers=shape.headers(found, length=end - start + 1)
     )
+
+
+def _span_attributes(found: dict[str, Any]) -> dict[str, Any]:
+    """What the stream's span says about the object (docs/observability.md)."""
+    attributes: dict[str, Any] = {"faststream_kit.upstream.status_code": 200}
+    content_range = found.get("ContentRange")
+    if content_range:
+        attributes["faststream_kit.upstream.status_code"] = 206
+        attributes["faststream_kit.range"] = str(content_range)
+        size = str(content_range).rpartition("/")[2]
+        if size.isdigit():
+            attributes["faststream_kit.object.size"] = int(size)
+    elif found.get("ContentLength") is not None:
+        attributes["faststream_kit.object.size"] = int(found["ContentLength"])
+    return attributes
 
 
 async def _nothing() -> AsyncIterator[bytes]:  # a HEAD response never reads its source

@@ -34,7 +34,7 @@ from .._names import (
     OldKeepalive,
     keepalive_argument,
 )
-from .._response import StreamResponse, stop_reason
+from .._response import StreamResponse, current_telemetry, stop_reason
 from .._threads import ThreadIterator, iterate_in_thread
 from .._validate import (
     check_callable,
@@ -50,6 +50,7 @@ from ._errors import sdk_error
 from ._events import Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
 from ._formats import FORMATS, Encoder, FormatSpec, LLMFormat
 from ._providers import Reader, reader_for_item, reader_for_stream
+from ._telemetry import record_llm_telemetry
 
 __all__ = [
     "Completion",
@@ -162,7 +163,7 @@ def llm_stream(
         keepalive = None
     encoder = spec.make_encoder(model)
     return format_response(
-        llm_events(source, on_complete=on_complete, thread_limiter=thread_limiter),
+        llm_events(source, on_complete=on_complete, thread_limiter=thread_limiter, model=model),
         spec,
         encoder,
         encode=encoder.encode,
@@ -210,11 +211,13 @@ def llm_events(
     *,
     on_complete: OnComplete | None,
     thread_limiter: anyio.CapacityLimiter | None = None,
+    model: str | None = None,
 ) -> _LLMEvents:
     """The source as neutral events, ending with one :class:`Finish`; reports to
     ``on_complete``. Closing it before it started (a ``HEAD``) still closes the source.
-    A sync source runs in a worker thread of ``thread_limiter`` (default: ours)."""
-    return _LLMEvents(source, on_complete, thread_limiter)
+    A sync source runs in a worker thread of ``thread_limiter`` (default: ours). ``model``
+    is the requested model, for telemetry."""
+    return _LLMEvents(source, on_complete, thread_limiter, model)
 
 
 class _LLMEvents:
@@ -226,15 +229,17 @@ class _LLMEvents:
     SDK stream) nor call ``on_complete``. ``aclose()`` does both then, once.
     """
 
-    __slots__ = ("_events", "_on_complete", "_source", "_started", "_thread_limiter")
+    __slots__ = ("_events", "_model", "_on_complete", "_source", "_started", "_thread_limiter")
 
     def __init__(
         self,
         source: Any,
         on_complete: OnComplete | None,
         thread_limiter: anyio.CapacityLimiter | None,
+        model: str | None = None,
     ) -> None:
         self._source = source
+        self._model = model
         self._on_complete = on_complete
         self._thread_limiter = thread_limiter
         self._started = False
@@ -259,7 +264,11 @@ class _LLMEvents:
     async def _read(self) -> AsyncGenerator[LLMEvent, None]:
         self._started = True
         source, on_complete = self._source, self._on_complete
-        completion = Completion() if on_complete is not None else None
+        telemetry = current_telemetry()
+        # Telemetry reports what on_complete would get, so it needs the completion too.
+        completion = Completion() if on_complete is not None or telemetry else None
+        first_output: float | None = None  # seconds from the response's start, for telemetry
+        outputs = 0
         stream: Any = None
         reader: Reader | None = None
         items: AsyncIterator[Any] | None = None
@@ -289,6 +298,10 @@ class _LLMEvents:
                 for event in reader.events_for(item):
                     if completion is not None:
                         _record(completion, event)
+                    if telemetry is not None:
+                        outputs += 1
+                        if first_output is None:
+                            first_output = telemetry.since_start()
                     yield event
             finish = reader.finish() if reader is not None else Finish("stop", None)
             if completion is not None:
@@ -309,6 +322,16 @@ class _LLMEvents:
         finally:
             with anyio.CancelScope(shield=True):
                 await _close_upstream(reader, items, stream, source, self._thread_limiter)
+                if telemetry is not None and completion is not None:
+                    record_llm_telemetry(
+                        telemetry,
+                        completion.finish_reason,
+                        completion.usage,
+                        reader,
+                        self._model,
+                        first_output,
+                        outputs,
+                    )
                 if completion is not None and on_complete is not None:
                     await _report(on_complete, completion)
 

@@ -272,7 +272,7 @@ def _relay(
         logger.warning("upstream sent Content-Encoding %s, which we cannot decode", codings)
         decode = False  # pass it on labelled: the header stays honest about the bytes
     returned = response_headers(upstream.headers, decoded=decode, forward_cookies=forward_cookies)
-    return StreamResponse(
+    response = StreamResponse(
         UpstreamBody(upstream, codings if decode else []),
         status_code=upstream.status_code,
         headers=Headers(raw=_encode(_apply_filter(header_filter, "response", returned))),
@@ -280,6 +280,8 @@ def _relay(
         send_timeout=send_timeout,
         idle_timeout=idle_timeout,
     )
+    response.span_attributes = {"faststream_kit.upstream.status_code": upstream.status_code}
+    return response
 
 
 def request_headers(
