@@ -76,16 +76,35 @@ def weather_graph(models: ModelCache, plan: str | None, answer: str) -> Compiled
     return builder.compile()
 
 
+class ChatWithReasoningContent(ChatOpenAI):
+    """What OpenAI-compatible integrations such as langchain-deepseek do with a delta's
+    ``reasoning_content``: they put it in the chunk's ``additional_kwargs``."""
+
+    def _convert_chunk_to_generation_chunk(
+        self, chunk: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        generation = super()._convert_chunk_to_generation_chunk(chunk, *args, **kwargs)
+        choices = chunk.get("choices") or [{}]
+        reasoning = (choices[0].get("delta") or {}).get("reasoning_content")
+        if generation is not None and reasoning:
+            generation.message.additional_kwargs["reasoning_content"] = reasoning
+        return generation
+
+
 class ModelCache:
     """One ``ChatOpenAI`` per script name (and API), all pointed at the peer."""
 
     def __init__(self, peer: ScriptedOpenAI) -> None:
         self.peer = peer
-        self.models: dict[tuple[str, bool], ChatOpenAI] = {}
+        self.models: dict[tuple[str, bool, bool], ChatOpenAI] = {}
 
-    def get(self, name: str, *, responses_api: bool = False) -> ChatOpenAI:
-        if (name, responses_api) not in self.models:
-            self.models[name, responses_api] = ChatOpenAI(
+    def get(
+        self, name: str, *, responses_api: bool = False, reasoning_content: bool = False
+    ) -> ChatOpenAI:
+        key = (name, responses_api, reasoning_content)
+        if key not in self.models:
+            model_class = ChatWithReasoningContent if reasoning_content else ChatOpenAI
+            self.models[key] = model_class(
                 model=name,
                 base_url=self.peer.base_url,
                 api_key=API_KEY,  # type: ignore[arg-type]
@@ -93,7 +112,7 @@ class ModelCache:
                 stream_usage=True,
                 use_responses_api=responses_api,
             )
-        return self.models[name, responses_api]
+        return self.models[key]
 
 
 def fixed_answer_graph() -> CompiledStateGraph[Any]:
@@ -130,9 +149,21 @@ def make_app(peer: ScriptedOpenAI, reports: Reports) -> FastAPI:
 
     @app.post("/chat/{fmt}")
     async def chat(fmt: str, options: dict[str, Any], request: Request) -> StreamResponse:
-        model = models.get(options["script"], responses_api=options.get("responses", False))
+        model = models.get(
+            options["script"],
+            responses_api=options.get("responses", False),
+            reasoning_content=options.get("reasoning_content", False),
+        )
         return llm_stream(
             model.astream(MESSAGES),
+            format=fmt,  # type: ignore[arg-type]
+            on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
+        )
+
+    @app.head("/chat/{fmt}")
+    async def chat_head(fmt: str, request: Request) -> StreamResponse:
+        return llm_stream(
+            models.get("weather").astream(MESSAGES),
             format=fmt,  # type: ignore[arg-type]
             on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
         )
@@ -210,6 +241,10 @@ def peer() -> Iterator[ScriptedOpenAI]:
                 failure,
                 Script(tokens=["one", " two", " three"], fail_after_tokens=2, failure=failure),
             )
+        scripted.script(
+            "sync-between-tokens",
+            Script(tokens=["first", " second", " third", " fourth"], delay_seconds=0.3),
+        )
         scripted.script("between-tokens", Script(tokens=["first", " second"], delay_seconds=5))
         yield scripted
 
@@ -295,6 +330,34 @@ def test_responses_api_model_streams_reasoning_text_and_a_tool_call_numbered_fro
     (completion,) = reports.after(request_id)
     assert completion.reasoning == "Oslo is cold"
     assert [(c.id, c.arguments) for c in completion.tool_calls] == [("call_t1", WEATHER_ARGS)]
+
+
+def test_reasoning_content_in_additional_kwargs_is_streamed_as_reasoning(
+    app_server: LiveServer, reports: Reports, request_id: str
+) -> None:
+    options = {"script": "thinking", "reasoning_content": True}
+    recording = post(app_server, "/chat/ndjson", options, request_id)
+    parts = [json.loads(line) for line in recording.body.splitlines() if line]
+    kinds = [part["type"] for part in parts]
+    assert kinds[:4] == ["reasoning", "reasoning", "text", "text"]
+    assert "".join(part["text"] for part in parts if part["type"] == "reasoning") == "Oslo is cold"
+    (completion,) = reports.after(request_id)
+    assert completion.reasoning == "Oslo is cold"
+    assert completion.text == "Take a coat"
+
+
+def test_head_never_asks_the_model(
+    app_server: LiveServer, peer: ScriptedOpenAI, reports: Reports, request_id: str
+) -> None:
+    before = len(peer.requests)
+    response = httpx.head(app_server.url + "/chat/sse", headers={REQUEST_ID: request_id})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.content == b""
+    (completion,) = reports.after(request_id)
+    assert completion.text == ""
+    assert not completion.finished
+    assert len(peer.requests) == before, "a HEAD request made the model answer"
 
 
 def test_a_message_a_node_returns_whole_is_part_of_the_answer(
@@ -427,6 +490,27 @@ def test_client_disconnect_between_tokens_closes_the_upstream_within_100ms(
     assert len(completions) == 1, f"on_complete was called {len(completions)} times"
     assert completions[0].disconnected
     assert completions[0].text == "first"
+
+
+def test_client_disconnect_stops_a_sync_stream_when_its_current_read_returns(
+    app_server: LiveServer, peer: ScriptedOpenAI, reports: Reports, request_id: str
+) -> None:
+    # A sync stream is read in a worker thread that cannot be interrupted mid-read: it is
+    # closed when the read under way returns, at the model's next token (300 ms here).
+    before = len(peer.requests)
+    recording = record_chunks(
+        app_server.url + "/sync-chat/text",
+        method="POST",
+        content=json.dumps({"script": "sync-between-tokens"}),
+        headers={REQUEST_ID: request_id, "content-type": "application/json"},
+        stop_after_chunks=1,
+    )
+    assert recording.body == b"first"
+    record = peer.wait_for_request(before + 1)
+    assert record.wait_disconnected(2), "the sync stream was not closed"
+    assert record.tokens_sent < 4, "the model was read to the end"
+    (completion,) = reports.after(request_id)
+    assert completion.disconnected
 
 
 # --- resumable answers ------------------------------------------------------------------------
