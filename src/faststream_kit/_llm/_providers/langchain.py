@@ -40,7 +40,7 @@ from ._base import Reader
 
 __all__ = ["ITEMS", "ChatModelReader", "GraphReader", "for_item", "for_stream"]
 
-ITEMS = "a LangChain AIMessageChunk or a LangGraph (message, metadata) pair"
+ITEMS = 'a LangChain AIMessageChunk or a LangGraph stream_mode="messages" item'
 
 # Finish reasons as providers name them in ``response_metadata``, in OpenAI's vocabulary.
 # Any other name is passed on as the provider gave it.
@@ -122,16 +122,17 @@ class ChatModelReader(Reader):
     def __init__(self) -> None:
         self._finish_reason: str | None = None
         self._usage: dict[str, int] | None = None
-        # (message id, the provider's index or call id) -> our dense tool call index: the
-        # provider's index is a content block number (Anthropic: 1 after a text block), and a
-        # graph's model calls each start at 0.
+        # (model call, the provider's index or call id) -> our dense tool call index: the
+        # provider's index is a content block number (Anthropic: 1 after a text block), and
+        # each model call of a graph starts again at 0.
         self._tool_indexes: dict[tuple[Any, Any], int] = {}
         self._last_tool = -1
 
     def events_for(self, item: Any) -> list[LLMEvent]:
-        return self.message_events(item)
+        return self.message_events(item, None)  # one model call
 
-    def message_events(self, message: Any) -> list[LLMEvent]:
+    def message_events(self, message: Any, call: object) -> list[LLMEvent]:
+        """The events of one message of the model call ``call`` (for tool call numbering)."""
         events: list[LLMEvent] = []
         extra = message.additional_kwargs
         if extra:
@@ -147,10 +148,10 @@ class ChatModelReader(Reader):
         chunks = getattr(message, "tool_call_chunks", None)
         if chunks:
             for chunk in chunks:
-                events.append(self._tool_call_piece(message.id, chunk))
+                events.append(self._tool_call_piece(call, chunk))
         elif chunks is None and message.tool_calls:  # a whole AIMessage
-            for call in message.tool_calls:
-                events.append(self._whole_tool_call(message.id, call))
+            for tool_call in message.tool_calls:
+                events.append(self._whole_tool_call(call, tool_call))
         usage = message.usage_metadata
         if usage:
             self._add_usage(usage)
@@ -159,24 +160,24 @@ class ChatModelReader(Reader):
             self._read_finish(metadata)
         return events
 
-    def _tool_call_piece(self, message_id: Any, chunk: Any) -> ToolCallDelta:
+    def _tool_call_piece(self, call: object, chunk: Any) -> ToolCallDelta:
         index, call_id = chunk.get("index"), chunk.get("id")
         if index is None and call_id is None:  # more of the call being streamed
             if self._last_tool < 0:
-                self._tool_indexes[(message_id, None)] = 0
+                self._tool_indexes[(call, None)] = 0
             position = max(self._last_tool, 0)
         else:
-            key = (message_id, index if index is not None else call_id)
+            key = (call, index if index is not None else call_id)
             position = self._tool_indexes.setdefault(key, len(self._tool_indexes))
         self._last_tool = position
         return ToolCallDelta(position, call_id, chunk.get("name"), chunk.get("args") or "")
 
-    def _whole_tool_call(self, message_id: Any, call: Any) -> ToolCallDelta:
-        key = (message_id, call.get("id") or len(self._tool_indexes))
+    def _whole_tool_call(self, call: object, tool_call: Any) -> ToolCallDelta:
+        key = (call, tool_call.get("id") or len(self._tool_indexes))
         position = self._tool_indexes.setdefault(key, len(self._tool_indexes))
         self._last_tool = position
-        arguments = json.dumps(call.get("args") or {}, separators=(",", ":"))
-        return ToolCallDelta(position, call.get("id"), call.get("name"), arguments)
+        arguments = json.dumps(tool_call.get("args") or {}, separators=(",", ":"))
+        return ToolCallDelta(position, tool_call.get("id"), tool_call.get("name"), arguments)
 
     def _add_usage(self, usage: Any) -> None:
         prompt = int(usage.get("input_tokens") or 0)
@@ -222,7 +223,8 @@ class GraphReader(ChatModelReader):
         message = pair[0]
         if message.type not in ("AIMessageChunk", "ai"):
             return []
-        return self.message_events(message)
+        # The chunks of one model call share its run's id (LangChain gives every chunk it).
+        return self.message_events(message, message.id)
 
 
 def _messages_pair(item: Any) -> Any:
