@@ -233,6 +233,14 @@ def peer() -> Iterator[ScriptedOpenAI]:
                 usage=Usage(prompt_tokens=30, completion_tokens=4),
             ),
         )
+        scripted.script(
+            "answer-and-call",
+            Script(
+                tokens=["Checking", " the time too."],
+                tool_calls=[ToolCall("call_a1", "get_time", '{"city": "Oslo"}', chunks=2)],
+                usage=Usage(prompt_tokens=30, completion_tokens=4),
+            ),
+        )
         scripted.script("rate-limited", Script(http_status=429, http_headers={"Retry-After": "7"}))
         scripted.script("bad-key", Script(http_status=401))
         scripted.script("overloaded", Script(http_status=503))
@@ -412,6 +420,22 @@ def test_graph_streams_the_ai_messages_of_every_node(
         ("call_p1", "get_weather", WEATHER_ARGS)
     ]
     assert completion.usage == {"prompt_tokens": 42, "completion_tokens": 13, "total_tokens": 55}
+
+
+def test_graph_numbers_the_tool_calls_of_each_model_call_apart(
+    app_server: LiveServer, reports: Reports, request_id: str
+) -> None:
+    # Both model calls number their tool calls from 0; the client must see two calls.
+    options = {"plan": "plan", "script": "answer-and-call"}
+    recording = post(app_server, "/graph/sse", options, request_id)
+    answer = decode("sse", recording.body)
+    assert answer["tools"] == {
+        0: {"name": "get_weather", "arguments": WEATHER_ARGS},
+        1: {"name": "get_time", "arguments": '{"city": "Oslo"}'},
+    }
+    assert answer["finish"] == "tool_calls"
+    (completion,) = reports.after(request_id)
+    assert [c.id for c in completion.tool_calls] == ["call_p1", "call_a1"]
 
 
 @pytest.mark.parametrize("route", ["chat", "graph"])

@@ -117,7 +117,7 @@ def _is_graph_item(item: Any) -> bool:
 class ChatModelReader(Reader):
     """``AIMessageChunk``s of one chat model run (or the ``AIMessage`` of ``ainvoke``)."""
 
-    __slots__ = ("_finish_reason", "_last_tool", "_tool_indexes", "_usage")
+    __slots__ = ("_finish_reason", "_last_tool", "_tool_calls", "_tool_indexes", "_usage")
 
     def __init__(self) -> None:
         self._finish_reason: str | None = None
@@ -126,6 +126,7 @@ class ChatModelReader(Reader):
         # provider's index is a content block number (Anthropic: 1 after a text block), and
         # each model call of a graph starts again at 0.
         self._tool_indexes: dict[tuple[Any, Any], int] = {}
+        self._tool_calls = 0
         self._last_tool = -1
 
     def events_for(self, item: Any) -> list[LLMEvent]:
@@ -161,20 +162,26 @@ class ChatModelReader(Reader):
         return events
 
     def _tool_call_piece(self, call: object, chunk: Any) -> ToolCallDelta:
-        index, call_id = chunk.get("index"), chunk.get("id")
-        if index is None and call_id is None:  # more of the call being streamed
-            if self._last_tool < 0:
-                self._tool_indexes[(call, None)] = 0
-            position = max(self._last_tool, 0)
-        else:
-            key = (call, index if index is not None else call_id)
-            position = self._tool_indexes.setdefault(key, len(self._tool_indexes))
+        index, call_id, name = chunk.get("index"), chunk.get("id"), chunk.get("name")
+        key = (call, index if index is not None else call_id)
+        position = self._tool_indexes.get(key)
+        if position is None:
+            if call_id is None and name is None and self._last_tool >= 0:
+                # More arguments of the call being streamed, under a key not seen before (a
+                # provider that numbers nothing, or a chunk whose message id differs).
+                position = self._last_tool
+            else:
+                position = self._new_tool_call(key)
         self._last_tool = position
-        return ToolCallDelta(position, call_id, chunk.get("name"), chunk.get("args") or "")
+        return ToolCallDelta(position, call_id, name, chunk.get("args") or "")
+
+    def _new_tool_call(self, key: tuple[Any, Any]) -> int:
+        position = self._tool_indexes[key] = self._tool_calls
+        self._tool_calls += 1
+        return position
 
     def _whole_tool_call(self, call: object, tool_call: Any) -> ToolCallDelta:
-        key = (call, tool_call.get("id") or len(self._tool_indexes))
-        position = self._tool_indexes.setdefault(key, len(self._tool_indexes))
+        position = self._new_tool_call((call, tool_call.get("id") or self._tool_calls))
         self._last_tool = position
         arguments = json.dumps(tool_call.get("args") or {}, separators=(",", ":"))
         return ToolCallDelta(position, tool_call.get("id"), tool_call.get("name"), arguments)
@@ -199,7 +206,7 @@ class ChatModelReader(Reader):
             self._finish_reason = _FINISH_REASONS.get(reason, reason)
 
     def finish(self) -> Finish:
-        reason = self._finish_reason or ("tool_calls" if self._tool_indexes else "stop")
+        reason = self._finish_reason or ("tool_calls" if self._tool_calls else "stop")
         return Finish(reason, self._usage)
 
 
