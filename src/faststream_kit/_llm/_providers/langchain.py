@@ -16,17 +16,18 @@ What a message carries, across providers:
   vLLM);
 - tool calls: ``tool_call_chunks`` (the content blocks that repeat them are skipped), or the
   finished ``tool_calls`` of a whole ``AIMessage``;
-- usage: ``usage_metadata``, which LangChain adds up when it merges chunks (Anthropic sends the
-  input tokens first and the output tokens last), so it is added up here too;
+- usage: ``usage_metadata``, which LangChain adds up when it merges chunks (an integration may
+  spread it over several: input tokens first, output tokens last), so it is added up here;
 - finish reason: ``response_metadata["finish_reason"]`` (OpenAI, Gemini) or
   ``["stop_reason"]`` (Anthropic).
 
-Closing: ``BaseChatModel.astream`` iterates the provider's own ``_astream`` generator (which
-holds the SDK stream in ``async with``) without closing it. When ``aclose()`` unwinds
-``astream``, the last reference to that generator goes, and the event loop's async-generator
-finalizer closes it in a task of its own at once, without the garbage collector (measured with
-``tests/openai_peer.py``: the upstream saw the disconnect ~2 ms after ``aclose()``). A graph's
-``astream`` cancels the node tasks it runs when it is closed.
+Closing needs nothing of its own here. A client that leaves while the SDK waits for the next
+token cancels that read, and the HTTP client drops the connection. Between reads, ``aclose()``
+unwinds ``BaseChatModel.astream``, which does not close the provider's ``_astream`` generator
+it iterates (the one holding the SDK stream in ``async with``); the last reference to it goes,
+and the event loop's async-generator finalizer closes it at once in a task of its own, without
+the garbage collector (measured with ``tests/openai_peer.py``: ~2 ms after ``aclose()``). A
+graph's ``astream`` cancels the node tasks it runs when it is closed.
 """
 
 from __future__ import annotations
