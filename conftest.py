@@ -38,3 +38,22 @@ def openai_peer_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]
         monkeypatch.setenv("OPENAI_BASE_URL", peer.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-docs-example")
         yield peer
+
+
+@pytest.fixture
+def scripted_gemini(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """The scripted Gemini API (``tests/gemini_peer.py``) as the SDK's default endpoint:
+    ``genai.Client()`` reads ``GEMINI_API_KEY`` and ``GOOGLE_GEMINI_BASE_URL``."""
+    from tests.gemini_peer import Script, ScriptedGemini, Usage
+
+    script = Script(
+        thoughts=["Rayleigh", " scattering"],
+        tokens=["Short", " wavelengths", " scatter", " more."],
+        usage=Usage(prompt_tokens=6, candidates_tokens=4, thoughts_tokens=2),
+        delay_seconds=0.02,
+    )
+    with ScriptedGemini(script) as server:
+        monkeypatch.setenv("GEMINI_API_KEY", "docs-example-key")
+        monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
+        yield server

@@ -4,7 +4,7 @@
     python bench/llm.py --quick     # 2 rounds, under 40 s
     python bench/llm.py --diagnose  # also llm_stream with idle_timeout/send_timeout None
     python bench/llm.py --profile   # then cProfile each route inside the app process
-    python bench/llm.py --provider langchain  # ChatOpenAI.astream(...) in every format
+    python bench/llm.py --provider langchain  # only the LangChain row (ChatOpenAI.astream)
 
 Three kinds of process, as in ``bench/core.py``: the upstream (``bench/_openai_upstream.py``, a
 raw ASGI app in its own uvicorn, streaming 5,000 pre-encoded ``chat.completion.chunk`` events
@@ -361,6 +361,112 @@ def langchain_expected_bytes(count: int) -> dict[str, int]:
     return sizes
 
 
+def run_langchain(
+    args: argparse.Namespace, http: str, loop: str, env: dict[str, Any]
+) -> dict[str, Any]:
+    """The LangChain row: the OpenAI upstream, the app server with the LangChain routes."""
+    for package in ("langchain-core", "langchain-openai"):
+        env["versions"][package] = importlib.metadata.version(package)
+    implementations = langchain_implementations()
+    names = list(implementations)
+    rounds = args.rounds or (2 if args.quick else 12)
+    with AppServer("bench._openai_upstream:app", http, loop) as upstream:
+        upstream_url = f"http://127.0.0.1:{upstream.port}/v1"
+        app_env = {"FSK_BENCH_UPSTREAM": upstream_url, "FSK_BENCH_LANGCHAIN": "1"}
+        with AppServer("bench._llm_apps:app", http, loop, app_env) as app:
+            print("running langchain ", end="", flush=True)
+            deadline = time.monotonic() + BUDGET_SECONDS[args.quick]
+            sizes_for = langchain_expected_bytes
+            runs = run_rounds(app, upstream, names, args.tokens, rounds, deadline, sizes_for)
+            summary = summarize(runs, args.tokens, langchain_ratios(), "lc_sdk_only")
+            profile = None
+            if args.profile:
+                directory = Path(tempfile.mkdtemp(prefix="llm-langchain-profile-"))
+                profile = profile_routes(app, upstream, names, args.tokens, directory, sizes_for)
+    print("\nLangChain (langchain-openai, ChatOpenAI.astream):", end="")
+    print_summary(summary)
+    if profile is not None:
+        print_profile(profile)
+    return {
+        "implementations": implementations,
+        "summary": summary,
+        "profile": profile,
+        "runs": runs,
+    }
+
+
+# --- the Gemini row: google-genai's client.aio.models.generate_content_stream -----------------
+
+GEMINI_FORMATS = ("text", "sse", "ndjson", "openai", "ui")
+GEMINI_IMPLEMENTATIONS = {
+    **{
+        f"ours_{fmt}": f'llm_stream(generate_content_stream(...), format="{fmt}")'
+        for fmt in GEMINI_FORMATS
+    },
+    "hand_text": "StreamingResponse of chunk.text (text/plain)",
+    "hand_sse": "StreamingResponse of f\"data: {json.dumps({'text': chunk.text})}\\n\\n\"",
+    "sdk_only": "iterate the SDK stream, send only the count (any loop's floor)",
+}
+GEMINI_RATIOS = (
+    *(Ratio(f"ours {fmt} / hand text", f"ours_{fmt}", "hand_text", 1.0) for fmt in GEMINI_FORMATS),
+    Ratio("ours sse / hand sse", "ours_sse", "hand_sse", 1.0),
+)
+"""Every format against the cheapest hand-written loop (issue 15, "Must show 4": <= 1.0x)."""
+
+
+def gemini_expected_bytes(count: int) -> dict[str, int]:
+    """Each Gemini route's exact body size for ``count`` tokens, from our own encoders."""
+    pieces = [token for token in tokens(count) if token]
+    sizes = {"hand_text": sum(len(token.encode()) for token in pieces)}
+    sizes["hand_sse"] = sum(
+        len(f"data: {json.dumps({'text': token})}\n\n".encode()) for token in pieces
+    )
+    sizes["sdk_only"] = len(str(len(pieces)))
+    for fmt in GEMINI_FORMATS:
+        encoder = FORMATS[fmt].make_encoder(None)
+        size = len(encoder.preamble())
+        size += sum(len(encoder.encode(TextDelta(token))) for token in pieces)
+        size += len(encoder.encode(Finish("stop", usage(count))))
+        sizes[f"ours_{fmt}"] = size
+    return sizes
+
+
+def run_gemini(
+    args: argparse.Namespace, http: str, loop: str, env: dict[str, Any]
+) -> dict[str, Any]:
+    """The Gemini row: its own upstream and app server, the same rounds, its own ratios."""
+    env["versions"]["google-genai"] = importlib.metadata.version("google-genai")
+    implementations = dict(GEMINI_IMPLEMENTATIONS)
+    names = list(implementations)
+    rounds = args.rounds or (2 if args.quick else 12)
+    with AppServer("bench._gemini_upstream:app", http, loop) as upstream:
+        upstream_url = f"http://127.0.0.1:{upstream.port}"
+        app_env = {"FSK_BENCH_GEMINI_UPSTREAM": upstream_url}
+        with AppServer("bench._gemini_apps:app", http, loop, app_env) as app:
+            print("running gemini ", end="", flush=True)
+            deadline = time.monotonic() + BUDGET_SECONDS[args.quick]
+            runs = run_rounds(
+                app, upstream, names, args.tokens, rounds, deadline, gemini_expected_bytes
+            )
+            summary = summarize(runs, args.tokens, GEMINI_RATIOS)
+            profile = None
+            if args.profile:
+                directory = Path(tempfile.mkdtemp(prefix="llm-gemini-profile-"))
+                profile = profile_routes(
+                    app, upstream, names, args.tokens, directory, gemini_expected_bytes
+                )
+    print("\nGemini (google-genai, client.aio.models.generate_content_stream):", end="")
+    print_summary(summary)
+    if profile is not None:
+        print_profile(profile)
+    return {
+        "implementations": implementations,
+        "summary": summary,
+        "profile": profile,
+        "runs": runs,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds (< 40 s)")
@@ -373,15 +479,15 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="then cProfile each route in the app process"
     )
     parser.add_argument(
+        "--provider",
+        choices=("all", "openai", "gemini", "langchain"),
+        default="all",
+        help="which provider's rows to run (default: all)",
+    )
+    parser.add_argument(
         "--diagnose",
         action="store_true",
         help="also run llm_stream with idle_timeout=None, send_timeout=None",
-    )
-    parser.add_argument(
-        "--provider",
-        choices=("openai", "langchain"),
-        default="openai",
-        help="whose stream the routes read: the openai SDK's, or ChatOpenAI.astream(...)",
     )
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 12)
@@ -396,41 +502,42 @@ def main(argv: list[str] | None = None) -> int:
     if args.diagnose:
         implementations.update(DIAGNOSTIC_IMPLEMENTATIONS)
         ratios += DIAGNOSTIC_RATIOS
-    floor_name, sizes_for, app_env = "sdk_only", expected_bytes, {}
-    if args.provider == "langchain":
-        implementations, ratios = langchain_implementations(), langchain_ratios()
-        floor_name, sizes_for = "lc_sdk_only", langchain_expected_bytes
-        app_env = {"FSK_BENCH_LANGCHAIN": "1"}
     http, loop = server_flavour(args.http, args.loop)
     env = environment(http, loop, "python")
     env["versions"]["openai"] = importlib.metadata.version("openai")
-    if args.provider == "langchain":
-        for package in ("langchain-core", "langchain-openai"):
-            env["versions"][package] = importlib.metadata.version(package)
     print(f"servers: {env['server']} (upstream and app, subprocesses); client: {env['client']}")
     print(
         f"cpus: {env['cpus']}, load average: {' '.join(f'{x:.2f}' for x in env['loadavg_before'])}"
     )
     started = time.monotonic()
-    with AppServer("bench._openai_upstream:app", http, loop) as upstream:
-        upstream_url = f"http://127.0.0.1:{upstream.port}/v1"
-        with AppServer(
-            "bench._llm_apps:app", http, loop, {"FSK_BENCH_UPSTREAM": upstream_url, **app_env}
-        ) as app:
-            print("running ", end="", flush=True)
-            deadline = started + BUDGET_SECONDS[args.quick]
-            names = list(implementations)
-            runs = run_rounds(app, upstream, names, args.tokens, rounds, deadline, sizes_for)
-            summary = summarize(runs, args.tokens, ratios, floor_name)
-            profile = None
-            if args.profile:
-                directory = Path(tempfile.mkdtemp(prefix="llm-profile-"))
-                profile = profile_routes(app, upstream, names, args.tokens, directory, sizes_for)
+    runs: dict[str, list[dict[str, float]]] = {}
+    summary: dict[str, Any] | None = None
+    profile = None
+    if args.provider in ("all", "openai"):
+        with AppServer("bench._openai_upstream:app", http, loop) as upstream:
+            upstream_url = f"http://127.0.0.1:{upstream.port}/v1"
+            with AppServer(
+                "bench._llm_apps:app", http, loop, {"FSK_BENCH_UPSTREAM": upstream_url}
+            ) as app:
+                print("running ", end="", flush=True)
+                deadline = started + BUDGET_SECONDS[args.quick]
+                names = list(implementations)
+                runs = run_rounds(app, upstream, names, args.tokens, rounds, deadline)
+                summary = summarize(runs, args.tokens, ratios)
+                if args.profile:
+                    directory = Path(tempfile.mkdtemp(prefix="llm-profile-"))
+                    profile = profile_routes(app, upstream, names, args.tokens, directory)
+        print_summary(summary)
+        if profile is not None:
+            print_profile(profile)
+    gemini = None
+    if args.provider in ("all", "gemini"):
+        gemini = run_gemini(args, http, loop, env)
+    langchain = None
+    if args.provider in ("all", "langchain"):
+        langchain = run_langchain(args, http, loop, env)
     elapsed = time.monotonic() - started
     env["loadavg_after"] = os.getloadavg()
-    print_summary(summary)
-    if profile is not None:
-        print_profile(profile)
     print(f"\ntotal {elapsed:.1f} s; load average after: {env['loadavg_after'][0]:.2f}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     result = {
@@ -441,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "profile": profile,
         "runs": runs,
+        "gemini": gemini,
+        "langchain": langchain,
     }
     args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(f"results: {args.output}")

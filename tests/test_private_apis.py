@@ -30,6 +30,7 @@ import httpx
 import openai
 import pytest
 from fastapi import FastAPI, Request
+from google import genai
 from openai import AsyncOpenAI, OpenAI
 from openai.types.chat import ChatCompletionChunk
 from starlette.types import Message
@@ -42,11 +43,14 @@ from faststream_kit import (
     llm_stream,
     stream_response,
 )
+from faststream_kit._llm._providers import gemini
 from faststream_kit._llm._providers.openai import Payload, _reasoning_of, sdk_payloads
 from faststream_kit._s3 import _S3Calls
 from faststream_kit._sse import compact_json
 from faststream_kit.testing import LiveServer
 
+from .gemini_peer import Script as GeminiScript
+from .gemini_peer import ScriptedGemini
 from .openai_peer import Script, ScriptedOpenAI
 
 TOKENS = ["Private", " APIs", " are", " watched"]
@@ -425,6 +429,107 @@ def test_document_streams_walks_included_routers() -> None:
         f"fastapi {fastapi.__version__}",
         "fastapi.routing.iter_route_contexts (or app.routes holding included routes)",
         "document_streams() misses the routes of included routers",
+    )
+
+
+# ------------------------------------------ google-genai: the HttpResponse in its generators
+
+
+GEMINI_TOKENS = ["Gemini", " internals", " are", " watched"]
+
+
+@pytest.fixture(scope="module")
+def gemini_peer() -> Iterator[ScriptedGemini]:
+    with ScriptedGemini(GeminiScript(tokens=GEMINI_TOKENS)) as scripted:
+        yield scripted
+
+
+def gemini_changed(attribute: str, consequence: str) -> str:
+    return changed(f"google-genai {genai.__version__}", attribute, consequence)
+
+
+def test_a_gemini_stream_keeps_its_http_response_where_we_close_and_read_it(
+    gemini_peer: ScriptedGemini,
+) -> None:
+    """After the first chunk, the SDK's ``HttpResponse`` is a local of a generator in the
+    chain (``ag_frame.f_locals``), with the aiohttp/httpx response (``response_stream``) and
+    the decoder (``segment_iterator``); every generator of the chain is one we know."""
+
+    async def first_chunk_then_look() -> tuple[Any, bool, list[str]]:
+        client = genai.Client(api_key="test-key", http_options=gemini_peer.http_options)
+        stream = await client.aio.models.generate_content_stream(model="m", contents="hi")
+        try:
+            await anext(stream)
+            response = gemini.find_http_response(stream)
+            decoder = getattr(response, "segment_iterator", None)
+            rest = [chunk async for chunk in decoder] if inspect.isasyncgen(decoder) else []
+            texts = [c["candidates"][0]["content"]["parts"][0]["text"] for c in rest]
+            return response, gemini._fast_path_allowed(stream), texts
+        finally:
+            await stream.aclose()
+
+    response, known_chain, texts = anyio.run(first_chunk_then_look)
+    closing = "a client that leaves no longer closes the model's HTTP response at once"
+    assert response is not None, gemini_changed("the generators' frame locals", closing)
+    http = getattr(response, "response_stream", None)
+    assert hasattr(http, "aclose") or hasattr(http, "close"), gemini_changed(
+        "HttpResponse.response_stream", closing
+    )
+    slower = "llm_stream reads every chunk through the SDK's models, about 20x the CPU per token"
+    assert known_chain, gemini_changed("the generate_content_stream generator chain", slower)
+    assert texts == GEMINI_TOKENS[1:], gemini_changed("HttpResponse.segment_iterator", slower)
+
+
+def test_gemini_sdk_reads_each_chunk_from_the_segment_iterator_attribute(
+    gemini_peer: ScriptedGemini,
+) -> None:
+    """A chunk the SDK must see (an error, a continuation) is handed back by replacing
+    ``HttpResponse.segment_iterator``; the SDK reads the attribute again for every chunk."""
+
+    async def hand_back() -> list[str]:
+        client = genai.Client(api_key="test-key", http_options=gemini_peer.http_options)
+        stream = await client.aio.models.generate_content_stream(model="m", contents="hi")
+        first = await anext(stream)
+        response = gemini.find_http_response(stream)
+        decoder = response.segment_iterator
+        second = await anext(decoder)
+        response.segment_iterator = gemini._replay(second, decoder)
+        return [first.text] + [chunk.text async for chunk in stream]
+
+    texts = anyio.run(hand_back)
+    assert texts == GEMINI_TOKENS, gemini_changed(
+        "HttpResponse.__anext__ (segment_iterator)",
+        "an error or a continuation in the middle of a stream would be lost",
+    )
+
+
+def test_llm_stream_reads_a_real_gemini_stream_through_the_fast_path(
+    gemini_peer: ScriptedGemini, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole route: only the first chunk of an async stream is an SDK model."""
+    models: list[str] = []
+    original = gemini._wire_json
+
+    def recording_wire_json(response: Any) -> dict[str, Any]:
+        models.append(type(response).__name__)
+        return original(response)
+
+    monkeypatch.setattr(gemini, "_wire_json", recording_wire_json)
+    client = genai.Client(api_key="test-key", http_options=gemini_peer.http_options)
+    app = FastAPI()
+
+    @app.get("/async")
+    async def async_answer() -> StreamResponse:
+        return llm_stream(
+            client.aio.models.generate_content_stream(model="m", contents="hi"), format="text"
+        )
+
+    with LiveServer(app) as server:
+        answer = httpx.get(server.url + "/async", timeout=10)
+    assert answer.text == "".join(GEMINI_TOKENS)
+    assert models == ["GenerateContentResponse"], gemini_changed(
+        "the generate_content_stream generator chain",
+        f"{len(models)} of {len(GEMINI_TOKENS)} chunks were read through the SDK's models",
     )
 
 

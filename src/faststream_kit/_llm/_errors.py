@@ -49,7 +49,10 @@ def upstream_error(
 def _status_of(exc: Exception) -> int | None:
     """The HTTP status the provider answered, where its SDK keeps it."""
     status = getattr(exc, "status_code", None)  # openai, anthropic, httpx
-    return status if isinstance(status, int) else None
+    if isinstance(status, int):
+        return status
+    code = getattr(exc, "code", None)  # google-genai's APIError; openai's `code` is a str
+    return code if isinstance(code, int) and 400 <= code <= 599 else None
 
 
 def _status_error(exc: Exception, status: int) -> StreamError:

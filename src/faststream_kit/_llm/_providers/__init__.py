@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from . import langchain, openai, text
+from . import gemini, langchain, openai, text
 from ._base import Reader
 
 __all__ = ["PROVIDERS", "Provider", "Reader", "reader_for_item", "reader_for_stream"]
@@ -27,7 +27,7 @@ class Provider(Protocol):
     def for_item(self, item: Any) -> Reader | None: ...
 
 
-PROVIDERS: tuple[Provider, ...] = (openai, langchain, text)
+PROVIDERS: tuple[Provider, ...] = (openai, gemini, langchain, text)
 """Asked in this order; the first that answers reads the stream."""
 
 
