@@ -7,7 +7,7 @@ turns the SDK stream into a response:
 
 =======================  ===========================================================================
 ``/llm/ours_<format>``   ``llm_stream(generate_content_stream(...), format=<format>)`` for ``text``,
-                         ``sse``, ``ndjson``, ``openai`` and ``ui``
+                         ``sse``, ``ndjson``, ``openai``, ``ui`` and ``ag-ui``
 ``/llm/hand_text``       ``StreamingResponse(gen(), media_type="text/plain")``, ``gen`` yielding
                          ``chunk.text`` (the loop every team writes)
 ``/llm/hand_sse``        the same loop yielding an SSE ``data:`` line of ``{"text": chunk.text}``
@@ -36,7 +36,7 @@ from faststream_kit import llm_stream
 
 __all__ = ["FORMATS", "app"]
 
-FORMATS = ("text", "sse", "ndjson", "openai", "ui")
+FORMATS = ("text", "sse", "ndjson", "openai", "ui", "ag-ui")
 MAX_TOKENS = 100_000
 
 client = genai.Client(

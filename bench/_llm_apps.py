@@ -11,6 +11,14 @@ completion of ``tokens`` tokens, and differs only in what turns the SDK stream i
                           ``chunk.choices[0].delta.content`` (the loop every team writes)
 ``/llm/hand_sse``         the same loop yielding ``f"data: {json.dumps({'text': token})}\\n\\n"``
                           (``media_type="text/event-stream"``)
+``/llm/ours_ui``           ``llm_stream(client.chat.completions.create(...), format="ui")``
+``/llm/hand_ui``          the loop writing the AI SDK UI message stream by hand: ``start``,
+                          ``text-start``, a ``text-delta`` part per token (``json.dumps``),
+                          ``text-end``, ``finish``, ``[DONE]``
+``/llm/ours_ag_ui``       ``llm_stream(client.chat.completions.create(...), format="ag-ui")``
+``/llm/hand_ag_ui``       the loop writing an AG-UI run by hand: ``RUN_STARTED``,
+                          ``TEXT_MESSAGE_START``, a ``TEXT_MESSAGE_CONTENT`` per token
+                          (``json.dumps``), ``TEXT_MESSAGE_END``, ``RUN_FINISHED``
 ``/llm/ours_text_untimed``  ``ours_text`` with ``idle_timeout=None, send_timeout=None`` (diagnosis:
 ``/llm/ours_sse_untimed``   what the two per-token timeout scopes cost), and the same for ``sse``
 ``/llm/sdk_only``         reads the SDK stream to the end and answers ``200`` with the token count:
@@ -42,7 +50,16 @@ from starlette.types import Receive, Scope, Send
 
 from faststream_kit import llm_stream
 
-__all__ = ["app"]
+__all__ = [
+    "HAND_AG_UI_END",
+    "HAND_AG_UI_START",
+    "HAND_UI_END",
+    "HAND_UI_START",
+    "app",
+    "hand_ag_ui_delta",
+    "hand_ui_delta",
+    "sse_data",
+]
 
 DEFAULT_TOKENS = 5_000
 MAX_TOKENS = 100_000
@@ -74,6 +91,70 @@ async def _ours_text(scope: Scope, receive: Receive, send: Send, tokens: int) ->
 
 async def _ours_sse(scope: Scope, receive: Receive, send: Send, tokens: int) -> None:
     await llm_stream(create(tokens), format="sse")(scope, receive, send)
+
+
+async def _ours_ui(scope: Scope, receive: Receive, send: Send, tokens: int) -> None:
+    await llm_stream(create(tokens), format="ui")(scope, receive, send)
+
+
+async def _ours_ag_ui(scope: Scope, receive: Receive, send: Send, tokens: int) -> None:
+    await llm_stream(create(tokens), format="ag-ui")(scope, receive, send)
+
+
+def sse_data(part: dict[str, Any]) -> str:
+    """One SSE event the way a hand-written loop writes it."""
+    return f"data: {json.dumps(part)}\n\n"
+
+
+HAND_UI_START = [{"type": "start"}, {"type": "text-start", "id": "text-1"}]
+HAND_UI_END = [{"type": "text-end", "id": "text-1"}, {"type": "finish"}]
+HAND_AG_UI_START = [
+    {"type": "RUN_STARTED", "threadId": "thread-1", "runId": "run-1"},
+    {"type": "TEXT_MESSAGE_START", "messageId": "msg-1", "role": "assistant"},
+]
+HAND_AG_UI_END = [
+    {"type": "TEXT_MESSAGE_END", "messageId": "msg-1"},
+    {"type": "RUN_FINISHED", "threadId": "thread-1", "runId": "run-1"},
+]
+
+
+def hand_ui_delta(token: str) -> str:
+    return sse_data({"type": "text-delta", "id": "text-1", "delta": token})
+
+
+def hand_ag_ui_delta(token: str) -> str:
+    return sse_data({"type": "TEXT_MESSAGE_CONTENT", "messageId": "msg-1", "delta": token})
+
+
+async def _hand_ui(scope: Scope, receive: Receive, send: Send, tokens: int) -> None:
+    async def gen() -> AsyncIterator[str]:
+        stream = await create(tokens)
+        for part in HAND_UI_START:
+            yield sse_data(part)
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                yield hand_ui_delta(chunk.choices[0].delta.content)
+        for part in HAND_UI_END:
+            yield sse_data(part)
+        yield "data: [DONE]\n\n"
+
+    headers = {"x-vercel-ai-ui-message-stream": "v1"}
+    response = StreamingResponse(gen(), media_type="text/event-stream", headers=headers)
+    await response(scope, receive, send)
+
+
+async def _hand_ag_ui(scope: Scope, receive: Receive, send: Send, tokens: int) -> None:
+    async def gen() -> AsyncIterator[str]:
+        stream = await create(tokens)
+        for part in HAND_AG_UI_START:
+            yield sse_data(part)
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                yield hand_ag_ui_delta(chunk.choices[0].delta.content)
+        for part in HAND_AG_UI_END:
+            yield sse_data(part)
+
+    await StreamingResponse(gen(), media_type="text/event-stream")(scope, receive, send)
 
 
 async def _ours_text_untimed(scope: Scope, receive: Receive, send: Send, tokens: int) -> None:
@@ -129,6 +210,10 @@ ROUTES: dict[str, Handler] = {
     "/llm/ours_sse_untimed": _ours_sse_untimed,
     "/llm/hand_text": _hand_text,
     "/llm/hand_sse": _hand_sse,
+    "/llm/ours_ui": _ours_ui,
+    "/llm/hand_ui": _hand_ui,
+    "/llm/ours_ag_ui": _ours_ag_ui,
+    "/llm/hand_ag_ui": _hand_ag_ui,
     "/llm/sdk_only": _sdk_only,
 }
 

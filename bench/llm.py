@@ -19,7 +19,8 @@ The table gives medians, CPU microseconds per token, the same above ``sdk_only``
 iterating the SDK's chunk models and sending nothing costs: the floor of every loop over the
 stream, the hand-written ones included; ``llm_stream`` reads the SDK's events without building
 those models, so it runs below it), and the ratios; the targets
-(issue 4, "Must show 9") are on the server CPU ratio of the same round's pair. Results go to
+(issue 4, "Must show 9"; issue 15, <= 1.0 for the ``ui`` and ``ag-ui`` formats against the loop
+that writes those parts by hand) are on the server CPU ratio of the same round's pair. Results go to
 ``bench/results/llm.json``; ``bench/README.md`` explains them.
 """
 
@@ -41,11 +42,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _llm_apps import (
+    HAND_AG_UI_END,
+    HAND_AG_UI_START,
+    HAND_UI_END,
+    HAND_UI_START,
+    hand_ag_ui_delta,
+    hand_ui_delta,
+    sse_data,
+)
 from _openai_upstream import tokens, usage
 from core import ROOT, Server, environment, fetch, server_flavour
 from faststream_kit._llm._events import Finish, TextDelta
 from faststream_kit._llm._formats import FORMATS
+from faststream_kit._llm._formats.ag_ui import AGUIEncoder
 from faststream_kit._llm._formats.sse import SSEEncoder
+from faststream_kit._llm._formats.ui import UIEncoder
 
 RESULTS = ROOT / "bench" / "results" / "llm.json"
 TOKENS = 5_000
@@ -60,6 +72,10 @@ IMPLEMENTATIONS = {
     "ours_sse": 'llm_stream(create(...), format="sse")',
     "hand_text": "StreamingResponse of delta.content (text/plain)",
     "hand_sse": "StreamingResponse of f\"data: {json.dumps({'text': t})}\\n\\n\"",
+    "ours_ui": 'llm_stream(create(...), format="ui")',
+    "hand_ui": "StreamingResponse of AI SDK parts, a json.dumps'd text-delta per token",
+    "ours_ag_ui": 'llm_stream(create(...), format="ag-ui")',
+    "hand_ag_ui": "StreamingResponse of AG-UI events, a json.dumps'd content event per token",
     "sdk_only": "iterate the SDK stream, send only the count (any loop's floor)",
 }
 DIAGNOSTIC_IMPLEMENTATIONS = {
@@ -80,6 +96,8 @@ class Ratio:
 RATIOS = (
     Ratio("ours text / hand text", "ours_text", "hand_text", 1.2),
     Ratio("ours sse / hand sse", "ours_sse", "hand_sse", 1.2),
+    Ratio("ours ui / hand ui", "ours_ui", "hand_ui", 1.0),
+    Ratio("ours ag-ui / hand ag-ui", "ours_ag_ui", "hand_ag_ui", 1.0),
     Ratio("ours sse / hand text", "ours_sse", "hand_text"),
     Ratio("hand sse / hand text", "hand_sse", "hand_text"),
 )
@@ -117,7 +135,23 @@ def expected_bytes(count: int) -> dict[str, int]:
     ours_sse = sum(len(encoder.encode(TextDelta(token))) for token in pieces)
     ours_sse += len(encoder.encode(Finish("stop", usage(count))))
     hand_sse = sum(len(f"data: {json.dumps({'text': token})}\n\n".encode()) for token in pieces)
+    ours = {"ours_ui": UIEncoder(), "ours_ag_ui": AGUIEncoder(None)}
+    sizes = {
+        name: len(encoder.preamble())
+        + sum(len(encoder.encode(TextDelta(token))) for token in pieces)
+        + len(encoder.encode(Finish("stop", usage(count))))
+        for name, encoder in ours.items()
+    }
+    hand_ui = sum(len(sse_data(part).encode()) for part in HAND_UI_START + HAND_UI_END)
+    hand_ui += sum(len(hand_ui_delta(token).encode()) for token in pieces) + len(
+        b"data: [DONE]\n\n"
+    )
+    hand_ag_ui = sum(len(sse_data(part).encode()) for part in HAND_AG_UI_START + HAND_AG_UI_END)
+    hand_ag_ui += sum(len(hand_ag_ui_delta(token).encode()) for token in pieces)
     return {
+        **sizes,
+        "hand_ui": hand_ui,
+        "hand_ag_ui": hand_ag_ui,
         "ours_text": text,
         "ours_sse": ours_sse,
         "ours_text_untimed": text,
@@ -397,7 +431,7 @@ def run_langchain(
 
 # --- the Gemini row: google-genai's client.aio.models.generate_content_stream -----------------
 
-GEMINI_FORMATS = ("text", "sse", "ndjson", "openai", "ui")
+GEMINI_FORMATS = ("text", "sse", "ndjson", "openai", "ui", "ag-ui")
 GEMINI_IMPLEMENTATIONS = {
     **{
         f"ours_{fmt}": f'llm_stream(generate_content_stream(...), format="{fmt}")'

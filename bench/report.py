@@ -386,6 +386,10 @@ LLM_NAMES = {
     "hand_text": "hand-written loop, text",
     "ours_sse": "llm_stream, sse",
     "hand_sse": "hand-written loop, sse",
+    "ours_ui": "llm_stream, ui",
+    "hand_ui": "hand-written loop, ui",
+    "ours_ag_ui": "llm_stream, ag-ui",
+    "hand_ag_ui": "hand-written loop, ag-ui",
     "sdk_only": "SDK only (the floor)",
 }
 

@@ -50,12 +50,14 @@ from faststream_kit.testing import LiveServer
 
 __all__ = [
     "FAILURES",
+    "WEATHER_ARGS",
     "RecordedRequest",
     "Script",
     "ScriptedOpenAI",
     "ToolCall",
     "Usage",
     "create_app",
+    "weather_script",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -188,6 +190,20 @@ class Script:
         if self.finish_reason is not None:
             return self.finish_reason
         return "tool_calls" if self.tool_calls else "stop"
+
+
+WEATHER_ARGS = json.dumps({"city": "Oslo", "unit": "celsius"})
+
+
+def weather_script() -> Script:
+    """The answer the front-end tests stream: "The weather in Oslo" one token per 80 ms, then a
+    ``get_weather`` call (id ``call_w1``, ``WEATHER_ARGS`` in three pieces) and usage 12 + 9."""
+    return Script(
+        tokens=["The", " weather", " in", " Oslo"],
+        delay_seconds=0.08,
+        tool_calls=[ToolCall("call_w1", "get_weather", WEATHER_ARGS, chunks=3)],
+        usage=Usage(prompt_tokens=12, completion_tokens=9),
+    )
 
 
 # --------------------------------------------------------------------------- recording

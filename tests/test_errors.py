@@ -221,3 +221,12 @@ def test_an_sse_error_frame_has_one_shape(failing_server: LiveServer, route: str
 def test_the_openai_format_error_carries_the_same_object(failing_server: LiveServer) -> None:
     events = parse_events(httpx.get(failing_server.url + "/llm/openai").content)
     assert json.loads(events[-1].data) == {"error": EXPECTED}
+
+
+def test_the_ag_ui_format_error_carries_the_type_as_its_code(failing_server: LiveServer) -> None:
+    events = parse_events(httpx.get(failing_server.url + "/llm/ag-ui").content)
+    assert json.loads(events[-1].data) == {
+        "type": "RUN_ERROR",
+        "message": EXPECTED["message"],
+        "code": EXPECTED["type"],
+    }

@@ -18,7 +18,7 @@ from faststream_kit.testing import LiveServer, parse_events, record_chunks
 
 from .per_request import REQUEST_ID, PerRequest
 
-FORMATS = ["text", "sse", "ndjson", "openai", "ui"]
+FORMATS = ["text", "sse", "ndjson", "openai", "ui", "ag-ui"]
 
 
 @dataclass
@@ -118,7 +118,9 @@ def text_of(fmt: str, body: bytes) -> str:
         return "".join(
             c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")
         )
-    parts = [json.loads(e.data) for e in events if e.data != "[DONE]"]
+    parts = [json.loads(e.data) for e in events if e.data and e.data != "[DONE]"]
+    if fmt == "ag-ui":
+        return "".join(p["delta"] for p in parts if p["type"] == "TEXT_MESSAGE_CONTENT")
     return "".join(p["delta"] for p in parts if p["type"] == "text-delta")
 
 
@@ -137,7 +139,7 @@ def test_tokens_arrive_one_by_one_and_reassemble(
     assert completions[0].finished
 
 
-@pytest.mark.parametrize("fmt", ["sse", "ndjson", "openai", "ui"])
+@pytest.mark.parametrize("fmt", ["sse", "ndjson", "openai", "ui", "ag-ui"])
 def test_mid_stream_failure_ends_with_the_format_error_frame(
     server: LiveServer, logs: PerRequest[Log], request_id: str, fmt: str
 ) -> None:
@@ -160,6 +162,13 @@ def test_mid_stream_failure_ends_with_the_format_error_frame(
     elif fmt == "openai":
         last = parse_events(body)[-1]
         assert json.loads(last.data)["error"]["message"] == "model overloaded"
+    elif fmt == "ag-ui":
+        last = parse_events(body)[-1]
+        assert json.loads(last.data) == {
+            "type": "RUN_ERROR",
+            "message": "model overloaded",
+            "code": "overloaded",
+        }
     else:
         events = parse_events(body)
         assert json.loads(events[-2].data) == {"type": "error", "errorText": "model overloaded"}
@@ -169,6 +178,7 @@ def test_mid_stream_failure_ends_with_the_format_error_frame(
         "ndjson": b'"type":"done"',
         "openai": b"data: [DONE]",
         "ui": b'"type":"finish"',
+        "ag-ui": b"RUN_FINISHED",
     }
     assert clean_end[fmt] not in body, "a failed stream must not look finished"
     completions = logs.after(request_id).completions

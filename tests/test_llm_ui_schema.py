@@ -5,17 +5,18 @@ Each body is piped to ``tests/ui_schema/validate.mjs``, which validates every pa
 does), rejects keys the SDK does not know, and replays the parts through the SDK's
 ``readUIMessageStream`` to rebuild the UIMessage a ``useChat`` page would show.
 
+The first tests feed hand-made chunks; the ``sdk_`` ones stream the real ``openai`` SDK's answer
+from the scripted OpenAI server (``tests/openai_peer.py``): text, reasoning, a tool call, usage,
+a failure and a stall, as they reach a browser.
+
 The node dependencies are pinned in ``tests/ui_schema/package-lock.json``; install them with
 ``npm ci --prefix tests/ui_schema``.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,13 +24,15 @@ import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
+from openai import AsyncOpenAI
 
 from faststream_kit import StreamError, StreamResponse, llm_stream
-from faststream_kit.testing import LiveServer
+from faststream_kit.testing import LiveServer, record_chunks
 
 from .conftest import need_peer
+from .front_end_scripts import UI_SCHEMA_DIR, run_script
+from .openai_peer import Script, ScriptedOpenAI, Usage, weather_script
 
-UI_SCHEMA_DIR = Path(__file__).parent / "ui_schema"
 USAGE = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
 
 
@@ -136,18 +139,7 @@ def fetch(server: LiveServer, path: str) -> httpx.Response:
 
 def validate_with_ai_sdk(node: str, body: str) -> dict[str, Any]:
     """What the AI SDK makes of ``body``: ``{ok, errors, message, parts, streamErrors, ...}``."""
-    result = subprocess.run(
-        [node, str(UI_SCHEMA_DIR / "validate.mjs")],
-        input=body,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode in (0, 1), result.stdout + result.stderr
-    report: dict[str, Any] = json.loads(result.stdout)
-    assert (result.returncode == 0) == report["ok"]
-    return report
+    return run_script(node, "validate.mjs", body=body)
 
 
 def test_ui_stream_has_the_protocol_header(server: LiveServer) -> None:
@@ -173,7 +165,7 @@ def test_ui_text_stream_validates_and_rebuilds_the_message(node: str, server: Li
     assert [part["type"] for part in message["parts"]] == ["step-start", "text"]
     assert message["parts"][1] == {"type": "text", "text": "Hello world", "state": "done"}
     assert message["metadata"] == {"finishReason": "stop", "usage": USAGE}
-    assert report["parts"][-1] == {"type": "finish"}
+    assert report["parts"][-1] == {"type": "finish", "finishReason": "stop"}
 
 
 def test_ui_reasoning_then_text_validates(node: str, server: LiveServer) -> None:
@@ -236,3 +228,157 @@ def test_validator_rejects_a_part_with_a_key_the_sdk_does_not_know(
     assert report["ok"] is False
     assert [error["part"]["type"] for error in report["errors"]] == ["text-delta"]
     assert 'Unrecognized key: "extra"' in report["errors"][0]["error"]
+
+
+# --- the real openai SDK, through the scripted OpenAI server ----------------------------------
+
+API_KEY = "sk-test-never-echo-me-0123456789"
+SDK_USAGE = {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
+
+
+@pytest.fixture(scope="module")
+def peer() -> Iterator[ScriptedOpenAI]:
+    with ScriptedOpenAI() as scripted:
+        scripted.script("weather", weather_script())
+        scripted.script(
+            "thinking",
+            Script(
+                reasoning=["The user ", "greets me."],
+                tokens=["Hi", " there"],
+                usage=Usage(prompt_tokens=12, completion_tokens=9),
+            ),
+        )
+        scripted.script("cut-short", Script(tokens=["Once", " upon"], finish_reason="length"))
+        scripted.script(
+            "fails",
+            Script(tokens=["one", " two", " three"], fail_after_tokens=2, error_code="boom"),
+        )
+        scripted.script(
+            "stalls",
+            Script(tokens=["one", " two", " three"], fail_after_tokens=2, failure="stall"),
+        )
+        yield scripted
+
+
+@pytest.fixture(scope="module")
+def sdk_server(peer: ScriptedOpenAI) -> Iterator[LiveServer]:
+    app = FastAPI()
+    client = AsyncOpenAI(base_url=peer.base_url, api_key=API_KEY, max_retries=0)
+
+    @app.get("/chat/{script}")
+    async def chat(script: str, idle_timeout: float = 10.0) -> StreamResponse:
+        return llm_stream(
+            client.chat.completions.create(
+                model=script,
+                messages=[{"role": "user", "content": "hi"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            ),
+            format="ui",
+            idle_timeout=idle_timeout,
+        )
+
+    with LiveServer(app) as live:
+        yield live
+
+
+def test_ui_sdk_answer_with_a_tool_call_validates(node: str, sdk_server: LiveServer) -> None:
+    report = validate_with_ai_sdk(node, fetch(sdk_server, "/chat/weather").text)
+
+    assert report["errors"] == []
+    message = report["message"]
+    assert [part["type"] for part in message["parts"]] == ["step-start", "text", "tool-get_weather"]
+    assert message["parts"][1] == {"type": "text", "text": "The weather in Oslo", "state": "done"}
+    assert message["parts"][2] == {
+        "type": "tool-get_weather",
+        "toolCallId": "call_w1",
+        "state": "input-available",
+        "input": {"city": "Oslo", "unit": "celsius"},
+    }
+    assert message["metadata"] == {"finishReason": "tool_calls", "usage": SDK_USAGE}
+    assert [part["type"] for part in report["parts"][-3:]] == [
+        "finish-step",
+        "message-metadata",
+        "finish",
+    ]
+    assert report["parts"][-1] == {"type": "finish", "finishReason": "tool-calls"}
+
+
+def test_ui_sdk_tokens_reach_the_client_as_the_model_sends_them(sdk_server: LiveServer) -> None:
+    recording = record_chunks(sdk_server.url + "/chat/weather")
+
+    assert recording.complete
+    arrivals = [
+        chunk.at
+        for chunk in recording.chunks
+        for _ in range(chunk.data.count(b'"type":"text-delta"'))
+    ]
+    # The model sends a token every 80 ms: each text-delta part came in its own chunk, spread out.
+    assert len(arrivals) == 4
+    assert arrivals[-1] - arrivals[0] >= 0.15, arrivals
+
+
+def test_ui_sdk_reasoning_then_text_validates(node: str, sdk_server: LiveServer) -> None:
+    report = validate_with_ai_sdk(node, fetch(sdk_server, "/chat/thinking").text)
+
+    assert report["errors"] == []
+    parts = report["message"]["parts"]
+    assert [part["type"] for part in parts] == ["step-start", "reasoning", "text"]
+    assert (parts[1]["text"], parts[1]["state"]) == ("The user greets me.", "done")
+    assert (parts[2]["text"], parts[2]["state"]) == ("Hi there", "done")
+    assert report["message"]["metadata"]["usage"] == SDK_USAGE
+
+
+def test_ui_finish_reason_uses_the_ai_sdk_vocabulary(node: str, sdk_server: LiveServer) -> None:
+    report = validate_with_ai_sdk(node, fetch(sdk_server, "/chat/cut-short").text)
+
+    assert report["errors"] == []
+    assert report["parts"][-1] == {"type": "finish", "finishReason": "length"}
+    assert report["message"]["metadata"]["finishReason"] == "length"
+
+
+def test_validator_rejects_a_finish_reason_the_ai_sdk_does_not_know(
+    node: str, sdk_server: LiveServer
+) -> None:
+    body = fetch(sdk_server, "/chat/weather").text
+    tampered = body.replace('"finishReason":"tool-calls"', '"finishReason":"tool_calls"')
+    assert tampered != body
+
+    report = validate_with_ai_sdk(node, tampered)
+
+    assert report["ok"] is False
+    assert [error["part"]["type"] for error in report["errors"]] == ["finish"]
+
+
+def test_ui_sdk_mid_stream_error_validates(node: str, sdk_server: LiveServer) -> None:
+    response = fetch(sdk_server, "/chat/fails")
+    assert response.status_code == 200
+
+    report = validate_with_ai_sdk(node, response.text)
+
+    assert report["errors"] == []
+    types = [part["type"] for part in report["parts"]]
+    assert types[-2:] == ["text-end", "error"]
+    assert "abort" not in types, "a failure the provider reported is an error, not an abort"
+    assert "finish" not in types
+    assert len(report["streamErrors"]) == 1
+    assert report["message"]["parts"][1] == {"type": "text", "text": "one two", "state": "done"}
+
+
+def test_ui_model_silent_for_idle_timeout_ends_with_error_then_abort(
+    node: str, sdk_server: LiveServer
+) -> None:
+    response = fetch(sdk_server, "/chat/stalls?idle_timeout=1.5")
+    assert response.status_code == 200
+
+    report = validate_with_ai_sdk(node, response.text)
+
+    assert report["errors"] == []
+    reason = "the stream produced nothing for 1.5 s"
+    assert report["parts"][-3:] == [
+        {"type": "text-end", "id": "text-1"},
+        {"type": "error", "errorText": reason},
+        {"type": "abort", "reason": reason},
+    ]
+    assert report["streamErrors"] == [reason]  # what useChat shows: the error
+    assert report["message"]["parts"][1] == {"type": "text", "text": "one two", "state": "done"}

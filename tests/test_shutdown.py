@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -102,3 +103,41 @@ def test_sigterm_ends_100_open_streams_with_a_final_event_within_2s(server_name:
         assert clean, "a stream was cut off instead of ending"
         assert kinds[-1] == "shutdown"
         assert kinds.count("shutdown") == 1
+
+
+@pytest.mark.parametrize("fmt", ["ui", "ag-ui"])
+def test_sigterm_lets_an_llm_answer_finish_instead_of_aborting_it(fmt: str) -> None:
+    # llm_stream registers no shutdown frame: an answer is short and finite, so the server's
+    # graceful shutdown waits for it, and the front end gets the whole answer and its finish
+    # (never the ``abort`` part / a cancelled run).
+    port = free_port()
+    python_path = os.pathsep.join(filter(None, [str(APPS), os.environ.get("PYTHONPATH")]))
+    command = server_command("uvicorn", port)
+    command[command.index("sse_forever:app")] = "llm_answer:app"
+    process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": python_path})
+    try:
+        wait_for_port(port)
+        parser = SSEParser()
+        data: list[str] = []
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/{fmt}", timeout=10) as response:
+            for raw in response.iter_raw():
+                data += [event.data for event in parser.feed(raw)]
+                if len(data) == 4 and process.poll() is None:  # the answer has begun
+                    sent = time.monotonic()
+                    process.send_signal(signal.SIGTERM)
+        finished_after = time.monotonic() - sent
+        process.wait(10)  # and then the server exits (uvicorn re-raises the SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert finished_after > 0.6  # the rest of the answer took its time
+    text = "".join(
+        json.loads(item).get("delta", "")
+        for item in data
+        if item != "[DONE]" and json.loads(item)["type"] in ("text-delta", "TEXT_MESSAGE_CONTENT")
+    )
+    assert text == "one two three four five"
+    last = [json.loads(item)["type"] for item in data if item != "[DONE]"][-1]
+    assert last == {"ui": "finish", "ag-ui": "RUN_FINISHED"}[fmt]
+    assert all('"abort"' not in item for item in data)

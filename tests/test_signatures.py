@@ -282,6 +282,11 @@ LOOK_ALIKES = {
     "shutdown_frame": LookAlike("the bytes sent when the server shuts down"),
     "timeout": LookAlike("the test client's own timeout (httpx), not the server's", "testing."),
     "headers_at": LookAlike("when the response headers arrived, in a recording", "testing."),
+    "thread_id": LookAlike(
+        'the AG-UI conversation thread an answer belongs to (`format="ag-ui"`), not a worker '
+        "thread",
+        "llm_stream",
+    ),
 }
 
 

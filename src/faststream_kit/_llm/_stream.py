@@ -1,4 +1,4 @@
-"""``llm_stream``: OpenAI (and compatible) token streams in five wire formats.
+"""``llm_stream``: OpenAI (and compatible) token streams in six wire formats.
 
 The SDK objects are duck-typed (openai 3.x runs on ``httpx2``, other providers mimic the
 shapes): a chat completion chunk has ``choices[].delta``; a Responses API event has a
@@ -114,12 +114,14 @@ def llm_stream(
     send_timeout: float | None = SEND_TIMEOUT,
     idle_timeout: float | None = LLM_IDLE_TIMEOUT,
     model: str | None = None,
+    thread_id: str | None = None,
+    run_id: str | None = None,
     headers: Mapping[str, str] | None = None,
     request: Request | None = None,
     thread_limiter: anyio.CapacityLimiter | None = None,
     **deprecated: Unpack[OldKeepalive],
 ) -> StreamResponse:
-    """Stream an LLM answer to the client in one of five wire formats.
+    """Stream an LLM answer to the client in one of six wire formats.
 
     ``source`` is an OpenAI ``Stream``/``AsyncStream`` of chat completion chunks or Responses
     API events, an awaitable that returns one (pass ``client.chat.completions.create(...,
@@ -129,7 +131,9 @@ def llm_stream(
     ``format``: ``"text"`` (plain UTF-8), ``"sse"`` (events ``text``, ``reasoning``,
     ``tool_call``, ``done``, ``error``), ``"ndjson"`` (the same objects, one per line, with a
     ``type`` key), ``"openai"`` (``chat.completion.chunk`` SSE ending in ``data: [DONE]``, so
-    the openai SDK can read it), ``"ui"`` (the Vercel AI SDK UI message stream v1).
+    the openai SDK can read it), ``"ui"`` (the Vercel AI SDK UI message stream v1),
+    ``"ag-ui"`` (one AG-UI protocol run; ``thread_id`` and ``run_id`` are the ``threadId``
+    and ``runId`` of the client's ``RunAgentInput``, new ones when not given).
 
     Errors before the first token become HTTP errors: 429 keeps ``Retry-After``, an upstream
     401/403 becomes 502 (your key problem is not the client's), timeouts 504. After it, the
@@ -150,6 +154,7 @@ def llm_stream(
     optional_positive_seconds("send_timeout", send_timeout)
     optional_positive_seconds("idle_timeout", idle_timeout)
     non_empty_str("model", model, optional=True)
+    run_ids = _run_ids(format, thread_id=thread_id, run_id=run_id)
     check_headers("headers", headers)
     check_request("request", request)
     check_limiter("thread_limiter", thread_limiter)
@@ -161,7 +166,7 @@ def llm_stream(
                 f"a reader would ignore, got {keepalive!r}"
             )
         keepalive = None
-    encoder = spec.make_encoder(model)
+    encoder = spec.make_encoder(model, **run_ids)
     return format_response(
         llm_events(source, on_complete=on_complete, thread_limiter=thread_limiter, model=model),
         spec,
@@ -173,6 +178,17 @@ def llm_stream(
         headers=headers,
         request=request,
     )
+
+
+def _run_ids(format: str, **ids: str | None) -> dict[str, str | None]:
+    """``thread_id`` and ``run_id`` for a format that takes them; refused for any other."""
+    takes_them = FORMATS[format].run_ids
+    for name, value in ids.items():
+        non_empty_str(name, value, optional=True)
+        if value is not None and not takes_them:
+            formats = " or ".join(repr(f) for f, spec in FORMATS.items() if spec.run_ids)
+            raise ValueError(f"{name} is only used by format={formats}, not {format!r}")
+    return ids if takes_them else {}
 
 
 def format_response(

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from . import ndjson, openai, sse, text, ui
+from . import ag_ui, ndjson, openai, sse, text, ui
 from ._base import Encoder, FormatSpec
 
 __all__ = ["FORMATS", "Encoder", "FormatSpec", "LLMFormat"]
 
-LLMFormat = Literal["text", "sse", "ndjson", "openai", "ui"]
+LLMFormat = Literal["text", "sse", "ndjson", "openai", "ui", "ag-ui"]
 """The wire formats of :func:`llm_stream`."""
 
 FORMATS: dict[str, FormatSpec] = {
@@ -22,4 +22,5 @@ FORMATS: dict[str, FormatSpec] = {
     "ndjson": ndjson.SPEC,
     "openai": openai.SPEC,
     "ui": ui.SPEC,
+    "ag-ui": ag_ui.SPEC,
 }

@@ -33,11 +33,14 @@ class Encoder:
 @dataclass(frozen=True)
 class FormatSpec:
     media_type: str
-    make_encoder: Callable[[str | None], Encoder]
-    """Called once per response with the ``model`` argument of ``llm_stream``."""
+    make_encoder: Callable[..., Encoder]
+    """Called once per response with the ``model`` argument of ``llm_stream``, and with
+    ``thread_id=`` and ``run_id=`` when the format takes them (:attr:`run_ids`)."""
     keepalive_frame: bytes | None = None
     has_error_frame: bool = True
     headers: Mapping[str, str] = field(default_factory=dict)
+    run_ids: bool = False
+    """Whether the format names the client's thread and run (AG-UI's ``threadId``/``runId``)."""
 
 
 def tool_fields(event: ToolCallDelta) -> dict[str, Any]:

@@ -21,8 +21,10 @@ class UIEncoder(Encoder):
     Parts (``data: {...}`` SSE lines): ``start``, ``start-step``, ``text-start`` /
     ``text-delta`` / ``text-end``, ``reasoning-start`` / ``-delta`` / ``-end``,
     ``tool-input-start`` / ``tool-input-delta`` / ``tool-input-available``, ``finish-step``,
-    ``message-metadata`` (finish reason and usage), ``finish``, ``error``, then
-    ``data: [DONE]``. The client validates parts strictly, so no part carries extra keys.
+    ``message-metadata`` (finish reason and usage), ``finish`` (with the AI SDK's
+    ``finishReason``), then ``data: [DONE]``. A stream that fails ends with ``error`` instead
+    of the finish; one that our side gave up on (a timeout) with ``error`` then ``abort``.
+    The client validates parts strictly, so no part carries extra keys.
     """
 
     def __init__(self) -> None:
@@ -116,13 +118,36 @@ class UIEncoder(Encoder):
         metadata = {"finishReason": event.finish_reason, "usage": event.usage}
         out += json_event(json_text({"type": "finish-step"}))
         out += json_event(json_text({"type": "message-metadata", "messageMetadata": metadata}))
-        out += json_event(json_text({"type": "finish"}))
+        finish = {"type": "finish", "finishReason": _finish_reason(event.finish_reason)}
+        out += json_event(json_text(finish))
         return out + DONE_FRAME
 
     def error_frame(self, exc: BaseException) -> bytes:
         # Close an open text block first, so the client shows it as done, not streaming.
-        part = {"type": "error", "errorText": report_error(exc).message}
-        return self._close_block() + json_event(json_text(part)) + DONE_FRAME
+        report = report_error(exc)
+        out = self._close_block()
+        out += json_event(json_text({"type": "error", "errorText": report.message}))
+        if report.type == "timeout":
+            # Our side stopped waiting (the idle timeout, the SDK's read timeout): the AI SDK
+            # says so with ``abort``, as streamText does when its own chunk timeout fires. The
+            # error part before it is what useChat shows: it ignores ``abort``.
+            out += json_event(json_text({"type": "abort", "reason": report.message}))
+        return out + DONE_FRAME
+
+
+_FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool-calls",
+    "function_call": "tool-calls",
+    "content_filter": "content-filter",
+}
+
+
+def _finish_reason(reason: str) -> str:
+    """OpenAI's finish reason in the AI SDK's words (``FinishReason`` of the ``ai`` package:
+    stop, length, content-filter, tool-calls, error, interrupted, other)."""
+    return _FINISH_REASONS.get(reason, "other")
 
 
 SPEC = FormatSpec(
