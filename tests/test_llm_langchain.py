@@ -308,6 +308,47 @@ def test_chat_model_astream_arrives_token_by_token_and_reassembles(
     assert completion.usage == USAGE
 
 
+def ag_ui_answer(body: bytes) -> dict[str, Any]:
+    """What an AG-UI client reconstructs from the run's events."""
+    events = [json.loads(event.data) for event in parse_events(body)]
+    answer: dict[str, Any] = {"types": [e["type"] for e in events], "text": "", "tools": {}}
+    for event in events:
+        if event["type"] == "TEXT_MESSAGE_CONTENT":
+            answer["text"] += event["delta"]
+        elif event["type"] == "TOOL_CALL_START":
+            answer["tools"][event["toolCallId"]] = {"name": event["toolCallName"], "args": ""}
+        elif event["type"] == "TOOL_CALL_ARGS":
+            answer["tools"][event["toolCallId"]]["args"] += event["delta"]
+        elif event["type"] == "RUN_FINISHED":
+            answer["usage"] = event.get("usage")
+    return answer
+
+
+@pytest.mark.parametrize("route", ["chat", "graph"])
+def test_ag_ui_run_carries_the_text_tool_calls_and_usage(
+    app_server: LiveServer, peer: ScriptedOpenAI, request_id: str, route: str
+) -> None:
+    before = len(peer.requests)
+    options = {"script": "weather"} if route == "chat" else {"plan": "plan", "script": "answer"}
+    requested_at = time.monotonic()
+    recording = post(app_server, f"/{route}/ag-ui", options, request_id)
+    assert recording.status_code == 200
+    answer = ag_ui_answer(recording.body)
+    assert answer["types"][0] == "RUN_STARTED"
+    assert answer["types"][-1] == "RUN_FINISHED"
+    sent_at = peer.requests[-1].token_sent_at
+    assert len(peer.requests) == before + (1 if route == "chat" else 2)
+    assert requested_at + recording.chunks[0].at < sent_at[-1]
+    if route == "chat":
+        assert answer["text"] == "The weather in Oslo"
+        assert answer["tools"] == {"call_w1": {"name": "get_weather", "args": WEATHER_ARGS}}
+        assert answer["usage"] == [{"inputTokens": 12, "outputTokens": 9, "totalTokens": 21}]
+    else:
+        assert answer["text"] == ANSWER
+        assert answer["tools"] == {"call_p1": {"name": "get_weather", "args": WEATHER_ARGS}}
+        assert answer["usage"] == [{"inputTokens": 42, "outputTokens": 13, "totalTokens": 55}]
+
+
 def test_sync_chat_model_stream_is_read_off_the_event_loop(
     app_server: LiveServer, reports: Reports, request_id: str
 ) -> None:
