@@ -36,6 +36,9 @@ chat = ChatOpenAI(
     api_key="sk-bench",  # type: ignore[arg-type]
     max_retries=0,
     stream_usage=True,
+    # As docs/llm.md advises with llm_stream (whose idle_timeout does the same job): no
+    # asyncio.wait_for per chunk. FSK_BENCH_LANGCHAIN_CHUNK_TIMEOUT=120 measures the default.
+    stream_chunk_timeout=float(os.environ.get("FSK_BENCH_LANGCHAIN_CHUNK_TIMEOUT", "0")) or None,
 )
 MESSAGES = [("user", "Stream the benchmark tokens.")]
 
