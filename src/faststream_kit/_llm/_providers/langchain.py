@@ -158,8 +158,10 @@ class ChatModelReader(Reader):
         if usage:
             self._add_usage(usage)
         metadata = message.response_metadata
-        if metadata:
-            self._read_finish(metadata)
+        if metadata:  # per chunk: {"model_provider": ...}; the last has the reason
+            reason = metadata.get("finish_reason") or metadata.get("stop_reason")
+            if reason or metadata.get("status") == "incomplete":
+                self._read_finish(metadata, reason)
         return events
 
     def _tool_call_piece(self, call: object, chunk: Any) -> ToolCallDelta:
@@ -197,9 +199,8 @@ class ChatModelReader(Reader):
         self._usage["completion_tokens"] += completion
         self._usage["total_tokens"] += total
 
-    def _read_finish(self, metadata: Any) -> None:
-        reason = metadata.get("finish_reason") or metadata.get("stop_reason")
-        if not reason and metadata.get("status") == "incomplete":  # the Responses API
+    def _read_finish(self, metadata: Any, reason: object) -> None:
+        if not reason:  # the Responses API: status "incomplete"
             details = metadata.get("incomplete_details") or {}
             reason = details.get("reason") if isinstance(details, dict) else None
             reason = "length" if reason == "max_output_tokens" else reason
