@@ -13,8 +13,11 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
+from tests.anthropic_peer import Script, ScriptedAnthropic
 from tests.conftest import need_peer
-from tests.openai_peer import Script, ScriptedOpenAI, Usage
+from tests.openai_peer import Script as OpenAIScript
+from tests.openai_peer import ScriptedOpenAI
+from tests.openai_peer import Usage as OpenAIUsage
 
 
 @pytest.fixture
@@ -34,9 +37,26 @@ def openai_peer_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]
 
     A ``continuation`` fence runs the fences before it again, so each fence of an example names
     this fixture and gets a server of its own."""
-    with ScriptedOpenAI(Script(usage=Usage(prompt_tokens=9, completion_tokens=4))) as peer:
+    script = OpenAIScript(usage=OpenAIUsage(prompt_tokens=9, completion_tokens=4))
+    with ScriptedOpenAI(script) as peer:
         monkeypatch.setenv("OPENAI_BASE_URL", peer.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-docs-example")
+        yield peer
+
+
+@pytest.fixture
+def anthropic_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedAnthropic]:
+    """The scripted Anthropic Messages API (``tests/anthropic_peer.py``) on loopback, where an
+    ``anthropic`` client made without arguments finds it: ``ANTHROPIC_BASE_URL`` and
+    ``ANTHROPIC_API_KEY`` are set for the example, as they are in production."""
+    script = Script(
+        thinking=["The user", " says hello."],
+        tokens=["Hello", "!", " How", " can", " I", " help", "?"],
+        delay_seconds=0.02,
+    )
+    with ScriptedAnthropic(script) as peer:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", peer.base_url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-docs-example")
         yield peer
 
 

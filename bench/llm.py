@@ -4,7 +4,7 @@
     python bench/llm.py --quick     # 2 rounds, under 40 s
     python bench/llm.py --diagnose  # also llm_stream with idle_timeout/send_timeout None
     python bench/llm.py --profile   # then cProfile each route inside the app process
-    python bench/llm.py --provider langchain  # only the LangChain row (ChatOpenAI.astream)
+    python bench/llm.py --provider anthropic  # one provider only (openai, gemini, langchain too)
 
 Three kinds of process, as in ``bench/core.py``: the upstream (``bench/_openai_upstream.py``, a
 raw ASGI app in its own uvicorn, streaming 5,000 pre-encoded ``chat.completion.chunk`` events
@@ -501,6 +501,80 @@ def run_gemini(
     }
 
 
+# --- the Anthropic rows: anthropic's AsyncAnthropic().messages.create(..., stream=True) --------
+
+
+def anthropic_rows() -> tuple[dict[str, str], tuple[Ratio, ...], Callable[[int], dict[str, int]]]:
+    """Every format beside the loop people write over the same ``AsyncAnthropic`` stream,
+    yielding that format's frame for each token (``bench/_anthropic_apps.py``)."""
+    from _anthropic_apps import FORMATS as FORMAT_NAMES
+    from _anthropic_apps import HAND_FRAMES, route_name
+
+    implementations = {
+        **{
+            f"ours_{route_name(fmt)}": f'llm_stream(create(...), format="{fmt}")'
+            for fmt in FORMAT_NAMES
+        },
+        **{
+            f"hand_{route_name(fmt)}": f"async for event in stream: yield the {fmt} frame of "
+            "each text delta"
+            for fmt in FORMAT_NAMES
+        },
+        "sdk_only": "iterate the SDK stream, send only the count (any loop's floor)",
+    }
+    ratios = tuple(
+        Ratio(f"ours {fmt} / hand {fmt}", f"ours_{route_name(fmt)}", f"hand_{route_name(fmt)}", 1.0)
+        for fmt in FORMAT_NAMES
+    )
+
+    def expected(count: int) -> dict[str, int]:
+        pieces = [token for token in tokens(count) if token]
+        sizes = {"sdk_only": len(str(len(pieces)))}
+        for fmt in FORMAT_NAMES:
+            encoder = FORMATS[fmt].make_encoder(None)
+            size = len(encoder.preamble())
+            size += sum(len(encoder.encode(TextDelta(token))) for token in pieces)
+            name = route_name(fmt)
+            sizes[f"ours_{name}"] = size + len(encoder.encode(Finish("stop", usage(count))))
+            _media_type, frame, end = HAND_FRAMES[fmt]
+            sizes[f"hand_{name}"] = sum(len(frame(t).encode()) for t in pieces) + len(end.encode())
+        return sizes
+
+    return implementations, ratios, expected
+
+
+def run_anthropic(
+    args: argparse.Namespace, http: str, loop: str, env: dict[str, Any]
+) -> dict[str, Any]:
+    """The Anthropic rows: their own upstream and app server, the same rounds, their ratios."""
+    env["versions"]["anthropic"] = importlib.metadata.version("anthropic")
+    implementations, ratios, expected = anthropic_rows()
+    names = list(implementations)
+    rounds = args.rounds or (2 if args.quick else 12)
+    with AppServer("bench._anthropic_upstream:app", http, loop) as upstream:
+        upstream_url = f"http://127.0.0.1:{upstream.port}"
+        app_env = {"FSK_BENCH_ANTHROPIC_UPSTREAM": upstream_url}
+        with AppServer("bench._anthropic_apps:app", http, loop, app_env) as app:
+            print("running anthropic ", end="", flush=True)
+            deadline = time.monotonic() + BUDGET_SECONDS[args.quick]
+            runs = run_rounds(app, upstream, names, args.tokens, rounds, deadline, expected)
+            summary = summarize(runs, args.tokens, ratios)
+            profile = None
+            if args.profile:
+                directory = Path(tempfile.mkdtemp(prefix="llm-anthropic-profile-"))
+                profile = profile_routes(app, upstream, names, args.tokens, directory, expected)
+    print("\nAnthropic (anthropic, AsyncAnthropic().messages.create(..., stream=True)):", end="")
+    print_summary(summary)
+    if profile is not None:
+        print_profile(profile)
+    return {
+        "implementations": implementations,
+        "summary": summary,
+        "profile": profile,
+        "runs": runs,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds (< 40 s)")
@@ -514,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--provider",
-        choices=("all", "openai", "gemini", "langchain"),
+        choices=("all", "openai", "anthropic", "gemini", "langchain"),
         default="all",
         help="which provider's rows to run (default: all)",
     )
@@ -564,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
         print_summary(summary)
         if profile is not None:
             print_profile(profile)
+    anthropic = None
+    if args.provider in ("all", "anthropic"):
+        anthropic = run_anthropic(args, http, loop, env)
     gemini = None
     if args.provider in ("all", "gemini"):
         gemini = run_gemini(args, http, loop, env)
@@ -582,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "profile": profile,
         "runs": runs,
+        "anthropic": anthropic,
         "gemini": gemini,
         "langchain": langchain,
     }

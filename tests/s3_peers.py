@@ -203,7 +203,22 @@ def s3_peer_fixture(request: pytest.FixtureRequest) -> S3Peer:
     return peer
 
 
-ClientKind = Literal["aiobotocore", "boto3"]
+ClientKind = Literal["aiobotocore", "boto3", "aiobotocore+pyreqwest", "boto3+pyreqwest"]
+"""The SDK, and ``+pyreqwest`` for ``s3_stream``'s fast path (``http_client=``)."""
+CLIENT_KINDS: tuple[ClientKind, ...] = (
+    "aiobotocore",
+    "boto3",
+    "aiobotocore+pyreqwest",
+    "boto3+pyreqwest",
+)
+
+
+def fast_http_client(max_connections: int | None = None) -> Any:
+    """The pyreqwest ``Client`` of the fast path, as docs/s3.md builds it."""
+    from pyreqwest.client import ClientBuilder
+
+    builder = ClientBuilder().follow_redirects(False).max_connections(max_connections)
+    return builder.gzip(False).brotli(False).zstd(False).deflate(False).build()
 
 
 @dataclass
@@ -234,17 +249,23 @@ def make_app(
     *,
     sent: SentRequests | None = None,
     wrap: Any = None,
+    wrap_http: Any = None,
     **config: Any,
 ) -> FastAPI:
     """A FastAPI app serving ``/objects/{key}`` from ``peer`` with ``s3_stream``.
 
-    ``wrap(client)`` may wrap the client the routes use; ``config`` goes to botocore's
-    ``Config`` (e.g. ``max_pool_connections``).
+    ``wrap(client)`` may wrap the client the routes use, ``wrap_http(http_client)`` the fast
+    path's; ``config`` goes to botocore's ``Config`` (e.g. ``max_pool_connections``, which
+    also bounds the fast path's connections).
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if kind == "aiobotocore":
+        app.state.http = None
+        if kind.endswith("+pyreqwest"):
+            http = fast_http_client(config.get("max_pool_connections"))
+            app.state.http = wrap_http(http) if wrap_http is not None else http
+        if kind.startswith("aiobotocore"):
             async with peer.async_client(**config) as client:
                 _install(app, client, sent, wrap)
                 yield
@@ -253,6 +274,8 @@ def make_app(
             _install(app, client, sent, wrap)
             yield
             client.close()
+        if kind.endswith("+pyreqwest"):
+            await http.close()
 
     app = FastAPI(lifespan=lifespan)
 
@@ -271,11 +294,12 @@ def make_app(
             request=request,
             filename=filename,
             disposition=disposition,
+            http_client=request.app.state.http,
         )
 
     @app.api_route("/plain/{key:path}", methods=["GET", "HEAD"])
     async def get_object_without_request(key: str, request: Request) -> Response:
-        return s3_stream(request.app.state.s3, BUCKET, key)
+        return s3_stream(request.app.state.s3, BUCKET, key, http_client=request.app.state.http)
 
     return app
 
@@ -289,9 +313,8 @@ def _install(app: FastAPI, client: Any, sent: SentRequests | None, wrap: Any) ->
 def app_from_env() -> FastAPI:
     """For ``uvicorn --factory tests.s3_peers:app_from_env`` in a separate process."""
     peer = S3Peer("env", os.environ["FASTSTREAM_KIT_S3_ENDPOINT"])
-    kind: ClientKind = (
-        "boto3" if os.environ["FASTSTREAM_KIT_S3_CLIENT"] == "boto3" else "aiobotocore"
-    )
+    named = os.environ["FASTSTREAM_KIT_S3_CLIENT"]
+    kind: ClientKind = next(k for k in CLIENT_KINDS if k == named)
     pool = os.environ.get("FASTSTREAM_KIT_S3_MAX_POOL")
     return make_app(peer, kind, **({"max_pool_connections": int(pool)} if pool else {}))
 

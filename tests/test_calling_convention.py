@@ -40,7 +40,7 @@ from .s3_peers import (
     SentRequests,
     moto_s3_fixture,  # noqa: F401  (the moto_s3 fixture)
 )
-from .upstream_peers import CLIENT_KINDS, Upstream, proxy_app
+from .upstream_peers import CLIENT_KINDS, Upstream, proxy_app, pyreqwest_proxy_client
 
 KINDS: tuple[ClientKind, ...] = ("aiobotocore", "boto3")
 KEY = "clip.bin"
@@ -402,6 +402,9 @@ def upstream_app(upstream_url: str, peer: Upstream) -> FastAPI:
         if kind == "httpx":
             async with httpx.AsyncClient() as client:
                 return upstream_stream(client, "GET", url)
+        if kind == "pyreqwest":
+            async with pyreqwest_proxy_client() as client:
+                return upstream_stream(client, "GET", url)
         async with aiohttp.ClientSession() as session:
             return upstream_stream(session, "GET", url)
 
@@ -534,7 +537,15 @@ def test_a_client_leaving_before_the_upstream_answers_cancels_the_upstream_reque
     kind: str,
     server: str,
     body: bytes,
+    request: pytest.FixtureRequest,
 ) -> None:
+    if kind == "pyreqwest":
+        # Measured with pyreqwest 0.15.1: cancelling a request before its headers raises
+        # CancelledError in Python but leaves the connection open on pyreqwest's runtime
+        # until the upstream answers. Strict: this fails loudly once pyreqwest closes it.
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="pyreqwest cannot abort a request in flight")
+        )
     # The upstream would answer after 30 s; the client leaves once the request reached it.
     urls = proxies.urls
     request_id = _request_id("leave-early")

@@ -24,17 +24,20 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiobotocore.session
+import anthropic
 import anyio
 import fastapi
 import httpx
 import openai
 import pytest
+from anthropic import Anthropic, AsyncAnthropic
 from fastapi import FastAPI, Request
 from google import genai
 from openai import AsyncOpenAI, OpenAI
 from openai.types.chat import ChatCompletionChunk
 from starlette.types import Message
 
+import faststream_kit._llm._providers.anthropic
 import faststream_kit._llm._providers.openai
 from faststream_kit import (
     EventSourceResponse,
@@ -44,11 +47,14 @@ from faststream_kit import (
     stream_response,
 )
 from faststream_kit._llm._providers import gemini
+from faststream_kit._llm._providers.anthropic import _payloads as anthropic_payloads
 from faststream_kit._llm._providers.openai import Payload, _reasoning_of, sdk_payloads
 from faststream_kit._s3 import _S3Calls
 from faststream_kit._sse import compact_json
 from faststream_kit.testing import LiveServer
 
+from .anthropic_peer import Script as AnthropicScript
+from .anthropic_peer import ScriptedAnthropic
 from .gemini_peer import Script as GeminiScript
 from .gemini_peer import ScriptedGemini
 from .openai_peer import Script, ScriptedOpenAI
@@ -193,6 +199,126 @@ def test_llm_stream_reads_a_real_openai_stream_through_the_fast_path(
         answers = [httpx.get(server.url + path, timeout=10) for path in ("/sync", "/async")]
     assert [answer.text for answer in answers] == ["".join(TOKENS)] * 2
     assert taken == ["fast", "fast"], ITER_EVENTS_GONE
+    assert not [r for r in caplog.records if r.name == "faststream_kit"], caplog.text
+
+
+# ---------------------------------------- anthropic: _iter_events, MessageStream._raw_stream
+
+
+@pytest.fixture(scope="module")
+def anthropic_peer() -> Iterator[ScriptedAnthropic]:
+    with ScriptedAnthropic(AnthropicScript(tokens=TOKENS)) as scripted:
+        yield scripted
+
+
+ANTHROPIC_FAST_PATH_GONE = changed(
+    f"anthropic {anthropic.__version__}",
+    "Stream._iter_events or MessageStream._raw_stream",
+    "llm_stream now reads every Anthropic event through the SDK's pydantic models, more CPU "
+    "per token",
+)
+
+
+def anthropic_text(payloads: list[Any]) -> str:
+    return "".join(p["delta"]["text"] for p in payloads if p["type"] == "content_block_delta")
+
+
+@pytest.mark.parametrize("kind", ["create", "stream"])
+def test_a_sync_anthropic_stream_is_read_from_the_sdks_sse_decoder(
+    anthropic_peer: ScriptedAnthropic, kind: str
+) -> None:
+    client = Anthropic(base_url=anthropic_peer.base_url, api_key="sk-ant", max_retries=0)
+    if kind == "create":
+        opened: Any = client.messages.create(
+            model="m", max_tokens=8, messages=MESSAGES, stream=True
+        )
+    else:
+        opened = client.messages.stream(model="m", max_tokens=8, messages=MESSAGES)
+    with opened as stream:
+        payloads = anthropic_payloads(stream)
+        assert payloads is not None, ANTHROPIC_FAST_PATH_GONE
+        assert anthropic_text(list(payloads)) == "".join(TOKENS)
+
+
+@pytest.mark.parametrize("kind", ["create", "stream"])
+def test_an_async_anthropic_stream_is_read_from_the_sdks_sse_decoder(
+    anthropic_peer: ScriptedAnthropic, kind: str
+) -> None:
+    async def read() -> str:
+        client = AsyncAnthropic(base_url=anthropic_peer.base_url, api_key="sk-ant", max_retries=0)
+        if kind == "create":
+            opened: Any = await client.messages.create(
+                model="m", max_tokens=8, messages=MESSAGES, stream=True
+            )
+        else:
+            opened = client.messages.stream(model="m", max_tokens=8, messages=MESSAGES)
+        async with opened as stream:
+            payloads = anthropic_payloads(stream)
+            assert payloads is not None, ANTHROPIC_FAST_PATH_GONE
+            return anthropic_text([payload async for payload in payloads])
+
+    assert anyio.run(read) == "".join(TOKENS)
+
+
+def test_an_async_anthropic_stream_manager_holds_its_request_as_a_coroutine(
+    anthropic_peer: ScriptedAnthropic,
+) -> None:
+    """A manager never entered (a ``HEAD``) has its request coroutine closed, found among the
+    manager's attributes; otherwise Python warns that it was never awaited."""
+    client = AsyncAnthropic(base_url=anthropic_peer.base_url, api_key="sk-ant", max_retries=0)
+    manager = client.messages.stream(model="m", max_tokens=8, messages=MESSAGES)
+    pending = [value for value in vars(manager).values() if inspect.iscoroutine(value)]
+    for coroutine in pending:
+        coroutine.close()
+    assert len(pending) == 1, changed(
+        f"anthropic {anthropic.__version__}",
+        "AsyncMessageStreamManager (its request is no longer one coroutine attribute)",
+        "a HEAD of an llm_stream of messages.stream(...) logs 'coroutine was never awaited'",
+    )
+
+
+def test_llm_stream_reads_a_real_anthropic_stream_through_the_fast_path(
+    anthropic_peer: ScriptedAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The whole route, for every kind of Anthropic source, logging no "SDK changed"."""
+    taken: list[str] = []
+    original = faststream_kit._llm._providers.anthropic._payloads
+
+    def recording_payloads(stream: Any) -> Any:
+        payloads = original(stream)
+        taken.append("fast" if payloads is not None else "sdk models")
+        return payloads
+
+    monkeypatch.setattr(faststream_kit._llm._providers.anthropic, "_payloads", recording_payloads)
+    sync_client = Anthropic(base_url=anthropic_peer.base_url, api_key="sk-ant", max_retries=0)
+    async_client = AsyncAnthropic(base_url=anthropic_peer.base_url, api_key="sk-ant", max_retries=0)
+    options: dict[str, Any] = {"model": "m", "max_tokens": 8, "messages": MESSAGES}
+    app = FastAPI()
+
+    @app.get("/sync-create")
+    def sync_create() -> StreamResponse:
+        return llm_stream(sync_client.messages.create(**options, stream=True), format="text")
+
+    @app.get("/sync-stream")
+    def sync_stream() -> StreamResponse:
+        return llm_stream(sync_client.messages.stream(**options), format="text")
+
+    @app.get("/async-create")
+    async def async_create() -> StreamResponse:
+        return llm_stream(async_client.messages.create(**options, stream=True), format="text")
+
+    @app.get("/async-stream")
+    async def async_stream() -> StreamResponse:
+        return llm_stream(async_client.messages.stream(**options), format="text")
+
+    caplog.set_level(logging.WARNING, logger="faststream_kit")
+    paths = ("/sync-create", "/sync-stream", "/async-create", "/async-stream")
+    with LiveServer(app) as server:
+        answers = [httpx.get(server.url + path, timeout=10) for path in paths]
+    assert [answer.text for answer in answers] == ["".join(TOKENS)] * 4
+    assert taken == ["fast"] * 4, ANTHROPIC_FAST_PATH_GONE
     assert not [r for r in caplog.records if r.name == "faststream_kit"], caplog.text
 
 
@@ -553,3 +679,94 @@ print("ok")
         "OpenTelemetry's default providers changed names: see docs/design.md, 'Private APIs "
         f"we rely on'\n{result.stderr}"
     )
+
+
+# ------------------------------------- botocore / aiobotocore: a before-send hook that raises
+
+
+@pytest.mark.parametrize("sdk", ["boto3", "aiobotocore"])
+def test_the_sdk_hands_our_before_send_exception_back_with_the_request_signed(sdk: str) -> None:
+    """``s3_stream``'s fast path lets the SDK build and sign ``GetObject`` and stops it in a
+    ``before-send`` hook by raising: botocore (and aiobotocore) catch an exception from that
+    hook and raise it from the call, and by then the request carries its signature."""
+    from faststream_kit._s3 import _FastGet, _Signed
+
+    options: dict[str, Any] = {
+        "region_name": "us-east-1",
+        "endpoint_url": "http://127.0.0.1:9",  # never contacted: the hook stops the send
+        "aws_access_key_id": "example",
+        "aws_secret_access_key": "example",
+    }
+    params = {"Bucket": "b", "Key": "k", "Range": "bytes=0-9", "IfNoneMatch": '"e"'}
+
+    async def sign() -> _Signed:
+        if sdk == "boto3":
+            import boto3
+
+            client = boto3.client("s3", **options)
+            return await _FastGet(None, _S3Calls(client, None), 1 << 20)._sign(params)
+        async with aiobotocore.session.get_session().create_client("s3", **options) as client:
+            return await _FastGet(None, _S3Calls(client, None), 1 << 20)._sign(params)
+
+    try:
+        signed = anyio.run(sign)
+    except Exception as exc:
+        raise AssertionError(
+            changed(
+                sdk,
+                "the before-send event (an exception raised by its handler)",
+                f"s3_stream's fast path cannot take the signed request ({exc!r})",
+            )
+        ) from exc
+    headers = {name.lower(): value for name, value in signed.headers}
+    assert signed.url.startswith("http://127.0.0.1:9/b/k")
+    assert headers["authorization"].startswith("AWS4-HMAC-SHA256 "), changed(
+        sdk, "when before-send fires (no longer after signing)", "the fast GET is unsigned"
+    )
+    assert headers["range"] == "bytes=0-9"
+    assert headers["if-none-match"] == '"e"'
+
+
+# ---------------------------------------------- pyreqwest: streamed_read_buffer_limit(0)
+
+
+def test_pyreqwest_with_no_read_buffer_hands_over_headers_and_chunks_at_once() -> None:
+    """pyreqwest's streamed response first reads ``streamed_read_buffer_limit`` bytes of body
+    before it returns the headers, and hands the body over in batches of that size (64 KiB by
+    default): ``upstream_stream`` asks for 0, so that the headers come at once and each chunk
+    as it arrives. Checked on a real server that sends one small chunk, then waits."""
+    import threading
+
+    from pyreqwest.client import ClientBuilder
+
+    go_on = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await anyio.to_thread.run_sync(go_on.wait, 10)
+        await send({"type": "http.response.body", "body": b"second"})
+
+    async def read(url: str) -> bytes | None:
+        async with ClientBuilder().build() as client:
+            request = client.get(url).streamed_read_buffer_limit(0).build_streamed()
+            with anyio.fail_after(5):  # the headers, without waiting for more body
+                async with request as response:
+                    first = await response.body_reader.read_chunk()
+                    go_on.set()
+                    return None if first is None else first.to_bytes()
+
+    try:
+        with LiveServer(app) as server:
+            first = anyio.run(read, server.url)
+    except TimeoutError as exc:
+        raise AssertionError(
+            changed(
+                "pyreqwest",
+                "streamed_read_buffer_limit(0) (the headers or a chunk now wait for more body)",
+                "upstream_stream would hold SSE and LLM streams back",
+            )
+        ) from exc
+    finally:
+        go_on.set()
+    assert first == b"first"

@@ -38,6 +38,7 @@ from faststream_kit.testing import LiveServer
 
 from .s3_peers import (
     BUCKET,
+    CLIENT_KINDS,
     SECRET_KEY,
     ClientKind,
     S3Peer,
@@ -57,7 +58,7 @@ BIG = "videos/big.mp4"  # 20 MiB, stored as video/mp4
 CLIP = "clip.bin"  # 2 MiB, for ranges
 PHOTO = "photo.jpg"  # stored without a Content-Type
 HUGE = "huge.bin"  # 200 MiB, SeaweedFS only
-KINDS: list[ClientKind] = ["aiobotocore", "boto3"]
+KINDS: list[ClientKind] = list(CLIENT_KINDS)  # each SDK, and each on the fast path
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -123,6 +124,17 @@ def served(request: pytest.FixtureRequest, s3_peer: S3Peer) -> Iterator[Served]:
     sent = SentRequests()
     with LiveServer(make_app(s3_peer, kind, sent=sent)) as server:
         yield Served(server.url, kind, s3_peer, objects, sent)
+
+
+@pytest.fixture(autouse=True)
+def fast_path_is_taken(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """A ``+pyreqwest`` kind that quietly fell back to the SDK would pass every test here
+    without testing the fast path: ``s3_stream`` logs when the SDK succeeded where the fast
+    path failed, and that fails the test."""
+    yield
+    fallbacks = [r.getMessage() for r in caplog.records]
+    fallbacks = [message for message in fallbacks if "the fast path failed" in message]
+    assert fallbacks == []
 
 
 def error_of(response: httpx.Response) -> dict[str, str]:
@@ -517,6 +529,9 @@ class Spies:
         spies = self
 
         class AsyncClient:
+            def __getattr__(self, name: str) -> Any:  # meta, generate_presigned_url
+                return getattr(client, name)
+
             async def get_object(self, **params: Any) -> dict[str, Any]:
                 return spies.add(await client.get_object(**params), AsyncBodySpy)
 
@@ -525,6 +540,9 @@ class Spies:
                 return result
 
         class SyncClient:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(client, name)
+
             def get_object(self, **params: Any) -> dict[str, Any]:
                 return spies.add(client.get_object(**params), SyncBodySpy)
 
@@ -535,12 +553,69 @@ class Spies:
         is_async = hasattr(client, "__aenter__")
         return AsyncClient() if is_async else SyncClient()
 
+    def wrap_http(self, http_client: Any) -> Any:
+        """The fast path's pyreqwest client, each response body spied on like an SDK body:
+        ``closed`` when the response is closed, reads counted and failing on demand."""
+        spies = self
+
+        class Reader:
+            def __init__(self, reader: Any, spy: BodySpy) -> None:
+                self.reader, self.spy = reader, spy
+
+            async def read(self, amount: int) -> Any:
+                chunk = await self.reader.read(amount)
+                if chunk is not None:
+                    self.spy._check(chunk)
+                return chunk
+
+        class Response:
+            def __init__(self, response: Any, spy: BodySpy) -> None:
+                self.response, self.status = response, response.status
+                self.get_header = response.get_header
+                self.body_reader = Reader(response.body_reader, spy)
+
+        class Request:
+            def __init__(self, request: Any) -> None:
+                self.request = request
+                self.spy = BodySpy(None, spies.fail_after_bytes)
+                spies.bodies.append(self.spy)
+
+            async def __aenter__(self) -> Response:
+                return Response(await self.request.__aenter__(), self.spy)
+
+            async def __aexit__(self, *exc: Any) -> None:
+                self.spy.closed.set()
+                await self.request.__aexit__(*exc)
+
+        class Builder:
+            def __init__(self, builder: Any) -> None:
+                self.builder = builder
+
+            def headers(self, headers: Any) -> Builder:
+                return Builder(self.builder.headers(headers))
+
+            def streamed_read_buffer_limit(self, limit: int) -> Builder:
+                return Builder(self.builder.streamed_read_buffer_limit(limit))
+
+            def build_streamed(self) -> Request:
+                return Request(self.builder.build_streamed())
+
+        class Client:
+            async def __aenter__(self) -> Client:
+                return self
+
+            def request(self, method: str, url: str) -> Builder:
+                return Builder(http_client.request(method, url))
+
+        return Client()
+
 
 @pytest.fixture(scope="module", params=KINDS)
 def spied(request: pytest.FixtureRequest, seaweedfs: S3Peer) -> Iterator[tuple[str, Spies]]:
     stored_objects(seaweedfs)
     spies = Spies()
-    with LiveServer(make_app(seaweedfs, request.param, wrap=spies.wrap)) as server:
+    app = make_app(seaweedfs, request.param, wrap=spies.wrap, wrap_http=spies.wrap_http)
+    with LiveServer(app) as server:
         yield server.url, spies
     spies.fail_after_bytes = None
 
@@ -791,3 +866,21 @@ def test_chromium_fetch_with_a_range_header_gets_a_206(served: Served, browser: 
             assert result["sha256"] == hashlib.sha256(clip.data[start : end + 1]).hexdigest()
     finally:
         context.close()
+
+
+# --- the fast path's argument ----------------------------------------------------------------
+
+
+class _NeverTouched:
+    """An S3 client stand-in that fails the test if s3_stream looks at it."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"s3_stream touched the client ({name}) before checking http_client")
+
+
+@pytest.mark.parametrize("http_client", ["http://s3", object(), 3])
+def test_an_http_client_that_is_no_pyreqwest_client_is_a_type_error(http_client: Any) -> None:
+    from faststream_kit import s3_stream
+
+    with pytest.raises(TypeError, match=r"^http_client must be a pyreqwest\.client\.Client"):
+        s3_stream(_NeverTouched(), "media", "a.mp4", http_client=http_client)

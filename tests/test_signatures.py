@@ -141,8 +141,9 @@ def every_helper(public: Public) -> bool:
 
 
 def helper_with_frames(public: Public) -> bool:
-    # s3_stream and upstream_stream send bytes as they are: no keepalive byte is possible.
-    return public.helper and public.short not in {"s3_stream", "upstream_stream"}
+    # s3_stream, upstream_stream and zip_stream send bytes whose every byte counts: no
+    # keepalive byte is possible.
+    return public.helper and public.short not in {"s3_stream", "upstream_stream", "zip_stream"}
 
 
 def helper_running_sync_code(public: Public) -> bool:
@@ -182,7 +183,8 @@ IDEAS = [
         "keepalive",
         (float, NONE),
         15.0,
-        "every helper but `s3_stream` and `upstream_stream` (bytes); sent only where the "
+        "every helper but `s3_stream`, `upstream_stream` and `zip_stream` (bytes); sent only "
+        "where the "
         "format has keepalive bytes (an SSE comment, an empty NDJSON line)",
         helper_with_frames,
         r"keep|keepalive|alive|ping|pings|heartbeat",
@@ -287,6 +289,7 @@ LOOK_ALIKES = {
         "thread",
         "llm_stream",
     ),
+    "header_row": LookAlike("whether a CSV starts with a row of names (RFC 4180)", "table_stream"),
 }
 
 
@@ -319,11 +322,13 @@ SHARED_DEFAULTS: dict[str, tuple[set[Any], str]] = {
     "status_code": ({200, 500}, "a response's status, or (`StreamError`) an error's"),
     "event": ({None, "message"}, "no field sent, or (`ParsedEvent`) the type a browser sees"),
     "prefix": ({"faststream-kit:", "faststream-kit-demo/"}, "Redis keys, or the demo's S3 keys"),
+    "format": ({"sse", "csv"}, "an LLM answer's wire format, or (`table_stream`) a table's"),
 }
 
 # ``Any`` says nothing: only where no type can be named without importing an optional SDK.
 ANY_ALLOWED = {
     "client": "an SDK's client (aiobotocore, boto3, httpx, aiohttp), recognised by its methods",
+    "http_client": "s3_stream's fast path: a pyreqwest Client, an optional dependency",
     "redis": "redis.asyncio's Redis or RedisCluster, an optional dependency",
     "params": "query parameters in any form the HTTP client takes",
     "app": "a FastAPI app; FastAPI is an optional dependency",
@@ -433,7 +438,9 @@ def test_the_walk_sees_every_helper_and_the_resumable_methods() -> None:
         "sse_response",
         "llm_stream",
         "s3_stream",
+        "zip_stream",
         "upstream_stream",
+        "table_stream",
         "resume.ResumableStreams.sse_response",
         "resume.ResumableStreams.llm_response",
     } <= helpers
@@ -734,7 +741,10 @@ def _defined_in_our_modules() -> dict[int, str]:
 
 # Aliases of plain iterables and callables that every matching object satisfies: a user
 # never needs their names, and the docs show what they stand for.
-STRUCTURAL_ALIASES = {"Content", "SourceFactory", "Encoder", "Events", "EventsFactory", "Header"}
+STRUCTURAL_ALIASES = {
+    *("Content", "SourceFactory", "Encoder", "Events", "EventsFactory", "Header"),
+    *("ZipBody", "ZipMembers"),
+}
 
 
 def test_every_type_in_a_public_signature_is_exported() -> None:

@@ -23,6 +23,9 @@ from .per_request import REQUEST_ID, PerRequest
 HTTP2_FORBIDDEN = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 
 
+NEVER_WAITING_CHUNKS = 20_000  # 1.25 GiB of 64 KiB chunks
+
+
 class Events:
     """What one request's source did, and when (written in the server's threads)."""
 
@@ -31,6 +34,7 @@ class Events:
         self.closed_at = 0.0
         self.closed_in_thread = ""
         self.touched = False
+        self.produced = 0
 
     def close(self) -> None:
         self.closed_at = time.monotonic()
@@ -69,6 +73,21 @@ def make_app(records: PerRequest[Events]) -> FastAPI:
             yield "data: late\n\n"
 
         return stream_response(produce(), media_type="text/event-stream", keepalive=0.2)
+
+    @app.get("/never-waits")
+    async def never_waits(request: Request) -> StreamingResponse:
+        events = events_of(request)
+
+        async def produce() -> AsyncIterator[bytes]:
+            # Rows already in memory: the generator never awaits anything.
+            try:
+                for _ in range(NEVER_WAITING_CHUNKS):
+                    events.produced += 1
+                    yield b"x" * 65536
+            finally:
+                events.close()
+
+        return stream_response(produce(), media_type="application/octet-stream")
 
     @app.get("/fail-after-first")
     async def fail_after_first() -> StreamingResponse:
@@ -311,6 +330,20 @@ def test_idle_async_generator_is_closed_within_100ms_of_disconnect(
     assert recording.text == "first\n"
     assert events.closed.wait(timeout=2), "the generator was never closed"
     assert events.closed_at - left_at < 0.1
+
+
+def test_a_source_that_never_waits_still_sees_the_client_leave(
+    server: LiveServer, records: PerRequest[Events], request_id: str
+) -> None:
+    """Nothing in the source gives the event loop a turn, so without the pump's own
+    checkpoint the disconnect is never noticed and the whole body goes into a closed socket."""
+    events = records.of(request_id)
+    recording = record_chunks(
+        server.url + "/never-waits", headers={REQUEST_ID: request_id}, stop_after_chunks=1
+    )
+    assert recording.chunks
+    assert events.closed.wait(timeout=30), "the generator was never closed"
+    assert events.produced < NEVER_WAITING_CHUNKS // 2
 
 
 def test_sync_generator_finally_runs_in_its_worker_thread_after_disconnect(

@@ -141,7 +141,7 @@ def test_hop_by_hop_request_headers_do_not_reach_the_upstream(
     assert "authorization" not in names  # forward_authorization=False
     # The proxy's own client speaks for its own hop: httpx always sends "keep-alive", aiohttp
     # relies on HTTP/1.1's default and sends nothing. Nothing of the client's got through.
-    own_hop = {"httpx": ["keep-alive"], "aiohttp": []}[kind]
+    own_hop = {"httpx": ["keep-alive"], "aiohttp": [], "pyreqwest": []}[kind]
     assert [value for name, value in received if name == "connection"] == own_hop, received
     assert [n for n, count in Counter(names).items() if count > 1] == []
     headers = dict(received)

@@ -79,3 +79,13 @@ def test_an_answer_that_cannot_be_relayed_is_a_502_and_closes_the_upstream(
     invalid = "The upstream service sent an invalid answer."
     assert response.json() == {"error": {"type": "upstream_error", "message": invalid}}
     assert upstream.closed.acquire(timeout=10), "the upstream connection was left open"
+
+
+def test_a_sync_pyreqwest_client_is_a_type_error_that_says_so() -> None:
+    from pyreqwest.client import SyncClientBuilder
+
+    with (
+        SyncClientBuilder().build() as client,
+        pytest.raises(TypeError, match=r"^client must be .*got the sync SyncClient"),
+    ):
+        upstream_stream(client, "GET", "http://127.0.0.1:9/")

@@ -32,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 
 from faststream_kit import upstream_stream
 
-CLIENT_KINDS = ("httpx", "aiohttp")
+CLIENT_KINDS = ("httpx", "aiohttp", "pyreqwest")
 POOL_SIZE = 4
 """Connections each proxy client may hold: small, so a leaked connection shows at once."""
 
@@ -218,17 +218,32 @@ async def _respond(
 # --- the proxy -----------------------------------------------------------------------------
 
 
+def pyreqwest_proxy_client(pool_size: int = 100) -> Any:
+    """A pyreqwest ``Client`` built for proxying, as ``docs/upstream.md`` says to build it:
+    redirects and compressed bodies are handed to our client, not handled by pyreqwest."""
+    from pyreqwest.client import ClientBuilder
+
+    builder = ClientBuilder().follow_redirects(False).max_connections(pool_size)
+    return builder.gzip(False).brotli(False).zstd(False).deflate(False).build()
+
+
 @asynccontextmanager
 async def http_clients(app: FastAPI, pool_size: int = 100) -> AsyncIterator[None]:
-    """A proxy app's lifespan: ``app.state.clients`` holds an ``httpx.AsyncClient`` and an
-    ``aiohttp.ClientSession`` (keys ``"httpx"``, ``"aiohttp"``), each with ``pool_size``
-    connections. They live as long as the app: ``upstream_stream`` uses its client after
-    the route returned, and closing a client would also close a connection it leaked."""
+    """A proxy app's lifespan: ``app.state.clients`` holds an ``httpx.AsyncClient``, an
+    ``aiohttp.ClientSession`` and a pyreqwest ``Client`` (keys ``"httpx"``, ``"aiohttp"``,
+    ``"pyreqwest"``), each with ``pool_size`` connections. They live as long as the app:
+    ``upstream_stream`` uses its client after the route returned, and closing a client would
+    also close a connection it leaked."""
     async with (
         httpx.AsyncClient(limits=httpx.Limits(max_connections=pool_size)) as httpx_client,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=pool_size)) as session,
+        pyreqwest_proxy_client(pool_size) as pyreqwest_client,
     ):
-        app.state.clients = {"httpx": httpx_client, "aiohttp": session}
+        app.state.clients = {
+            "httpx": httpx_client,
+            "aiohttp": session,
+            "pyreqwest": pyreqwest_client,
+        }
         yield
 
 

@@ -15,8 +15,10 @@ from ._response_classes import EventSourceResponse, NDJSONResponse
 from ._s3 import s3_stream
 from ._sse import ServerSentEvent, sse_frame
 from ._sse_response import sse_response
+from ._table import TableFormat, table_stream
 from ._threads import ThreadIterator, default_thread_limiter, iterate_in_thread
 from ._upstream import HeaderFilter, upstream_stream
+from ._zip import S3Object, ZipMember, zip_stream
 
 __all__ = [
     "ERRORS",
@@ -29,11 +31,14 @@ __all__ = [
     "LLMSource",
     "NDJSONResponse",
     "OnComplete",
+    "S3Object",
     "ServerSentEvent",
     "StreamError",
     "StreamResponse",
+    "TableFormat",
     "ThreadIterator",
     "ToolCall",
+    "ZipMember",
     "default_thread_limiter",
     "document_streams",
     "iterate_in_thread",
@@ -42,7 +47,9 @@ __all__ = [
     "sse_frame",
     "sse_response",
     "stream_response",
+    "table_stream",
     "upstream_stream",
+    "zip_stream",
 ]
 
 __version__ = "0.1.0.dev0"

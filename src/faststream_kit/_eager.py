@@ -13,11 +13,12 @@ event loop and cancellation see nothing unusual).
 
 from __future__ import annotations
 
-import contextlib
 import types
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Generator
 from time import monotonic
 from typing import Any, Generic, TypeVar
+
+import anyio
 
 __all__ = ["EagerIterator"]
 
@@ -150,8 +151,13 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
             del exc
 
     async def close_pending(self) -> None:
-        """Close a kept step: ``GeneratorExit`` where the source waits, so its ``finally``
-        blocks run (and may await), as ``aclose()`` would for a generator not mid-step.
+        """Close a kept step: a cancellation where the source waits, so its ``finally``
+        blocks run (and may await), as they would had the task been cancelled there.
+
+        Not ``GeneratorExit``: the step waits inside the source's awaits (a database
+        driver's read, SQLAlchemy's greenlet bridge), which handle a cancellation and may
+        await their cleanup, while a coroutine that awaits after ``GeneratorExit`` is an
+        error ("coroutine ignored GeneratorExit"), leaving the connection half-used.
 
         Call it with no cancel scope entered since the step was taken, so that the source's
         own scopes exit in the order they were entered.
@@ -160,12 +166,20 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
             return
         step, _ = self._pending
         self._pending = None
+        stop = anyio.get_cancelled_exc_class()()
         try:
-            yielded = step.throw(GeneratorExit())
-        except (GeneratorExit, StopIteration, StopAsyncIteration):
-            return
-        with contextlib.suppress(GeneratorExit, StopAsyncIteration):
+            try:
+                yielded = step.throw(stop)
+            except (StopIteration, StopAsyncIteration, GeneratorExit):
+                return
             await _finish(step, yielded)
+        except (StopAsyncIteration, GeneratorExit):
+            pass
+        except BaseException as exc:
+            if exc is not stop:  # only ours ends here; a real cancellation goes on
+                raise
+        finally:
+            del stop  # its traceback holds this frame (see throw_into_pending)
 
     async def aclose(self) -> None:
         await self.close_pending()

@@ -36,6 +36,7 @@ from ._llm import (
     ReasoningDelta,
     TextDelta,
     ToolCallDelta,
+    check_source,
     format_response,
     llm_events,
 )
@@ -111,7 +112,7 @@ def _check_producer(producer: Any, *, llm: bool, name: str = "producer") -> None
         # what it returns is checked there, by llm_stream's own reader.
         check_callable(name, producer, optional=False, arguments=0)
     else:
-        stream_source(name, producer, what=_LLM_SOURCE, awaitable=True)
+        check_source(name, producer, what=_LLM_SOURCE)
 
 
 def _unavailable(exc: BaseException) -> StreamError:

@@ -5,16 +5,25 @@ and conditions (so S3 sends only those bytes, or nothing for a 304), a ``HeadObj
 ``HEAD``. The body is read in ``chunk_bytes`` pieces (both SDKs iterate in 1 KiB by default),
 a boto3 body in one worker thread of the core, and it is closed on completion, on error and
 when the client leaves, so the SDK's connection pool never runs dry.
+
+With ``http_client`` (a pyreqwest ``Client``) a ``GET`` takes the fast path: the SDK builds
+and signs the ``GetObject`` request (Range, conditions, checksum mode, SSE-C keys) and still
+answers every error, and the fast client sends it and reads the body on pyreqwest's own
+threads, the object's checksum verified here as botocore would (``_FastObjectBody``).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import inspect
 import logging
 import mimetypes
 import re
 import sys
-from collections.abc import AsyncIterator, Mapping
+import zlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -107,6 +116,7 @@ def s3_stream(
     send_timeout: float | None = 30.0,
     idle_timeout: float | None = None,
     thread_limiter: anyio.CapacityLimiter | None = None,
+    http_client: Any = None,
 ) -> Response:
     """Stream ``s3://bucket/key`` to the client like a file server would.
 
@@ -138,6 +148,11 @@ def s3_stream(
     read ``chunk_bytes`` at a time (a boto3 body at most ``BODY_READ_AHEAD_BYTES`` ahead of the
     client) and closed on completion, failure and disconnect. ``send_timeout`` and
     ``idle_timeout`` are the core's (see :class:`StreamResponse`).
+
+    ``http_client`` (a ``pyreqwest.client.Client``, yours to own) turns on the fast path for
+    ``GET``: the SDK builds and signs the ``GetObject`` request as always, and pyreqwest sends
+    it and reads the body on its own threads. Statuses, headers, errors (the SDK asks again
+    and answers them) and checksum verification are the same as without it.
     """
     # Every argument now, before any I/O: the caller's mistake is raised in the route, and a
     # bad one found after GetObject would leave its body open.
@@ -156,6 +171,7 @@ def s3_stream(
     optional_positive_seconds("send_timeout", send_timeout)
     optional_positive_seconds("idle_timeout", idle_timeout)
     check_limiter("thread_limiter", thread_limiter)
+    _check_http_client("http_client", http_client)
     check_client("client", client, ("get_object", "head_object"), _CLIENT)  # last: touches it
     asked = _Asked.from_request(request)
     calls = _S3Calls(client, thread_limiter)
@@ -170,9 +186,10 @@ def s3_stream(
         extra=dict(headers or {}),
     )
     body = _BodyOptions(chunk_bytes, send_timeout, idle_timeout, thread_limiter)
+    fast = _FastGet(http_client, calls, chunk_bytes) if http_client is not None else None
 
     async def open_object(scope: Scope) -> Response:
-        return await _answer(calls, params, asked, shape, body)
+        return await _answer(calls, params, asked, shape, body, fast)
 
     # Not cancelled when the client leaves: a boto3 call in a worker thread cannot be
     # stopped, and S3 answers within the SDK's timeouts; the opened response then sees
@@ -189,13 +206,20 @@ class _BodyOptions:
 
 
 async def _answer(
-    calls: _S3Calls, params: dict[str, Any], asked: _Asked, shape: _Shape, body: _BodyOptions
+    calls: _S3Calls,
+    params: dict[str, Any],
+    asked: _Asked,
+    shape: _Shape,
+    body: _BodyOptions,
+    fast: _FastGet | None = None,
 ) -> Response:
     """Ask S3 (``HeadObject`` for a ``HEAD``, else ``GetObject``) and answer with what it says."""
     try:
         if asked.head:
             return _answer_head(asked, shape, await calls("head_object", params))
-        found = await _open_object(calls, params, asked)
+        found = await _open_object(calls, params, asked, fast=fast)
+    except _FastPrecondition as failed:
+        return _answer_precondition(failed.status, failed.etag, shape)
     except Exception as exc:
         return await _answer_failure(exc, calls, params, shape)
 
@@ -365,17 +389,27 @@ class _S3Calls:
         return dict(result)
 
 
-async def _open_object(calls: _S3Calls, params: dict[str, Any], asked: _Asked) -> dict[str, Any]:
+async def _open_object(
+    calls: _S3Calls, params: dict[str, Any], asked: _Asked, *, fast: _FastGet | None = None
+) -> dict[str, Any]:
+    """``GetObject`` with the client's single range; ``fast``: through the fast client."""
+    get: Callable[[dict[str, Any]], Any] = fast.get_object if fast is not None else _sdk_get(calls)
     wanted = asked.single_range
     if wanted is None:
-        return await calls("get_object", params)
-    found = await calls("get_object", {**params, "Range": wanted.header_value()})
+        found: dict[str, Any] = await get(params)
+        return found
+    found = await get({**params, "Range": wanted.header_value()})
     if asked.range_still_applies(found):
         return found
     # If-Range did not match: the range is of a representation the client no longer has.
     # Rare (a changed object), so the ranged response is dropped and the whole one fetched.
     await _close_body(found["Body"])
-    return await calls("get_object", params)
+    found = await get(params)
+    return found
+
+
+def _sdk_get(calls: _S3Calls) -> Callable[[dict[str, Any]], Any]:
+    return partial(calls, "get_object")
 
 
 async def _close_body(body: Any) -> None:
@@ -386,6 +420,232 @@ async def _close_body(body: Any) -> None:
     result = body.close()
     if inspect.isawaitable(result):
         await result
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast path: the SDK's own signed GetObject, sent by pyreqwest
+
+_SIGNING_ONLY: ContextVar[bool] = ContextVar("faststream_kit_s3_signing_only", default=False)
+_SIGNING_HOOK = "faststream-kit-s3-fast-path"
+
+
+class _Signed(Exception):
+    """Raised by our ``before-send`` hook: the SDK's request, signed, that it did not send."""
+
+    def __init__(self, url: str, headers: list[tuple[str, str]]) -> None:
+        super().__init__(url)
+        self.url = url
+        self.headers = headers
+
+
+def _stop_after_signing(request: Any, event_name: str = "", **_: Any) -> None:
+    """botocore's ``before-send`` hook: for our own calls only, take the request it built and
+    signed (every header, ``x-amz-checksum-mode`` and SSE-C keys included) instead of letting
+    it go out. botocore hands an exception from the hook back up as the call's error."""
+    if _SIGNING_ONLY.get() and event_name.endswith(".GetObject"):
+        headers = [
+            (name, value.decode("latin-1") if isinstance(value, bytes) else str(value))
+            for name, value in request.headers.items()
+        ]
+        raise _Signed(str(request.url), headers)
+
+
+def _check_http_client(name: str, value: Any) -> None:
+    """A pyreqwest async ``Client`` (or anything shaped like one), or ``None``."""
+    if value is None:
+        return
+    if not callable(getattr(value, "request", None)) or not hasattr(value, "__aenter__"):
+        raise TypeError(
+            f"{name} must be a pyreqwest.client.Client (async) or None, got {type(value).__name__}"
+        )
+
+
+class _FastPrecondition(Exception):
+    """S3 answered the fast GET with 304 or 412: no body, and no need to ask the SDK."""
+
+    def __init__(self, status: Literal[304, 412], etag: str | None) -> None:
+        super().__init__(status)
+        self.status: Literal[304, 412] = status
+        self.etag = etag
+
+
+class _FastGet:
+    """``GetObject`` built and signed by the SDK, sent and read by the fast client."""
+
+    def __init__(self, http_client: Any, calls: _S3Calls, chunk_bytes: int) -> None:
+        self.http_client = http_client
+        self.calls = calls
+        self.chunk_bytes = chunk_bytes
+
+    async def get_object(self, params: dict[str, Any]) -> dict[str, Any]:
+        signed = await self._sign(params)
+        try:
+            return await self._fetch(signed.url, signed.headers)
+        except _FastPrecondition:
+            raise
+        except Exception as exc:
+            # S3's error (a 404, a 403, a 416), or the fast client could not reach it: the SDK
+            # sends the request itself and raises its own ClientError, so every error is
+            # answered as without the fast path. An SDK that then succeeds means the fast
+            # path is broken here: worth a warning.
+            found = await self.calls("get_object", params)
+            logger.warning("the fast path failed for %s, the SDK did not (%r)", params["Key"], exc)
+            return found
+
+    async def _sign(self, params: dict[str, Any]) -> _Signed:
+        """The SDK's own ``GetObject`` request for ``params``, signed, not sent."""
+        # Last, at the service level: a hook of the caller's on before-send.s3 (one that
+        # records or changes requests) still sees the request first. unique_id: registered
+        # once per client, whatever the number of calls.
+        events = self.calls.client.meta.events
+        events.register_last("before-send.s3", _stop_after_signing, unique_id=_SIGNING_HOOK)
+        # Only this call is stopped: the flag is ours (a worker thread gets a copy of it).
+        token = _SIGNING_ONLY.set(True)
+        try:
+            await self.calls("get_object", params)
+        except _Signed as signed:
+            return signed
+        finally:
+            _SIGNING_ONLY.reset(token)
+        raise RuntimeError("the SDK answered GetObject without sending it")  # another hook did
+
+    async def _fetch(self, url: str, headers: list[tuple[str, str]]) -> dict[str, Any]:
+        # pyreqwest reads streamed_read_buffer_limit bytes before it returns the headers and
+        # then hands the body over in batches of that size: chunk_bytes, what s3_stream reads
+        # at a time anyway (an S3 object is a known length, sent as fast as it can be).
+        builder = self.http_client.request("GET", url).headers(headers)
+        request = builder.streamed_read_buffer_limit(self.chunk_bytes).build_streamed()
+        response = await request.__aenter__()
+        try:
+            status = response.status
+            if status in (200, 206):
+                return _found_from_headers(request, response)
+            etag = response.get_header("etag")
+        except BaseException:
+            await request.__aexit__(None, None, None)
+            raise
+        await request.__aexit__(None, None, None)
+        if status in (304, 412):
+            raise _FastPrecondition(status, etag)
+        raise RuntimeError(f"S3 answered the fast GET with {status}")
+
+
+def _found_from_headers(request: Any, response: Any) -> dict[str, Any]:
+    """What ``GetObject`` would have returned, from the response's own header fields."""
+    get = response.get_header
+    length = get("content-length")
+    found: dict[str, Any] = {
+        "ContentLength": int(length) if length is not None and length.isdigit() else None,
+        "ETag": get("etag"),
+        "LastModified": parse_http_date(get("last-modified")),
+        "ContentRange": get("content-range"),
+        "ContentType": get("content-type"),
+        "ContentEncoding": get("content-encoding"),
+        "CacheControl": get("cache-control"),
+    }
+    # A range has no checksum of its own (S3 sends the whole object's, if any).
+    checksum = _ObjectChecksum.of(response) if response.status == 200 else None
+    found["Body"] = _FastObjectBody(request, response, checksum)
+    return {name: value for name, value in found.items() if value is not None}
+
+
+class _ChecksumMismatch(Exception):
+    """The body does not match the checksum S3 stored for the object."""
+
+
+class _ObjectChecksum:
+    """The object's checksum as botocore checks it: the first of its algorithms S3 sent, in
+    botocore's order of preference; a composite (multipart) checksum is not checked.
+
+    CRC32C and CRC64NVME need ``awscrt`` here as in botocore; without it they are not checked.
+    """
+
+    def __init__(self, algorithm: str, expected: str, update: Callable[[bytes], None]) -> None:
+        self.algorithm = algorithm
+        self.expected = expected
+        self.update = update
+        self._digest: Callable[[], bytes] = lambda: b""
+
+    @classmethod
+    def of(cls, response: Any) -> _ObjectChecksum | None:
+        if (response.get_header("x-amz-checksum-type") or "").upper() == "COMPOSITE":
+            return None
+        for algorithm in ("crc64nvme", "crc32c", "crc32", "sha1", "sha256"):
+            expected = response.get_header(f"x-amz-checksum-{algorithm}")
+            if not expected or "-" in expected:
+                continue
+            made = cls._make(algorithm, expected)
+            if made is not None:
+                return made
+        return None
+
+    @classmethod
+    def _make(cls, algorithm: str, expected: str) -> _ObjectChecksum | None:
+        if algorithm in ("sha1", "sha256"):
+            hasher = hashlib.new(algorithm)
+            checksum = cls(algorithm, expected, hasher.update)
+            checksum._digest = hasher.digest
+            return checksum
+        crc = _crc_function(algorithm)
+        if crc is None:
+            return None
+        width = 8 if algorithm == "crc64nvme" else 4
+        state = [0]
+
+        def update(data: bytes) -> None:
+            state[0] = crc(data, state[0])
+
+        checksum = cls(algorithm, expected, update)
+        checksum._digest = lambda: state[0].to_bytes(width, "big")
+        return checksum
+
+    def verify(self) -> None:
+        got = base64.b64encode(self._digest()).decode()
+        if got != self.expected:
+            raise _ChecksumMismatch(
+                f"{self.algorithm} of the body is {got}, S3 stored {self.expected}"
+            )
+
+
+def _crc_function(algorithm: str) -> Callable[[bytes, int], int] | None:
+    if algorithm == "crc32":
+        return zlib.crc32  # releases the GIL for large chunks
+    try:
+        from awscrt import checksums  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return None
+    function: Callable[[bytes, int], int] = getattr(checksums, algorithm)
+    return function
+
+
+class _FastObjectBody:
+    """The fast client's response body with the SDK body's two methods: ``read(n)`` (which
+    fills ``n`` unless the body ends, as botocore's does) and ``aclose()``."""
+
+    def __init__(self, request: Any, response: Any, checksum: _ObjectChecksum | None) -> None:
+        self._request = request
+        self._reader = response.body_reader
+        self._checksum = checksum
+        self._closed = False
+
+    async def read(self, amount: int) -> bytes:
+        chunk = await self._reader.read(amount)
+        if chunk is None:
+            if self._checksum is not None:
+                self._checksum.verify()  # the end: the whole body was summed
+            return b""
+        # pyreqwest's Bytes is a view of its own buffer; an ASGI body must be bytes: the one
+        # copy this path makes.
+        data: bytes = chunk.to_bytes()
+        if self._checksum is not None:
+            self._checksum.update(data)
+        return data
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            # A fully read connection goes back to pyreqwest's pool; any other is dropped.
+            await self._request.__aexit__(None, None, None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +661,7 @@ def _open_source(
     length: int | None,
     key: str,
 ) -> _AsyncObjectBody | ThreadIterator[bytes]:
-    if calls.is_async:
+    if calls.is_async or isinstance(body, _FastObjectBody):
         return _AsyncObjectBody(body, chunk_bytes, length, key)
     return iterate_in_thread(
         _SyncObjectBody(body, chunk_bytes, length, key),
@@ -666,8 +926,8 @@ def _answer_unsatisfiable(size: int | None) -> Response:
 async def _answer_failure(
     exc: Exception, calls: _S3Calls, params: dict[str, Any], shape: _Shape
 ) -> Response:
-    if isinstance(exc, _PROGRAMMING_ERRORS) or type(exc).__name__ == "ParamValidationError":
-        raise exc  # a bug in the calling code (wrong client, bad extra_args): a 500, logged
+    if is_programming_error(exc):
+        raise exc  # a 500, logged
     code, status, wire_headers = _client_error(exc)
     if code in _NOT_MODIFIED or status == 304:
         return _answer_precondition(304, wire_headers.get("etag"), shape)
@@ -675,25 +935,36 @@ async def _answer_failure(
         return _answer_precondition(412, None, shape)
     if code in _RANGE_NOT_SATISFIABLE or status == 416:
         return _answer_unsatisfiable(await _object_size(calls, params, wire_headers))
+    return error_response(object_failure(exc, params.get("Key")))
+
+
+def is_programming_error(exc: Exception) -> bool:
+    """A bug in the calling code (wrong client, bad extra_args): raised as it is, a 500."""
+    return isinstance(exc, _PROGRAMMING_ERRORS) or type(exc).__name__ == "ParamValidationError"
+
+
+def object_failure(exc: Exception, key: str | None) -> StreamError:
+    """What a failed ``GetObject``/``HeadObject`` (no range, no condition) tells the client."""
+    code, status, _ = _client_error(exc)
     if code in _NOT_FOUND or status == 404:
-        return error_response(library_error("not_found", "No such object."))
+        return library_error("not_found", "No such object.")
     if code in _FORBIDDEN or (status == 403 and code not in _BAD_CREDENTIALS):
-        return error_response(library_error("forbidden", "Access to the object is denied."))
+        return library_error("forbidden", "Access to the object is denied.")
     if _is_timeout(exc):
-        logger.warning("S3 did not answer in time for %s", params.get("Key"), exc_info=exc)
-        return error_response(_timed_out())
+        logger.warning("S3 did not answer in time for %s", key, exc_info=exc)
+        return _timed_out()
     if code in _BAD_CREDENTIALS:
-        logger.warning("S3 refused this server's credentials for %s (%s)", params.get("Key"), code)
+        logger.warning("S3 refused this server's credentials for %s (%s)", key, code)
         refused = "The object store refused this server's credentials."
-        return error_response(library_error("upstream_auth_error", refused))
+        return library_error("upstream_auth_error", refused)
     if code in _OVERLOADED or status == 503:
-        return error_response(library_error("unavailable", "The object store is overloaded."))
+        return library_error("unavailable", "The object store is overloaded.")
     if _is_connection_error(exc):
-        logger.warning("S3 unreachable for %s (%s)", params.get("Key"), type(exc).__name__)
-        return error_response(_unreachable())
+        logger.warning("S3 unreachable for %s (%s)", key, type(exc).__name__)
+        return _unreachable()
     # Log the cause for the operator; the client learns only that the upstream failed.
-    logger.warning("S3 failed for %s (%s)", params.get("Key"), code or type(exc).__name__)
-    return error_response(_failed())
+    logger.warning("S3 failed for %s (%s)", key, code or type(exc).__name__)
+    return _failed()
 
 
 def _client_error(exc: Exception) -> tuple[str, int | None, Mapping[str, str]]:

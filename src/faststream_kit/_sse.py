@@ -247,8 +247,12 @@ def _json_default(value: object) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _compact_json_encoder() -> Callable[[object], str]:
+def _compact_json_encoder(
+    default: Callable[[object], Any] = _json_default,
+) -> Callable[[object], str]:
     """Compact JSON text, from the standard library's C encoder built once.
+
+    ``default`` converts what JSON has no type for (``_table.py`` adds database values).
 
     ``JSONEncoder.encode()`` builds a new C encoder on every call, about half of its time for
     a small dict; this one is built once and reused. It runs without the circular-reference
@@ -260,7 +264,7 @@ def _compact_json_encoder() -> Callable[[object], str]:
         ensure_ascii=False,
         # NaN and Infinity are not JSON; a client's JSON.parse() would throw.
         allow_nan=False,
-        default=_json_default,
+        default=default,
     )
     make_encoder = getattr(json.encoder, "c_make_encoder", None)
     if make_encoder is None:  # pragma: no cover - no C accelerator (PyPy)

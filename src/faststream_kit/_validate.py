@@ -26,6 +26,7 @@ __all__ = [
     "check_bytes",
     "check_callable",
     "check_client",
+    "check_column_names",
     "check_header_value",
     "check_headers",
     "check_instance",
@@ -38,6 +39,7 @@ __all__ = [
     "check_str",
     "check_token",
     "check_url",
+    "int_between",
     "non_empty_str",
     "non_negative_seconds",
     "one_of",
@@ -123,6 +125,15 @@ def positive_int(name: str, value: int) -> int:
     return value
 
 
+def int_between(name: str, value: int, lowest: int, highest: int) -> int:
+    """An ``int`` from ``lowest`` to ``highest``, both included (a compression level)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int from {lowest} to {highest}, got {_type_of(value)}")
+    if not lowest <= value <= highest:
+        raise ValueError(f"{name} must be an int from {lowest} to {highest}, got {value}")
+    return value
+
+
 def optional_positive_int(name: str, value: int | None) -> int | None:
     if value is None:
         return None
@@ -200,6 +211,27 @@ def one_of(name: str, value: T, choices: Collection[T]) -> T:
         rule = " or ".join(listed) if len(listed) <= 2 else "one of " + ", ".join(listed)
         raise ValueError(f"{name} must be {rule}, got {_shown(value)}")
     return value
+
+
+def check_column_names(name: str, value: Any) -> list[str] | None:
+    """Column names: an iterable of distinct ``str`` (not one ``str``), at least one; or
+    ``None``. Returns them as a list."""
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(
+            f"{name} must be a sequence of column names (str) or None, got {_type_of(value)}"
+        )
+    names = list(value)
+    for item in names:
+        if not isinstance(item, str):
+            raise TypeError(f"{name} must hold str names, got {_type_of(item)}")
+    if not names:
+        raise ValueError(f"{name} must name at least one column, got none")
+    if len(set(names)) != len(names):
+        twice = sorted({item for item in names if names.count(item) > 1})
+        raise ValueError(f"{name} must be unique, got {_shown(twice)} more than once")
+    return names
 
 
 def check_mapping(name: str, value: Any) -> Mapping[str, Any] | None:

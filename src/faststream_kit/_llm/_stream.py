@@ -58,6 +58,7 @@ __all__ = [
     "LLMSource",
     "OnComplete",
     "ToolCall",
+    "check_source",
     "format_response",
     "llm_events",
     "llm_stream",
@@ -147,7 +148,7 @@ def llm_stream(
     ``thread_limiter``; pass the route's ``request`` when the source reads the request body
     while the answer streams.
     """
-    stream_source("source", source, what=_SOURCE, awaitable=True)
+    check_source("source", source)
     one_of("format", format, FORMATS)
     check_callable("on_complete", on_complete, arguments=1)
     keepalive = keepalive_argument("llm_stream", keepalive, deprecated)
@@ -178,6 +179,16 @@ def llm_stream(
         headers=headers,
         request=request,
     )
+
+
+def check_source(name: str, source: Any, *, what: str = _SOURCE) -> None:
+    """An iterable or awaitable, or an SDK object a provider reads although it is neither
+    (an Anthropic ``messages.stream(...)`` manager, entered when the response starts)."""
+    try:
+        stream_source(name, source, what=what, awaitable=True)
+    except TypeError:
+        if reader_for_stream(source) is None:
+            raise
 
 
 def _run_ids(format: str, **ids: str | None) -> dict[str, str | None]:
@@ -272,7 +283,10 @@ class _LLMEvents:
         source = self._source
         with anyio.CancelScope(shield=True):
             stream = None if inspect.isawaitable(source) else source
-            await _close_upstream(None, None, stream, source, self._thread_limiter)
+            # Its provider's reader knows what an unread stream holds (an Anthropic stream
+            # manager, its request's coroutine).
+            reader = None if stream is None else reader_for_stream(stream)
+            await _close_upstream(reader, None, stream, source, self._thread_limiter)
             if self._on_complete is not None:
                 # Nothing was generated, nothing failed and nobody left: see docs/llm.md.
                 await _report(self._on_complete, Completion())
@@ -369,6 +383,8 @@ async def _close_upstream(
             # A sync stream is closed by its worker thread, in that thread, as soon as its
             # current read returns; waiting for that here would hold up the error frame.
             items.stop()
+            if reader is not None:
+                reader.interrupt()
             return
         if stream is None and inspect.iscoroutine(source):
             # Never awaited (it failed, or the response never started): closing it means no

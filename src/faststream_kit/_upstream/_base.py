@@ -1,13 +1,13 @@
 """What the proxy and its client adapters share: the adapter protocol and its errors.
 
-The adapters (``httpx.py``, ``aiohttp.py``) import this module and nothing else of ours, and
-the proxy imports them lazily, so there is no import cycle.
+The adapters (``httpx.py``, ``aiohttp.py``, ``pyreqwest.py``) import this module and nothing
+else of ours, and the proxy imports them lazily, so there is no import cycle.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from .._errors import StreamError, library_error
 
@@ -17,6 +17,8 @@ __all__ = [
     "cannot_connect",
     "client_closed",
     "connection_failed",
+    "is_pyreqwest_client",
+    "is_sync_pyreqwest_client",
     "upstream_timeout",
 ]
 
@@ -54,7 +56,8 @@ def connection_failed(detail: str) -> StreamError:
 
 def upstream_timeout(phase: Literal["connect", "read"], seconds: float | None) -> StreamError:
     what = "accept the connection" if phase == "connect" else "answer"
-    return library_error("timeout", f"The upstream service did not {what} within {seconds} s.")
+    within = "in time" if seconds is None else f"within {seconds} s"  # None: the client's own
+    return library_error("timeout", f"The upstream service did not {what} {within}.")
 
 
 def client_closed(kind: str) -> RuntimeError:
@@ -64,3 +67,15 @@ def client_closed(kind: str) -> RuntimeError:
         "sends the request after the route returned, so create the client for the app's "
         "lifetime (in its lifespan), not in an `async with` inside the route"
     )
+
+
+def is_pyreqwest_client(client: Any) -> bool:
+    """A pyreqwest client, told by its shape without importing pyreqwest: its class comes
+    from the ``pyreqwest`` package and it has ``request()``."""
+    module = type(client).__module__ or ""
+    return module.split(".", 1)[0] == "pyreqwest" and callable(getattr(client, "request", None))
+
+
+def is_sync_pyreqwest_client(client: Any) -> bool:
+    """pyreqwest's ``SyncClient``: a plain context manager, where ``Client`` is an async one."""
+    return is_pyreqwest_client(client) and not hasattr(client, "__aenter__")

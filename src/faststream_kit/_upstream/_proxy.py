@@ -9,7 +9,7 @@ that iterator on completion, on error and on client disconnect.
 The header rules (what goes upstream, what comes back) are in :func:`request_headers` and
 :func:`response_headers`; the hop-by-hop list itself is in ``_hop_by_hop``. The httpx and
 aiohttp adapters live at the edge (``httpx.py``, ``aiohttp.py`` beside this module), import
-their library lazily, and share only ``_base`` with this module.
+their library lazily, and share only ``_base`` with this module (so does ``pyreqwest.py``).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from .._validate import (
     optional_positive_seconds,
     stream_source,
 )
-from ._base import Header, Upstream
+from ._base import Header, Upstream, is_pyreqwest_client, is_sync_pyreqwest_client
 
 __all__ = ["HeaderFilter", "upstream_stream"]
 
@@ -75,6 +75,8 @@ _SERVER_SET = ("date", "server", "x-content-type-options", "x-accel-buffering")
 
 # Fields about this hop's request that the ASGI server already acted on.
 _REQUEST_HOP_ONLY = ("host", "expect", "accept-encoding")
+
+_CLIENT_KINDS = "an httpx.AsyncClient, an aiohttp.ClientSession or a pyreqwest Client"
 
 _BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "DELETE"})
 
@@ -114,8 +116,9 @@ def upstream_stream(
     response starts, and its status is decided before a header is sent. A client that
     leaves before the upstream answered cancels the upstream request.
 
-    ``client`` is an ``httpx.AsyncClient`` or an ``aiohttp.ClientSession`` (you own it; the
-    response borrows one connection and gives it back, or closes it). With ``request``, the
+    ``client`` is an ``httpx.AsyncClient``, an ``aiohttp.ClientSession`` or a
+    ``pyreqwest.client.Client`` (you own it; the response borrows one connection and gives it
+    back, or closes it). With ``request``, the
     incoming body is streamed upstream as it arrives and the incoming headers are forwarded
     minus hop-by-hop fields, ``Host``, ``Cookie`` (``forward_cookies``) and ``Authorization``
     (``forward_authorization``), plus ``X-Forwarded-For/-Proto/-Host`` (``forwarded_headers``).
@@ -147,11 +150,12 @@ def upstream_stream(
     optional_positive_seconds("read_timeout", read_timeout)
     optional_positive_seconds("send_timeout", send_timeout)
     optional_positive_seconds("idle_timeout", idle_timeout)
-    kind = "an httpx.AsyncClient or an aiohttp.ClientSession"
+    kind = _CLIENT_KINDS
     check_client("client", client, (), kind)  # last: the first look at the client
-    if callable(getattr(client, "build_request", None)) and not inspect.iscoroutinefunction(
-        getattr(client, "send", None)
-    ):
+    if (
+        callable(getattr(client, "build_request", None))
+        and not inspect.iscoroutinefunction(getattr(client, "send", None))
+    ) or is_sync_pyreqwest_client(client):
         raise TypeError(f"client must be {kind}, got the sync {type(client).__name__}")
     open_with_client = _adapter_for(client)
     forward_body = content is None and request is not None and _has_body(request)
@@ -409,6 +413,10 @@ def _decode_all(decoders: list[_Decoder], chunk: bytes | None) -> Iterator[bytes
 
 def _adapter_for(client: Any) -> Callable[..., Awaitable[Upstream]]:
     """The ``open_*`` function of ``client``'s library; raises ``TypeError`` for any other."""
+    if is_pyreqwest_client(client):  # first: it has a request() like aiohttp's session
+        from .pyreqwest import open_pyreqwest
+
+        return open_pyreqwest
     if callable(getattr(client, "build_request", None)) and callable(getattr(client, "send", None)):
         from .httpx import open_httpx
 
@@ -419,10 +427,7 @@ def _adapter_for(client: Any) -> Callable[..., Awaitable[Upstream]]:
         from .aiohttp import open_aiohttp
 
         return open_aiohttp
-    raise TypeError(
-        "client must be an httpx.AsyncClient or an aiohttp.ClientSession, "
-        f"got {type(client).__name__}"
-    )
+    raise TypeError(f"client must be {_CLIENT_KINDS}, got {type(client).__name__}")
 
 
 def _has_body(request: Request) -> bool:

@@ -44,6 +44,12 @@ class Reader:
         """An exception raised while iterating, in the library's vocabulary."""
         return sdk_error(exc)
 
+    def interrupt(self) -> None:
+        """The client left while a worker thread reads this sync stream. Called on the event
+        loop, without waiting: make the worker's blocked read return now, so the provider
+        sees the connection end (default: nothing; the worker closes the stream once its
+        current read returns)."""
+
     async def close(
         self, stream: Any, items: Any, thread_limiter: anyio.CapacityLimiter | None
     ) -> None:
