@@ -17,6 +17,7 @@ import httpx
 import pytest
 import redis.asyncio
 from fastapi import FastAPI, Request
+from langchain_anthropic import ChatAnthropic
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
@@ -28,6 +29,9 @@ from faststream_kit import StreamResponse, llm_stream
 from faststream_kit.resume import ResumableStreams
 from faststream_kit.testing import LiveServer, parse_events, record_chunks
 
+from .anthropic_peer import Script as Script_
+from .anthropic_peer import ScriptedAnthropic, ToolUse
+from .anthropic_peer import Usage as AnthropicUsage
 from .openai_peer import Script, ScriptedOpenAI, ToolCall, Usage
 from .per_request import REQUEST_ID
 from .redis_peer import (
@@ -37,6 +41,7 @@ from .redis_peer import (
 from .test_llm import Reports, decode
 
 API_KEY = "sk-test-langchain-never-echo-me-0123456789"
+ANTHROPIC_KEY = "sk-ant-test-langchain-never-echo-me-0123456789"
 FORMATS = ["text", "sse", "ndjson", "openai", "ui"]
 MESSAGES = [("user", "What is the weather in Oslo?")]
 WEATHER_ARGS = json.dumps({"city": "Oslo", "unit": "celsius"})
@@ -638,3 +643,151 @@ def test_a_resumed_chat_model_answer_replays_after_last_event_id(
     )
     assert [(e.event, e.data) for e in rest] == [(e.event, e.data) for e in first[2:]]
     assert sum(r.script_name == "weather" for r in peer.requests) == asked_before + 1
+
+
+# --- langchain-anthropic against the scripted Anthropic API -----------------------------------
+
+
+def make_anthropic_app(anthropic_peer: ScriptedAnthropic, reports: Reports) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/claude/{fmt}")
+    async def claude(fmt: str, options: dict[str, Any], request: Request) -> StreamResponse:
+        model = ChatAnthropic(  # type: ignore[call-arg]
+            model=options["script"],
+            base_url=anthropic_peer.base_url,
+            api_key=ANTHROPIC_KEY,  # type: ignore[arg-type]
+            max_retries=0,
+            max_tokens=1024,
+            thinking={"type": "enabled", "budget_tokens": 512},
+        )
+        return llm_stream(
+            model.astream(MESSAGES),
+            format=fmt,  # type: ignore[arg-type]
+            on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
+        )
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def anthropic_peer() -> Iterator[ScriptedAnthropic]:
+    with ScriptedAnthropic() as scripted:
+        scripted.script(
+            "claude-weather",
+            Script_(
+                thinking=["Oslo is", " cold"],
+                tokens=["Take", " a coat"],
+                delay_seconds=0.08,
+                tool_uses=[ToolUse("toolu_w1", "get_weather", WEATHER_ARGS, chunks=3)],
+                usage=AnthropicUsage(input_tokens=12, output_tokens=9),
+            ),
+        )
+        scripted.script(
+            "claude-rate-limited", Script_(http_status=429, http_headers={"retry-after": "7"})
+        )
+        scripted.script("claude-bad-key", Script_(http_status=401))
+        scripted.script("claude-overloaded", Script_(http_status=529))
+        scripted.script(
+            "claude-overloaded-mid-stream",
+            Script_(tokens=["one", " two", " three"], fail_after_tokens=2, failure="overloaded"),
+        )
+        scripted.script(
+            "claude-between-tokens", Script_(tokens=["first", " second"], delay_seconds=5)
+        )
+        yield scripted
+
+
+@pytest.fixture(scope="module")
+def anthropic_server(anthropic_peer: ScriptedAnthropic, reports: Reports) -> Iterator[LiveServer]:
+    with LiveServer(reports.around(make_anthropic_app(anthropic_peer, reports))) as server:
+        yield server
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_chat_anthropic_streams_thinking_text_and_tool_use(
+    anthropic_server: LiveServer,
+    anthropic_peer: ScriptedAnthropic,
+    reports: Reports,
+    request_id: str,
+    fmt: str,
+) -> None:
+    before = len(anthropic_peer.requests)
+    requested_at = time.monotonic()
+    recording = post(anthropic_server, f"/claude/{fmt}", {"script": "claude-weather"}, request_id)
+    assert recording.status_code == 200
+    assert recording.complete
+    answer = decode(fmt, recording.body)
+    assert answer["text"] == "Take a coat"
+    sent_at = anthropic_peer.wait_for_request(before + 1).token_sent_at
+    assert requested_at + recording.chunks[0].at < sent_at[-1]
+    if fmt != "text":
+        # Anthropic's block index of the tool_use is 2 (after thinking and text): ours is 0.
+        assert answer["tools"] == {0: {"name": "get_weather", "arguments": WEATHER_ARGS}}
+        assert answer["finish"] == "tool_calls"  # stop_reason "tool_use"
+    (completion,) = reports.after(request_id)
+    assert completion.finished
+    assert completion.reasoning == "Oslo is cold"
+    assert completion.text == "Take a coat"
+    assert completion.finish_reason == "tool_calls"
+    assert [(c.id, c.arguments) for c in completion.tool_calls] == [("toolu_w1", WEATHER_ARGS)]
+    assert completion.usage is not None
+    assert completion.usage["completion_tokens"] == 9
+
+
+@pytest.mark.parametrize(
+    ("script", "status", "error_type"),
+    [
+        ("claude-rate-limited", 429, "rate_limited"),
+        ("claude-bad-key", 502, "upstream_auth_error"),
+        ("claude-overloaded", 503, "unavailable"),
+    ],
+)
+def test_chat_anthropic_errors_before_the_first_token_become_statuses(
+    anthropic_server: LiveServer, script: str, status: int, error_type: str
+) -> None:
+    response = httpx.post(anthropic_server.url + "/claude/sse", json={"script": script})
+    assert response.status_code == status
+    assert response.json()["error"]["type"] == error_type
+    assert ANTHROPIC_KEY[-10:] not in response.text
+    if status == 429:
+        assert response.headers["retry-after"] == "7"
+
+
+def test_chat_anthropic_overloaded_mid_stream_ends_with_an_error_frame(
+    anthropic_server: LiveServer, reports: Reports, request_id: str
+) -> None:
+    recording = post(
+        anthropic_server, "/claude/sse", {"script": "claude-overloaded-mid-stream"}, request_id
+    )
+    answer = decode("sse", recording.body)
+    assert answer["text"] == "one two"
+    assert answer["error"]["type"] == "unavailable"
+    assert answer["finish"] is None
+    (completion,) = reports.after(request_id)
+    assert getattr(completion.error, "type", None) == "unavailable"
+
+
+@pytest.mark.usefixtures("without_gc")
+def test_chat_anthropic_disconnect_between_tokens_closes_the_upstream_within_100ms(
+    anthropic_server: LiveServer,
+    anthropic_peer: ScriptedAnthropic,
+    reports: Reports,
+    request_id: str,
+) -> None:
+    before = len(anthropic_peer.requests)
+    recording = record_chunks(
+        anthropic_server.url + "/claude/sse",
+        method="POST",
+        content=json.dumps({"script": "claude-between-tokens"}),
+        headers={REQUEST_ID: request_id, "content-type": "application/json"},
+        stop_after_chunks=1,
+    )
+    left_at = time.monotonic()
+    assert b"first" in recording.body
+    record = anthropic_peer.wait_for_request(before + 1)
+    assert record.wait_disconnected(2), "the model's stream was not closed"
+    assert record.disconnected_at is not None
+    assert record.disconnected_at - left_at < 0.1
+    (completion,) = reports.after(request_id)
+    assert completion.disconnected
