@@ -38,32 +38,17 @@ from typing import Any
 
 from .._events import Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
 from ._base import Reader
+from .anthropic import STOP_REASONS
+from .gemini import FINISH_REASONS
 
 __all__ = ["ITEMS", "ChatModelReader", "GraphReader", "for_item", "for_stream"]
 
 ITEMS = 'a LangChain AIMessageChunk or a LangGraph stream_mode="messages" item'
 
-# Finish reasons as providers name them in ``response_metadata``, in OpenAI's vocabulary.
-# Any other name is passed on as the provider gave it.
-_FINISH_REASONS = {
-    # Anthropic ``stop_reason``
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-    # Google Gen AI ``finish_reason`` (enum names)
-    "STOP": "stop",
-    "MAX_TOKENS": "length",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-    "BLOCKLIST": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter",
-    "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter",
-    # OpenAI's deprecated function calling
-    "function_call": "tool_calls",
-}
+# Finish reasons as the providers name them in ``response_metadata``, in OpenAI's words: the
+# provider modules' own tables (one place each), and OpenAI's deprecated function calling. Any
+# other name is passed on as the provider gave it.
+_FINISH_REASONS = {**STOP_REASONS, **FINISH_REASONS, "function_call": "tool_calls"}
 
 _GRAPH_MODES = frozenset(
     ("values", "updates", "checkpoints", "tasks", "debug", "messages", "custom", "tools")
