@@ -456,6 +456,30 @@ def test_client_disconnect_between_tokens_closes_the_upstream_within_100ms(
     assert completion.text == "first"
 
 
+def test_client_disconnect_between_tokens_closes_a_sync_openai_stream_within_100ms(
+    app_server: LiveServer, peer: ScriptedOpenAI, reports: Reports, request_id: str
+) -> None:
+    """The worker thread is blocked reading the next token (5 s away): the socket is shut
+    down from the event loop, so the model stops at once, not when that token comes."""
+    before = len(peer.requests)
+    recording = record_chunks(
+        app_server.url + "/sync-chat/sse",
+        method="POST",
+        content=json.dumps({"script": "between-tokens"}),
+        headers={REQUEST_ID: request_id, "content-type": "application/json"},
+        stop_after_chunks=1,
+    )
+    left_at = time.monotonic()
+    assert b"first" in recording.body
+    record = peer.wait_for_request(before + 1)
+    assert record.wait_disconnected(2)
+    assert record.disconnected_at is not None
+    assert record.disconnected_at - left_at < 0.1
+    completions = reports.after(request_id)
+    assert len(completions) == 1, f"on_complete was called {len(completions)} times"
+    assert completions[0].disconnected
+
+
 def test_responses_api_stream_reassembles(app_server: LiveServer) -> None:
     recording = record_chunks(
         app_server.url + "/responses/sse", method="POST", content=json.dumps({"script": "weather"})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import socket
 from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
@@ -12,7 +14,7 @@ from ..._threads import default_thread_limiter
 from .._errors import sdk_error
 from .._events import Finish, LLMEvent
 
-__all__ = ["Reader", "close_stream"]
+__all__ = ["Reader", "close_stream", "shut_down_http11"]
 
 
 class Reader:
@@ -76,3 +78,20 @@ async def close_stream(
         # generator's finally, a socket), so not on the event loop either.
         limiter = thread_limiter or default_thread_limiter()
         await anyio.to_thread.run_sync(close, limiter=limiter)
+
+
+def shut_down_http11(response: Any) -> None:
+    """``shutdown(2)`` the socket of an HTTP/1.1 httpx response, from any thread.
+
+    Unlike ``close()``, this also wakes a worker thread blocked reading that socket, so the
+    provider sees the client leave between two tokens. ``network_stream`` is httpcore's public
+    response extension. Call it only while the body is unread: after the end of the body the
+    connection may be back in the pool, serving someone else.
+    """
+    if getattr(response, "http_version", None) != "HTTP/1.1":
+        return  # HTTP/2: the socket carries other streams too
+    network_stream = getattr(response, "extensions", {}).get("network_stream")
+    sock = network_stream.get_extra_info("socket") if network_stream is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)

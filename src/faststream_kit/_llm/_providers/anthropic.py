@@ -29,10 +29,8 @@ iterated through the SDK's models instead, which carry the same fields. ``_iter_
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
-import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -41,7 +39,7 @@ import anyio
 
 from .._errors import in_band_error, sdk_error, upstream_error
 from .._events import Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
-from ._base import Reader
+from ._base import Reader, shut_down_http11
 
 __all__ = ["ITEMS", "STOP_REASONS", "MessagesReader", "for_item", "for_stream"]
 
@@ -366,17 +364,4 @@ class _SyncReading:
         with self._lock:
             if self._ending or self._response is None:
                 return
-            _shut_down(self._response)
-
-
-def _shut_down(response: Any) -> None:
-    """``shutdown(2)`` the socket of an HTTP/1.1 httpx response (``network_stream`` is
-    httpcore's public response extension). Unlike ``close()``, it also wakes a thread that
-    is blocked reading that socket."""
-    if getattr(response, "http_version", None) != "HTTP/1.1":
-        return
-    network_stream = getattr(response, "extensions", {}).get("network_stream")
-    sock = network_stream.get_extra_info("socket") if network_stream is not None else None
-    if isinstance(sock, socket.socket):
-        with contextlib.suppress(OSError):  # already closed
-            sock.shutdown(socket.SHUT_RDWR)
+            shut_down_http11(self._response)

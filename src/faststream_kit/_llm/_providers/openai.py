@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -29,7 +30,7 @@ import anyio
 
 from .._errors import upstream_error
 from .._events import Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
-from ._base import Reader
+from ._base import Reader, shut_down_http11
 
 __all__ = ["ITEMS", "OpenAIReader", "Payload", "for_item", "for_stream", "sdk_payloads"]
 
@@ -99,13 +100,20 @@ def _unread_event_stream(response: Any) -> bool:
 
 
 class _SyncPayloads:
-    """Iterated in a worker thread; ``close()`` closes the SDK stream (and its connection)."""
+    """Iterated in a worker thread; ``close()`` closes the SDK stream (and its connection).
 
-    __slots__ = ("_events", "_stream")
+    ``interrupt()`` (from the event loop, when the client left) shuts the socket down while
+    the worker may be blocked reading it, unless the body is already at its end: from then
+    on the connection may be back in the pool.
+    """
+
+    __slots__ = ("_ending", "_events", "_lock", "_stream")
 
     def __init__(self, stream: Any, events: Iterator[Any]) -> None:
         self._stream = stream
         self._events = events
+        self._lock = threading.Lock()
+        self._ending = False
 
     def __iter__(self) -> Iterator[Payload]:
         return self
@@ -113,11 +121,20 @@ class _SyncPayloads:
     def __next__(self) -> Payload:
         data = next(self._events).data
         if data.startswith("[DONE]"):
+            with self._lock:
+                self._ending = True
             raise StopIteration  # the thread engine then calls close(), in this thread
         return _payload(data)
 
     def close(self) -> None:
+        with self._lock:
+            self._ending = True
         self._stream.close()
+
+    def interrupt(self) -> None:
+        with self._lock:
+            if not self._ending:
+                shut_down_http11(getattr(self._stream, "response", None))
 
 
 async def _async_payloads(events: AsyncIterator[Any]) -> AsyncIterator[Payload]:
@@ -162,6 +179,10 @@ class OpenAIReader(Reader):
 
     def items(self, stream: Any) -> Any:
         return self.payloads if self.payloads is not None else stream
+
+    def interrupt(self) -> None:
+        if isinstance(self.payloads, _SyncPayloads):
+            self.payloads.interrupt()
 
     def events_for(self, item: Any) -> list[LLMEvent]:
         if type(item) is str:
