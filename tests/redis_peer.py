@@ -27,7 +27,15 @@ import pytest
 
 from .conftest import need_peer
 
-__all__ = ["RedisServer", "ping", "redis_binary", "redis_server_fixture"]
+__all__ = [
+    "RedisCluster",
+    "RedisServer",
+    "ping",
+    "redis_binary",
+    "redis_cli_binary",
+    "redis_cluster_fixture",
+    "redis_server_fixture",
+]
 
 
 def redis_binary() -> str | None:
@@ -134,3 +142,116 @@ def redis_server_fixture() -> Iterator[RedisServer]:
     need_peer(binary is not None, "redis-server is not installed (apt-get install redis-server)")
     with RedisServer.started(binary) as server:
         yield server
+
+
+class RedisCluster:
+    """Three ``redis-server --cluster-enabled yes`` masters on free loopback ports, joined by
+    ``redis-cli --cluster create`` (no replicas: the tests need the slots spread, not HA)."""
+
+    def __init__(self, binary: str, cli: str, directory: Path, ports: list[int]) -> None:
+        from .conftest import free_port
+
+        self.binary, self.cli, self.directory, self.ports = binary, cli, directory, ports
+        # The bus port defaults to port + 10000, out of range for an ephemeral port.
+        self.bus_ports = [free_port() for _ in ports]
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    @classmethod
+    @contextmanager
+    def started(cls, binary: str, cli: str, nodes: int = 3) -> Iterator[RedisCluster]:
+        from .conftest import free_port
+
+        directory = Path(tempfile.mkdtemp(prefix="fsk-cluster-"))
+        cluster = cls(binary, cli, directory, [free_port() for _ in range(nodes)])
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.kill()
+            shutil.rmtree(directory, ignore_errors=True)
+
+    @property
+    def nodes(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", port) for port in self.ports]
+
+    def start(self, timeout: float = 20.0) -> None:
+        for port, bus_port in zip(self.ports, self.bus_ports, strict=True):
+            node_dir = self.directory / str(port)
+            node_dir.mkdir()
+            command = [
+                self.binary,
+                "--bind", "127.0.0.1",
+                "--port", str(port),
+                "--cluster-enabled", "yes",
+                "--cluster-port", str(bus_port),
+                "--cluster-config-file", str(node_dir / "nodes.conf"),
+                "--cluster-node-timeout", "2000",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(node_dir),
+                "--logfile", str(node_dir / "redis.log"),
+            ]  # fmt: skip
+            self.processes.append(
+                subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        deadline = time.monotonic() + timeout
+        for port in self.ports:
+            while not _tcp_ping(port):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"cluster node {port} did not answer PING")
+                time.sleep(0.01)
+        create = [self.cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports)]
+        subprocess.run(
+            [*create, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=timeout,
+        )
+        # Every node must agree before a client connects (it reads the slot map once).
+        while not all(_cluster_ok(port) for port in self.ports):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not reach cluster_state:ok")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=10)
+        self.processes = []
+
+
+def _command(port: int, command: bytes, timeout: float = 0.5) -> bytes:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(command)
+            return sock.recv(4096)
+    except OSError:
+        return b""
+
+
+def _tcp_ping(port: int) -> bool:
+    return _command(port, b"PING\r\n").startswith(b"+PONG")
+
+
+def _cluster_ok(port: int) -> bool:
+    return b"cluster_state:ok" in _command(port, b"CLUSTER INFO\r\n")
+
+
+def redis_cli_binary() -> str | None:
+    return shutil.which("redis-cli")
+
+
+@pytest.fixture(scope="module", name="redis_cluster")
+def redis_cluster_fixture() -> Iterator[RedisCluster]:
+    """A three-node Redis Cluster for the module; skipped without redis-server/redis-cli on
+    a laptop, failed in CI."""
+    binary, cli = redis_binary(), redis_cli_binary()
+    need_peer(
+        binary is not None and cli is not None,
+        "redis-server and redis-cli are not installed (apt-get install redis-server)",
+    )
+    assert binary is not None
+    assert cli is not None
+    with RedisCluster.started(binary, cli) as cluster:
+        yield cluster

@@ -83,7 +83,7 @@ def test_the_library_builds_every_error_from_the_table() -> None:
         for call in calls_named(tree, "StreamError"):
             # Only a resumable stream's reader rebuilds the error its producer stored.
             enclosing = path.name, _function_at(tree, call.lineno)
-            assert enclosing == ("_resume.py", "_stored_error"), (
+            assert enclosing == ("_records.py", "stored_error"), (
                 f"{path.name}:{call.lineno} builds a StreamError outside the table; "
                 "use library_error(type, message)"
             )

@@ -263,7 +263,14 @@ class LookAlike:
     """A name that matches an idea's pattern but means something else."""
 
     meaning: str
-    where: str | None = None  # a prefix of the callables allowed to use it; None: any
+    where: str | tuple[str, ...] | None = None  # prefixes of the callables using it; None: any
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return (self.where,) if isinstance(self.where, str) else self.where or ()
+
+    def allows(self, short: str) -> bool:
+        return self.where is None or short.startswith(self.scopes)
 
 
 LOOK_ALIKES = {
@@ -287,7 +294,7 @@ LOOK_ALIKES = {
     "thread_id": LookAlike(
         'the AG-UI conversation thread an answer belongs to (`format="ag-ui"`), not a worker '
         "thread",
-        "llm_stream",
+        ("llm_stream", "resume.ResumableStreams.llm_response"),
     ),
     "header_row": LookAlike("whether a CSV starts with a row of names (RFC 4180)", "table_stream"),
 }
@@ -395,7 +402,7 @@ def problems_of(public: Public) -> list[str]:
             if not any(re.fullmatch(other.looks_like, word) for word in name.split("_")):
                 continue
             look_alike = LOOK_ALIKES.get(name)
-            if look_alike is None or not public.short.startswith(look_alike.where or ""):
+            if look_alike is None or not look_alike.allows(public.short):
                 problems.append(
                     f"{name} looks like the idea {other.idea!r}, whose name is {other.name}: "
                     "use that name, or add it to LOOK_ALIKES saying what else it means"
@@ -469,7 +476,7 @@ def test_the_tables_name_only_callables_that_exist() -> None:
     named = {short for idea in IDEAS for short in idea.exceptions}
     named |= {short for old in OLD_NAMES.values() for short in old.callables}
     assert named - walked == set()
-    scopes = {alike.where for alike in LOOK_ALIKES.values() if alike.where}
+    scopes = {scope for alike in LOOK_ALIKES.values() for scope in alike.scopes}
     assert {s for s in scopes if not any(short.startswith(s) for short in walked)} == set()
 
 
@@ -848,7 +855,7 @@ def rendered_tables() -> str:
         "| --- | --- | --- |",
     ]
     for name, look_alike in LOOK_ALIKES.items():
-        place = f"`{look_alike.where.rstrip('.')}`" if look_alike.where else "any"
+        place = ", ".join(f"`{scope.rstrip('.')}`" for scope in look_alike.scopes) or "any"
         lines.append(f"| `{name}` | {look_alike.meaning} | {place} |")
     return "\n".join(lines)
 

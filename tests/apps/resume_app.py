@@ -1,12 +1,17 @@
 """Resumable streams served by a worker process; the tests run several against one Redis.
 
-``FASTSTREAM_KIT_REDIS_SOCKET`` is the unix socket of the shared ``redis-server``;
+``FASTSTREAM_KIT_REDIS_SOCKET`` is the unix socket of the shared ``redis-server``, or
+``FASTSTREAM_KIT_REDIS_CLUSTER`` (``host:port``) the cluster node this worker connects to;
 ``FASTSTREAM_KIT_OPENAI_BASE_URL`` points the ``AsyncOpenAI`` client at the scripted
 OpenAI-compatible peer; ``FASTSTREAM_KIT_HEARTBEAT_SECONDS`` shortens the producer heartbeat
-so that a lost producer is noticed quickly.
+so that a lost producer is noticed quickly; ``FASTSTREAM_KIT_SHUTDOWN_GRACE_SECONDS`` how long
+leaving the lifespan waits for producers.
 
-- ``GET /chat/{key}?model=...&format=sse|ui``: the answer of ``model``, produced once.
-- ``GET /events/{key}?count=&delay=&fail_after=&retry=``: numbered events, produced once.
+- ``GET /chat/{key}?model=...&format=sse|ui|ag-ui``: the answer of ``model``, produced once.
+- ``GET /chat/{key}?...&idle_timeout=``: the same with ``llm_response(idle_timeout=...)``.
+- ``GET /events/{key}?count=&delay=&fail_after=&failure=&retry=``: numbered events, produced
+  once; ``failure`` is what the producer raises after ``fail_after`` events: ``stream_error``
+  (a ``StreamError``), ``timeout`` (``TimeoutError``) or ``oserror`` (``ConnectionResetError``).
 - ``POST /cancel/{key}``.
 - ``GET /page/{key}?model=...``: an ``EventSource`` page that shows the answer of ``/chat``.
 """
@@ -41,13 +46,24 @@ client = AsyncOpenAI(
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # A short retry budget: a reader learns that Redis is gone within ~1 s, not after the
     # redis-py default of ten retries (up to ~5 s of backoff).
-    store = redis.asyncio.Redis(
-        unix_socket_path=os.environ["FASTSTREAM_KIT_REDIS_SOCKET"],
-        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 3),
-        socket_connect_timeout=1.0,
-    )
+    retry = Retry(ExponentialBackoff(cap=0.1, base=0.01), 3)
+    store: Any
+    if "FASTSTREAM_KIT_REDIS_CLUSTER" in os.environ:
+        host, port = os.environ["FASTSTREAM_KIT_REDIS_CLUSTER"].rsplit(":", 1)
+        store = redis.asyncio.RedisCluster(
+            host=host, port=int(port), retry=retry, socket_connect_timeout=1.0
+        )
+    else:
+        store = redis.asyncio.Redis(
+            unix_socket_path=os.environ["FASTSTREAM_KIT_REDIS_SOCKET"],
+            retry=retry,
+            socket_connect_timeout=1.0,
+        )
     heartbeat = float(os.environ.get("FASTSTREAM_KIT_HEARTBEAT_SECONDS", "0.5"))
-    async with ResumableStreams(store, ttl_seconds=300, heartbeat_seconds=heartbeat) as streams:
+    grace = float(os.environ.get("FASTSTREAM_KIT_SHUTDOWN_GRACE_SECONDS", "30"))
+    async with ResumableStreams(
+        store, ttl_seconds=300, heartbeat_seconds=heartbeat, shutdown_grace_seconds=grace
+    ) as streams:
         app.state.streams = streams
         yield
     await store.aclose()
@@ -63,7 +79,11 @@ def streams_of(request: Request) -> ResumableStreams:
 
 @app.get("/chat/{key}")
 async def chat(
-    key: str, request: Request, model: str = "answer", format: Literal["sse", "ui"] = "sse"
+    key: str,
+    request: Request,
+    model: str = "answer",
+    format: Literal["sse", "ui", "ag-ui"] = "sse",
+    idle_timeout: float = 60.0,
 ) -> StreamResponse:
     def ask() -> Any:
         # Called only by the worker that really starts the stream: the model is asked once.
@@ -71,7 +91,9 @@ async def chat(
             model=model, messages=[{"role": "user", "content": key}], stream=True
         )
 
-    return streams_of(request).llm_response(key, source=ask, format=format)
+    return streams_of(request).llm_response(
+        key, source=ask, format=format, idle_timeout=idle_timeout
+    )
 
 
 @app.get("/events/{key}")
@@ -81,11 +103,16 @@ async def events(
     count: int = 10,
     delay: float = 0.0,
     fail_after: int | None = None,
+    failure: Literal["stream_error", "timeout", "oserror"] = "stream_error",
     retry: int | None = None,
 ) -> StreamResponse:
     async def numbers() -> AsyncIterator[str]:
         for n in range(count):
             if n == fail_after:
+                if failure == "timeout":
+                    raise TimeoutError("the source timed out")
+                if failure == "oserror":
+                    raise ConnectionResetError("the source's connection was reset")
                 raise StreamError("the producer failed on purpose", type="scripted_failure")
             if delay:
                 await anyio.sleep(delay)

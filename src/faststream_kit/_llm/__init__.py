@@ -15,6 +15,7 @@ from ._stream import (
     format_response,
     llm_events,
     llm_stream,
+    run_ids_for,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "format_response",
     "llm_events",
     "llm_stream",
+    "run_ids_for",
 ]

@@ -155,7 +155,7 @@ def llm_stream(
     optional_positive_seconds("send_timeout", send_timeout)
     optional_positive_seconds("idle_timeout", idle_timeout)
     non_empty_str("model", model, optional=True)
-    run_ids = _run_ids(format, thread_id=thread_id, run_id=run_id)
+    run_ids = run_ids_for(format, thread_id=thread_id, run_id=run_id)
     check_headers("headers", headers)
     check_request("request", request)
     check_limiter("thread_limiter", thread_limiter)
@@ -191,8 +191,9 @@ def check_source(name: str, source: Any, *, what: str = _SOURCE) -> None:
             raise
 
 
-def _run_ids(format: str, **ids: str | None) -> dict[str, str | None]:
-    """``thread_id`` and ``run_id`` for a format that takes them; refused for any other."""
+def run_ids_for(format: str, **ids: str | None) -> dict[str, str | None]:
+    """``thread_id`` and ``run_id`` for a format that takes them (checked); refused for any
+    other. Shared with ``ResumableStreams.llm_response``."""
     takes_them = FORMATS[format].run_ids
     for name, value in ids.items():
         non_empty_str(name, value, optional=True)
