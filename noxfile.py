@@ -32,7 +32,7 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--strict", "src")
 
 
-BENCHES = ("core", "sse", "llm", "s3", "upstream", "resume")
+BENCHES = ("core", "sse", "llm", "s3", "upstream", "resume", "zip", "table", "otel")
 
 
 @nox.session(python=PYTHON)

@@ -259,7 +259,11 @@ class StreamResponse(StreamingResponse):
             failure = await self._stream(scope, receive, wire)
             if failure is not None and not wire.gone:
                 await self._fail(wire, failure)  # the error goes out first; closing may be slow
-            elif wire.shutting_down and not wire.gone and self.shutdown_frame is not None:
+            elif (
+                wire.shutting_down
+                and not (wire.gone or wire.ended)
+                and self.shutdown_frame is not None
+            ):
                 await wire.send_last(self.shutdown_frame)
         except BaseException as exc:
             failure = failure or exc
@@ -489,6 +493,7 @@ class _Wire:
         "_timed_sends",
         "busy",
         "busy_since",
+        "ended",
         "gone",
         "items",
         "last_item",
@@ -506,6 +511,7 @@ class _Wire:
         self._response = response
         self._send = send
         self.started = False
+        self.ended = False  # the last body message went out: nothing more may follow
         self.busy = False  # a write by the pump is in flight
         self.gone = False
         self.timed_out = False
@@ -576,6 +582,7 @@ class _Wire:
         if not self.started:
             await self._start()
         await self._write({"type": "http.response.body", "body": b"", "more_body": False})
+        self.ended = True
 
     async def send_last(self, frame: bytes) -> None:
         """Send a final frame and end the body, unless the client is already gone."""
