@@ -15,6 +15,9 @@ from collections.abc import Iterator
 import pytest
 from tests.anthropic_peer import Script, ScriptedAnthropic
 from tests.conftest import need_peer
+from tests.openai_peer import Script as OpenAIScript
+from tests.openai_peer import ScriptedOpenAI
+from tests.openai_peer import Usage as OpenAIUsage
 
 
 @pytest.fixture
@@ -24,6 +27,21 @@ def needs_redis_server() -> str:
     need_peer(path is not None, "redis-server not found: apt-get install redis-server")
     assert path is not None
     return path
+
+
+@pytest.fixture
+def openai_peer_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]:
+    """The scripted OpenAI-compatible server (``tests/openai_peer.py``), with ``OPENAI_BASE_URL``
+    and ``OPENAI_API_KEY`` pointing at it, for examples that build a client from the environment
+    as they would in production. Every model answers ``Hello, world!`` (usage 9 + 4).
+
+    A ``continuation`` fence runs the fences before it again, so each fence of an example names
+    this fixture and gets a server of its own."""
+    script = OpenAIScript(usage=OpenAIUsage(prompt_tokens=9, completion_tokens=4))
+    with ScriptedOpenAI(script) as peer:
+        monkeypatch.setenv("OPENAI_BASE_URL", peer.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-docs-example")
+        yield peer
 
 
 @pytest.fixture

@@ -217,6 +217,12 @@ ROUTES: dict[str, Handler] = {
     "/llm/sdk_only": _sdk_only,
 }
 
+if os.environ.get("FSK_BENCH_LANGCHAIN"):
+    # Only in a LangChain run: its imports would otherwise sit in every run's heap.
+    from bench._langchain_apps import ROUTES as LANGCHAIN_ROUTES
+
+    ROUTES.update(LANGCHAIN_ROUTES)
+
 _profiler: cProfile.Profile | None = None
 
 

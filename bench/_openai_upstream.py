@@ -119,7 +119,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _plain(send, 404, f"no route {scope['method']} {path}".encode())
         return
     request = await _read_json(receive)
-    count = request.get("max_tokens") or DEFAULT_TOKENS
+    # langchain-openai sends max_tokens as max_completion_tokens, as OpenAI now asks.
+    count = request.get("max_tokens") or request.get("max_completion_tokens") or DEFAULT_TOKENS
     if not isinstance(count, int) or not 1 <= count <= MAX_TOKENS:
         await _plain(send, 400, f"max_tokens must be an integer in 1..{MAX_TOKENS}".encode())
         return

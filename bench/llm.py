@@ -4,7 +4,7 @@
     python bench/llm.py --quick     # 2 rounds, under 40 s
     python bench/llm.py --diagnose  # also llm_stream with idle_timeout/send_timeout None
     python bench/llm.py --profile   # then cProfile each route inside the app process
-    python bench/llm.py --provider anthropic  # only Anthropic's rows (also: openai, gemini)
+    python bench/llm.py --provider anthropic  # one provider only (openai, gemini, langchain too)
 
 Three kinds of process, as in ``bench/core.py``: the upstream (``bench/_openai_upstream.py``, a
 raw ASGI app in its own uvicorn, streaming 5,000 pre-encoded ``chat.completion.chunk`` events
@@ -203,7 +203,10 @@ def run_rounds(
 
 
 def summarize(
-    runs: dict[str, list[dict[str, float]]], count: int, ratios: tuple[Ratio, ...]
+    runs: dict[str, list[dict[str, float]]],
+    count: int,
+    ratios: tuple[Ratio, ...],
+    floor_name: str = "sdk_only",
 ) -> dict[str, Any]:
     per_token = 1e6 / count
     medians = {
@@ -215,7 +218,7 @@ def summarize(
         }
         for name, items in runs.items()
     }
-    floor = medians["sdk_only"]["server_cpu"]
+    floor = medians[floor_name]["server_cpu"]
     for median in medians.values():
         median["cpu_us_per_token"] = median["server_cpu"] * per_token
         median["above_floor_us_per_token"] = (median["server_cpu"] - floor) * per_token
@@ -248,7 +251,8 @@ def summarize(
                 "verdict": verdict,
             }
         )
-    return {"tokens": count, "rounds": len(runs["sdk_only"]), "medians": medians, "ratios": rows}
+    rounds = len(runs[floor_name])
+    return {"tokens": count, "rounds": rounds, "medians": medians, "ratios": rows}
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -350,6 +354,79 @@ def print_profile(report: dict[str, Any]) -> None:
                 f"    {row['own_us']:>6.2f} {row['cumulative_us']:>7.1f}"
                 f" {row['calls_per_token']:>11.2f}  {row['function']}"
             )
+
+
+# --- LangChain: ChatOpenAI.astream(...) (bench/_langchain_apps.py) ----------------------------
+
+
+def langchain_implementations() -> dict[str, str]:
+    """``llm_stream`` in every format, the loop people write, and the floor."""
+    rows = {
+        f"lc_ours_{name}": f'llm_stream(chat.astream(...), format="{name}")' for name in FORMATS
+    }
+    rows["lc_hand_text"] = "StreamingResponse of chunk.content for chunk in chat.astream(...)"
+    rows["lc_sdk_only"] = "iterate chat.astream(...), send only the count (any loop's floor)"
+    return rows
+
+
+def langchain_ratios() -> tuple[Ratio, ...]:
+    """Every format against the hand-written text loop: LangChain's own per-chunk work (its
+    callbacks, one ``AIMessageChunk`` per chunk) is most of the cost, and what ``llm_stream``
+    does per chunk must not add to it (issue 15, "Must show 4")."""
+    return tuple(
+        Ratio(f"langchain {name} / hand text", f"lc_ours_{name}", "lc_hand_text", 1.0)
+        for name in FORMATS
+    )
+
+
+def langchain_expected_bytes(count: int) -> dict[str, int]:
+    """Each LangChain route's exact body size: the same events through each format's encoder."""
+    pieces = [token for token in tokens(count) if token]
+    sizes = {
+        "lc_hand_text": sum(len(token.encode()) for token in pieces),
+        "lc_sdk_only": len(str(len(pieces))),
+    }
+    for name, spec in FORMATS.items():
+        encoder = spec.make_encoder(None)
+        size = len(encoder.preamble())
+        size += sum(len(encoder.encode(TextDelta(token))) for token in pieces)
+        size += len(encoder.encode(Finish("stop", usage(count))))
+        sizes[f"lc_ours_{name}"] = size
+    return sizes
+
+
+def run_langchain(
+    args: argparse.Namespace, http: str, loop: str, env: dict[str, Any]
+) -> dict[str, Any]:
+    """The LangChain row: the OpenAI upstream, the app server with the LangChain routes."""
+    for package in ("langchain-core", "langchain-openai"):
+        env["versions"][package] = importlib.metadata.version(package)
+    implementations = langchain_implementations()
+    names = list(implementations)
+    rounds = args.rounds or (2 if args.quick else 12)
+    with AppServer("bench._openai_upstream:app", http, loop) as upstream:
+        upstream_url = f"http://127.0.0.1:{upstream.port}/v1"
+        app_env = {"FSK_BENCH_UPSTREAM": upstream_url, "FSK_BENCH_LANGCHAIN": "1"}
+        with AppServer("bench._llm_apps:app", http, loop, app_env) as app:
+            print("running langchain ", end="", flush=True)
+            deadline = time.monotonic() + BUDGET_SECONDS[args.quick]
+            sizes_for = langchain_expected_bytes
+            runs = run_rounds(app, upstream, names, args.tokens, rounds, deadline, sizes_for)
+            summary = summarize(runs, args.tokens, langchain_ratios(), "lc_sdk_only")
+            profile = None
+            if args.profile:
+                directory = Path(tempfile.mkdtemp(prefix="llm-langchain-profile-"))
+                profile = profile_routes(app, upstream, names, args.tokens, directory, sizes_for)
+    print("\nLangChain (langchain-openai, ChatOpenAI.astream):", end="")
+    print_summary(summary)
+    if profile is not None:
+        print_profile(profile)
+    return {
+        "implementations": implementations,
+        "summary": summary,
+        "profile": profile,
+        "runs": runs,
+    }
 
 
 # --- the Gemini row: google-genai's client.aio.models.generate_content_stream -----------------
@@ -511,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--provider",
-        choices=("all", "openai", "anthropic", "gemini"),
+        choices=("all", "openai", "anthropic", "gemini", "langchain"),
         default="all",
         help="which provider's rows to run (default: all)",
     )
@@ -567,6 +644,9 @@ def main(argv: list[str] | None = None) -> int:
     gemini = None
     if args.provider in ("all", "gemini"):
         gemini = run_gemini(args, http, loop, env)
+    langchain = None
+    if args.provider in ("all", "langchain"):
+        langchain = run_langchain(args, http, loop, env)
     elapsed = time.monotonic() - started
     env["loadavg_after"] = os.getloadavg()
     print(f"\ntotal {elapsed:.1f} s; load average after: {env['loadavg_after'][0]:.2f}")
@@ -581,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "anthropic": anthropic,
         "gemini": gemini,
+        "langchain": langchain,
     }
     args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(f"results: {args.output}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .._errors import StreamError, library_error
 
-__all__ = ["sdk_error", "upstream_error"]
+__all__ = ["in_band_error", "sdk_error", "upstream_error"]
 
 _TIMEOUTS = {"APITimeoutError", "TimeoutException", "TimeoutError", "ReadTimeout"}
 _CONNECTION_FAILURES = {"APIConnectionError", "ConnectError", "RemoteProtocolError"}
@@ -55,7 +55,25 @@ def _status_of(exc: Exception) -> int | None:
     return code if isinstance(code, int) and 400 <= code <= 599 else None
 
 
+def in_band_error(body: object) -> StreamError:
+    """An ``error`` event of a stream that began with a 200, ``{"type": "error", "error":
+    {"type", "message"}}`` (Anthropic's), as ours. The anthropic SDK raises it with that
+    stream's status, and LangChain (``langchain-anthropic``) passes that on as it is."""
+    error = body.get("error") if isinstance(body, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if kind == "overloaded_error":  # what a 529 says once the stream has begun
+        return library_error("unavailable", "the model provider is overloaded; retry later")
+    if kind == "rate_limit_error":
+        return library_error(
+            "rate_limited", "the model provider is rate limiting requests; retry later"
+        )
+    return upstream_error(message, kind)
+
+
 def _status_error(exc: Exception, status: int) -> StreamError:
+    if status < 400:  # an error event inside a stream whose response was a 200
+        return in_band_error(getattr(exc, "body", None))
     if status == 429:
         retry_after = _response_header(exc, "retry-after")
         return library_error(

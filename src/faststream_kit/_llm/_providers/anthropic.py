@@ -37,8 +37,7 @@ from typing import Any
 
 import anyio
 
-from ..._errors import library_error
-from .._errors import sdk_error, upstream_error
+from .._errors import in_band_error, sdk_error, upstream_error
 from .._events import Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
 from ._base import Reader, shut_down_http11
 
@@ -150,7 +149,7 @@ class MessagesReader(Reader):
         elif kind == "message_stop":
             self._stopped = True
         elif kind == "error":  # only from a wrapper that yields the error event as an item
-            raise _in_band_error(item)
+            raise in_band_error(item)
         return []
 
     def _count(self, usage: Any) -> None:
@@ -172,7 +171,7 @@ class MessagesReader(Reader):
         status = getattr(exc, "status_code", None)
         if isinstance(status, int) and status < 400:
             # An ``event: error`` read by the SDK, which raises it with the stream's own 200.
-            return _in_band_error(getattr(exc, "body", None))
+            return in_band_error(getattr(exc, "body", None))
         if isinstance(exc, json.JSONDecodeError):  # the SDK's own ``sse.json()`` failed
             return upstream_error("the model provider sent an event that is not JSON", None)
         return sdk_error(exc)
@@ -216,20 +215,6 @@ def _usage(counts: dict[str, int]) -> dict[str, int] | None:
     }
 
 
-def _in_band_error(body: Any) -> Exception:
-    """An ``error`` event, ``{"type": "error", "error": {"type", "message"}}``, as ours."""
-    error = body.get("error") if isinstance(body, dict) else None
-    kind = error.get("type") if isinstance(error, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    if kind == "overloaded_error":  # what a 529 says once the stream has begun
-        return library_error("unavailable", "the model provider is overloaded; retry later")
-    if kind == "rate_limit_error":
-        return library_error(
-            "rate_limited", "the model provider is rate limiting requests; retry later"
-        )
-    return upstream_error(message, kind)
-
-
 def _as_dict(item: Any) -> dict[str, Any]:
     """An SDK event model as the JSON object it was read from."""
     to_dict = getattr(item, "to_dict", None)
@@ -267,7 +252,7 @@ def _payload(event: Any) -> dict[str, Any] | None:
             body = json.loads(event.data)
         except ValueError:
             body = None
-        raise _in_band_error(body)
+        raise in_band_error(body)
     data = event.data
     if not data:
         return None
