@@ -67,11 +67,14 @@ __all__ = [
 logger = logging.getLogger("faststream_kit")
 
 LLMSource = AsyncIterable[Any] | Iterable[Any] | Awaitable[Any]
-"""What :func:`llm_stream` reads: an OpenAI ``Stream``/``AsyncStream`` (or a stream of
-another SDK with the same shapes), an awaitable returning one (``create(...)`` not
-awaited), or any sync or async iterable of ``str``."""
+"""What :func:`llm_stream` reads: a model provider's stream (OpenAI, Anthropic, Google Gen AI,
+LangChain, LangGraph ``stream_mode="messages"``), an awaitable returning one (``create(...)``
+not awaited), or any sync or async iterable of ``str``."""
 
-_SOURCE = "an OpenAI Stream/AsyncStream, an awaitable returning one, or an iterable of str"
+_SOURCE = (
+    "a model provider's stream (OpenAI, Anthropic, Google Gen AI, LangChain, LangGraph), "
+    "an awaitable returning one, or an iterable of str"
+)
 
 
 @dataclass
@@ -124,10 +127,14 @@ def llm_stream(
 ) -> StreamResponse:
     """Stream an LLM answer to the client in one of six wire formats.
 
-    ``source`` is an OpenAI ``Stream``/``AsyncStream`` of chat completion chunks or Responses
-    API events, an awaitable that returns one (pass ``client.chat.completions.create(...,
-    stream=True)`` without awaiting it, so that errors it raises become HTTP responses), or
-    any sync or async iterable of ``str``.
+    ``source`` is a model provider's stream, sync or async: OpenAI chat completion chunks or
+    Responses API events, Anthropic ``messages.create(..., stream=True)`` or a
+    ``messages.stream(...)`` manager, Google Gen AI ``generate_content_stream(...)``, a
+    LangChain chat model's ``astream(...)``/``stream(...)`` or a LangGraph graph's
+    ``astream(..., stream_mode="messages")``; or an awaitable that returns one (pass
+    ``create(...)`` without awaiting it, so that errors it raises become HTTP responses); or
+    any sync or async iterable of ``str``. Sources are recognised by shape; no SDK is
+    imported.
 
     ``format``: ``"text"`` (plain UTF-8), ``"sse"`` (events ``text``, ``reasoning``,
     ``tool_call``, ``done``, ``error``), ``"ndjson"`` (the same objects, one per line, with a
