@@ -118,7 +118,6 @@ def table_stream(
                 async for part in result.partitions(1000):
                     for row in part:
                         yield row
-
         return table_stream(rows(), filename="orders.csv")
     ```
 
