@@ -37,13 +37,11 @@ The wire format is the Gemini Developer API's as ``google-genai`` requests and p
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 import anyio
@@ -52,7 +50,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from faststream_kit.testing import LiveServer
+from .scripted_peer import PeerDroppedConnection, ScriptedServer
 
 __all__ = [
     "FAILURES",
@@ -226,16 +224,6 @@ class RecordedRequest:
         self.completed = outcome == "completed"
         self.finished_at = time.monotonic()
         self._finished_event.set()
-
-
-class PeerDroppedConnection(Exception):
-    """Raised inside the ASGI app so uvicorn closes the connection mid-body."""
-
-
-class _HideScriptedDrops(logging.Filter):
-    # uvicorn logs every app exception with a traceback; a scripted drop is not an error.
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], PeerDroppedConnection))
 
 
 # --------------------------------------------------------------------------- wire
@@ -553,75 +541,17 @@ def create_app(peer: ScriptedGemini) -> Starlette:
 # --------------------------------------------------------------------------- server
 
 
-class ScriptedGemini:
-    """The scripted server on ``127.0.0.1``, running while the ``with`` block runs.
+class ScriptedGemini(ScriptedServer[Script, RecordedRequest]):
+    """The scripted Gemini API on ``127.0.0.1``, running while the ``with`` block runs.
 
     The request's model (in the path) selects a script registered with :meth:`script`; any
     other model gets ``default``.
     """
 
     def __init__(self, default: Script | None = None, *, log_level: str = "warning") -> None:
-        self.default = default if default is not None else Script()
-        self.app = create_app(self)
-        self._scripts: dict[str, Script] = {}
-        self._requests: list[RecordedRequest] = []
-        self._arrived = threading.Condition()
-        self._server = LiveServer(self.app, log_level=log_level)
-        self._log_filter = _HideScriptedDrops()
-
-    def script(self, model: str, script: Script) -> None:
-        """Answer requests for ``model`` with ``script``."""
-        self._scripts[model] = script
-
-    def script_for(self, model: str) -> Script:
-        return self._scripts.get(model, self.default)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """Every request so far, oldest first (a copy)."""
-        with self._arrived:
-            return list(self._requests)
-
-    def wait_for_request(self, n: int = 1, timeout: float = 5.0) -> RecordedRequest:
-        """Block until ``n`` requests have arrived; return the ``n``-th (1-based)."""
-        with self._arrived:
-            if not self._arrived.wait_for(lambda: len(self._requests) >= n, timeout):
-                raise TimeoutError(
-                    f"expected {n} request(s) within {timeout} s, got {len(self._requests)}"
-                )
-            return self._requests[n - 1]
-
-    def _add_record(self, record: RecordedRequest) -> None:
-        with self._arrived:
-            self._requests.append(record)
-            self._arrived.notify_all()
-
-    @property
-    def url(self) -> str:
-        return self._server.url
+        super().__init__(default or Script(), create_app, log_level=log_level)
 
     @property
     def http_options(self) -> dict[str, Any]:
         """For ``genai.Client(http_options=...)``: this server as the base URL."""
-        return {"base_url": self._server.url, "api_version": "v1beta"}
-
-    def start(self) -> None:
-        self._server.start()
-        # After start: uvicorn configures its loggers when it starts.
-        logging.getLogger("uvicorn.error").addFilter(self._log_filter)
-
-    def stop(self) -> None:
-        self._server.stop()
-        logging.getLogger("uvicorn.error").removeFilter(self._log_filter)
-
-    def __enter__(self) -> ScriptedGemini:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return {"base_url": self.url, "api_version": "v1beta"}

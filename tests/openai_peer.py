@@ -31,13 +31,11 @@ Wire formats follow the OpenAI API as the SDK parses it (``openai/_streaming.py`
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 import anyio
@@ -46,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from faststream_kit.testing import LiveServer
+from .scripted_peer import PeerDroppedConnection, ScriptedServer
 
 __all__ = [
     "FAILURES",
@@ -262,16 +260,6 @@ class RecordedRequest:
         self.completed = outcome == "completed"
         self.finished_at = time.monotonic()
         self._finished_event.set()
-
-
-class PeerDroppedConnection(Exception):
-    """Raised inside the ASGI app so uvicorn closes the connection mid-body."""
-
-
-class _HideScriptedDrops(logging.Filter):
-    # uvicorn logs every app exception with a traceback; a scripted drop is not an error.
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], PeerDroppedConnection))
 
 
 # --------------------------------------------------------------------------- wire
@@ -752,88 +740,22 @@ def create_app(peer: ScriptedOpenAI) -> Starlette:
 # --------------------------------------------------------------------------- server
 
 
-class ScriptedOpenAI:
-    """The scripted server on ``127.0.0.1``, running while the ``with`` block runs.
+class ScriptedOpenAI(ScriptedServer[Script, RecordedRequest]):
+    """The scripted OpenAI API on ``127.0.0.1``, running while the ``with`` block runs.
 
     The request's ``model`` (or, on Azure deployment paths, the deployment name) selects a
     script registered with :meth:`script`; any other name gets ``default``.
     """
 
     def __init__(self, default: Script | None = None, *, log_level: str = "warning") -> None:
-        self.default = default if default is not None else Script()
-        self.app = create_app(self)
-        self._scripts: dict[str, Script] = {}
-        self._requests: list[RecordedRequest] = []
-        self._arrived = threading.Condition()
-        self._server = LiveServer(self.app, log_level=log_level)
-        self._log_filter = _HideScriptedDrops()
-
-    # scripting
-
-    def script(self, name: str, script: Script) -> None:
-        """Answer requests for model (or Azure deployment) ``name`` with ``script``."""
-        self._scripts[name] = script
-
-    def script_for(self, name: str | None) -> Script:
-        return self._scripts.get(name or "", self.default)
-
-    # recording
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """Every request so far, oldest first (a copy)."""
-        with self._arrived:
-            return list(self._requests)
-
-    def wait_for_request(self, n: int = 1, timeout: float = 5.0) -> RecordedRequest:
-        """Block until ``n`` requests have arrived; return the ``n``-th (1-based)."""
-        with self._arrived:
-            if not self._arrived.wait_for(lambda: len(self._requests) >= n, timeout):
-                raise TimeoutError(
-                    f"expected {n} request(s) within {timeout} s, got {len(self._requests)}"
-                )
-            return self._requests[n - 1]
-
-    def _add_record(self, record: RecordedRequest) -> None:
-        with self._arrived:
-            self._requests.append(record)
-            self._arrived.notify_all()
-
-    # addresses
-
-    @property
-    def url(self) -> str:
-        return self._server.url
+        super().__init__(default or Script(), create_app, log_level=log_level)
 
     @property
     def base_url(self) -> str:
         """For ``OpenAI(base_url=...)`` / ``AsyncOpenAI(base_url=...)``."""
-        return f"{self._server.url}/v1"
+        return f"{self.url}/v1"
 
     @property
     def azure_endpoint(self) -> str:
         """For ``AzureOpenAI(azure_endpoint=..., api_version=...)``."""
-        return self._server.url
-
-    # lifecycle
-
-    def start(self) -> None:
-        self._server.start()
-        # After start: uvicorn configures its loggers when it starts.
-        logging.getLogger("uvicorn.error").addFilter(self._log_filter)
-
-    def stop(self) -> None:
-        self._server.stop()
-        logging.getLogger("uvicorn.error").removeFilter(self._log_filter)
-
-    def __enter__(self) -> ScriptedOpenAI:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return self.url
