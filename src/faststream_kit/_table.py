@@ -30,7 +30,6 @@ from operator import attrgetter, itemgetter
 from typing import Any, Final, Literal
 
 import anyio
-from anyio.lowlevel import checkpoint
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 
@@ -452,7 +451,6 @@ class _AsyncBody(AsyncIterator[bytes]):
         if self._partitions is not None:
             async for batch in self._partitions:
                 yield encoder.encode(batch)
-                await checkpoint()
         else:
             ready = self._ready
             assert ready is not None
@@ -460,10 +458,8 @@ class _AsyncBody(AsyncIterator[bytes]):
                 batch = [row]
                 batch += ready.take_ready(BATCH_ROWS - 1)
                 yield encoder.encode(batch)
-                # Rows that never make us wait (a buffered cursor, a list) and a client gone
-                # (its writes return at once) would keep the event loop from ever running the
-                # disconnect callback, nor anything else: give it a turn after each batch.
-                await checkpoint()
+        # Rows that never make us wait (a buffered cursor, a list) still let the event loop
+        # see a client leave: the response gives it a turn every few writes.
         yield encoder.end()
 
     async def aclose(self) -> None:
