@@ -79,6 +79,7 @@ def test_message_stream_accumulates_thinking_text_tool_use_and_usage(
     assert record.api_key == API_KEY
     assert record.headers["anthropic-version"]
     assert record.tokens_sent == 3
+    assert record.wait_finished(timeout=2)  # the peer records after its last byte went out
     assert record.completed
 
 
@@ -161,7 +162,9 @@ def test_dropped_connection_raises_api_connection_error(
     with pytest.raises(anthropic.APIConnectionError):
         for _ in stream:
             pass
-    assert server.wait_for_request(1).outcome == "dropped"
+    record = server.wait_for_request(1)
+    assert record.wait_finished(timeout=2)
+    assert record.outcome == "dropped"
 
 
 def test_closing_a_stream_between_tokens_is_recorded_within_100ms(

@@ -226,4 +226,5 @@ def test_chromium_fetch_shows_sse_chat_tokens_progressively(
     # The prompt travelled in the POST body, the user's token stayed with our app.
     assert record.body["messages"] == [{"role": "user", "content": PROMPT}]
     assert record.api_key == "sk-server-side"
+    assert record.wait_finished(timeout=2)
     assert record.completed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import socket
 import threading
 from collections.abc import Coroutine, Mapping
@@ -186,7 +187,11 @@ class LiveServer:
         from hypercorn.config import Config
 
         config = Config()
-        config.bind = [f"fd://{sock.fileno()}"]
+        # hypercorn wraps the descriptor in a socket of its own and closes it when it stops:
+        # hand it a duplicate, so each side closes only what it owns. Given ours, the fd
+        # was closed twice, the second time after another thread could have reused the
+        # number (a test's pipe, pytest's capture file).
+        config.bind = [f"fd://{os.dup(sock.fileno())}"]
         config.loglevel = self.log_level.upper()
         config.graceful_timeout = self.shutdown_grace_seconds
         sock.listen(128)
@@ -202,7 +207,10 @@ class LiveServer:
             self._started.set()
             await task
 
-        self._run_loop(main())
+        try:
+            self._run_loop(main())
+        finally:
+            sock.close()
 
     def _run_granian(self, sock: socket.socket) -> None:
         from granian.constants import Interfaces
