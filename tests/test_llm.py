@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from openai import AsyncOpenAI, AzureOpenAI, OpenAI
 
 from faststream_kit import Completion, StreamResponse, llm_stream
+from faststream_kit._llm._providers.openai import _SyncPayloads, sdk_payloads
 from faststream_kit.testing import LiveServer, parse_events, record_chunks
 
 from .openai_peer import FAILURES, Script, ScriptedOpenAI, ToolCall, Usage
@@ -478,6 +479,28 @@ def test_client_disconnect_between_tokens_closes_a_sync_openai_stream_within_100
     completions = reports.after(request_id)
     assert len(completions) == 1, f"on_complete was called {len(completions)} times"
     assert completions[0].disconnected
+
+
+def test_a_sync_responses_stream_left_after_its_last_event_keeps_its_pooled_connection(
+    peer: ScriptedOpenAI,
+) -> None:
+    """The Responses API sends no ``[DONE]``: after ``response.completed`` the next read ends
+    the body and gives the connection back to the client's pool. A client leaving then must
+    not shut that socket down from the event loop: it may already carry another request."""
+    with OpenAI(base_url=peer.base_url, api_key="sk-test", max_retries=0) as client:
+        stream = client.responses.create(model="reuse", input="hi", stream=True)
+        payloads = sdk_payloads(stream)
+        assert isinstance(payloads, _SyncPayloads)
+        while next(payloads)["type"] != "response.completed":
+            pass
+        payloads.interrupt()  # the client leaves now, as the worker reads the end of the body
+        assert list(payloads) == []
+        payloads.close()
+        for _ in client.responses.create(model="reuse", input="hi", stream=True):
+            pass
+    first, second = [r for r in peer.requests if r.script_name == "reuse"][-2:]
+    assert first.client_port is not None
+    assert second.client_port == first.client_port
 
 
 def test_responses_api_stream_reassembles(app_server: LiveServer) -> None:

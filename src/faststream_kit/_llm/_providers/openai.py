@@ -99,6 +99,10 @@ def _unread_event_stream(response: Any) -> bool:
     return isinstance(content_type, str) and content_type.startswith("text/event-stream")
 
 
+_LAST_RESPONSES_EVENTS = frozenset({"response.completed", "response.failed", "response.incomplete"})
+"""A Responses API stream's last event: its body ends after it."""
+
+
 class _SyncPayloads:
     """Iterated in a worker thread; ``close()`` closes the SDK stream (and its connection).
 
@@ -124,7 +128,13 @@ class _SyncPayloads:
             with self._lock:
                 self._ending = True
             raise StopIteration  # the thread engine then calls close(), in this thread
-        return _payload(data)
+        payload = _payload(data)
+        if payload.get("type") in _LAST_RESPONSES_EVENTS:
+            # The Responses API sends no [DONE]: the next read ends the body and may give the
+            # connection back to the pool, out of interrupt()'s reach from then on.
+            with self._lock:
+                self._ending = True
+        return payload
 
     def close(self) -> None:
         with self._lock:
