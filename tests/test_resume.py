@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 import httpx
@@ -66,6 +66,7 @@ class Worker:
             "FASTSTREAM_KIT_SHUTDOWN_GRACE_SECONDS": "0.2",
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.log: IO[bytes] | None = None  # the running process's stderr, read if it fails
 
     @property
     def url(self) -> str:
@@ -76,7 +77,7 @@ class Worker:
             sys.executable, "-m", "uvicorn", "resume_app:app", "--host", "127.0.0.1",
             "--port", str(self.port), "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115  (read when it fails to start)
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed by kill())
         self.process = subprocess.Popen(command, env=self.env, stderr=self.log)
         return self
 
@@ -84,6 +85,7 @@ class Worker:
         try:
             wait_for_port(self.port, timeout=60)
         except RuntimeError:
+            assert self.log is not None
             self.log.seek(0)
             exited = self.process.poll() if self.process else None
             raise RuntimeError(
@@ -100,6 +102,9 @@ class Worker:
             self.process.send_signal(signum)
             self.process.wait(timeout=10)
         self.process = None
+        if self.log is not None:
+            self.log.close()
+            self.log = None
 
 
 @pytest.fixture(scope="module")
