@@ -7,8 +7,11 @@ capture file, and a later, unrelated test fails with "Bad file descriptor".
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import socket
 import warnings
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -35,3 +38,18 @@ def test_stopping_closes_the_listening_socket_once_and_leaves_nothing_open(serve
         gc.collect()
     unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert unclosed == []
+
+
+@contextlib.asynccontextmanager
+async def database_down(app: object) -> AsyncIterator[None]:
+    raise RuntimeError("the database is down")
+    yield
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn", "granian"])
+def test_an_app_whose_startup_fails_fails_start_and_leaves_nothing_listening(server: str) -> None:
+    live = LiveServer(Starlette(lifespan=database_down), server=server)
+    with pytest.raises(RuntimeError, match="failed to start"):
+        live.start()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((live.host, live.port), timeout=5).close()

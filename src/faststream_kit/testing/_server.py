@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import socket
 import threading
 from collections.abc import Coroutine, Mapping
@@ -184,26 +183,38 @@ class LiveServer:
 
     def _run_hypercorn(self, sock: socket.socket) -> None:
         from hypercorn.asyncio import serve
-        from hypercorn.config import Config
+        from hypercorn.config import Config, Sockets
 
-        config = Config()
-        # hypercorn wraps the descriptor in a socket of its own and closes it when it stops:
-        # hand it a duplicate, so each side closes only what it owns. Given ours, the fd
-        # was closed twice, the second time after another thread could have reused the
-        # number (a test's pipe, pytest's capture file).
-        config.bind = [f"fd://{os.dup(sock.fileno())}"]
-        config.loglevel = self.log_level.upper()
-        config.graceful_timeout = self.shutdown_grace_seconds
         sock.listen(128)
 
         async def main() -> None:
+            serving = asyncio.Event()
+
+            class OurSocket(Config):
+                # hypercorn asks for its sockets once the app's lifespan has started: it gets
+                # this one, which its server closes when it stops (then a no-op here). An
+                # ``fd://`` bind made it wrap the number in a second socket object (the fd
+                # closed twice), or a duplicate that leaked, listening, if the lifespan failed.
+                def create_sockets(self) -> Sockets:
+                    serving.set()
+                    return Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+
+            config = OurSocket()
+            config.loglevel = self.log_level.upper()
+            config.graceful_timeout = self.shutdown_grace_seconds
             shutdown = asyncio.Event()
             loop = asyncio.get_running_loop()
             self._stop = lambda: loop.call_soon_threadsafe(shutdown.set)
             # hypercorn types its app with its own ASGI types; any Starlette ASGIApp is one.
             app: Any = self.app
             task = asyncio.create_task(serve(app, config, shutdown_trigger=shutdown.wait))
-            await _wait_listening(self.host, self.port)
+            # Not a test connection: the socket listens already, served or not.
+            started = asyncio.create_task(serving.wait())
+            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+            if not serving.is_set():
+                started.cancel()
+                await task  # raises why it did not start
+                raise RuntimeError("hypercorn stopped before it served")
             self._started.set()
             await task
 
