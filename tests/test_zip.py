@@ -606,15 +606,15 @@ def download(url: str, path: Path, pid: int) -> int:
     need_peer(curl is not None, "curl is not installed")
     assert curl is not None
     command = [curl, "--silent", "--show-error", "--fail", "--output", str(path), url]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE)
-    peak = _rss_bytes(pid)
-    while True:
-        try:
-            process.wait(timeout=0.05)  # the sampling period, not a synchronisation
-            break
-        except subprocess.TimeoutExpired:
-            peak = max(peak, _rss_bytes(pid))
-    assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+    with subprocess.Popen(command, stderr=subprocess.PIPE) as process:  # closes the pipe
+        peak = _rss_bytes(pid)
+        while True:
+            try:
+                process.wait(timeout=0.05)  # the sampling period, not a synchronisation
+                break
+            except subprocess.TimeoutExpired:
+                peak = max(peak, _rss_bytes(pid))
+        assert process.returncode == 0, process.stderr.read() if process.stderr else ""
     return peak
 
 
