@@ -46,7 +46,8 @@ from faststream_kit import (
     llm_stream,
     stream_response,
 )
-from faststream_kit._llm._providers import gemini
+from faststream_kit._llm._providers import gemini, langchain
+from faststream_kit._llm._providers._base import http_response_in_chain
 from faststream_kit._llm._providers.anthropic import _payloads as anthropic_payloads
 from faststream_kit._llm._providers.openai import Payload, _reasoning_of, sdk_payloads
 from faststream_kit._s3 import _S3Calls
@@ -604,6 +605,54 @@ def test_a_gemini_stream_keeps_its_http_response_where_we_close_and_read_it(
     slower = "llm_stream reads every chunk through the SDK's models, about 20x the CPU per token"
     assert known_chain, gemini_changed("the generate_content_stream generator chain", slower)
     assert texts == GEMINI_TOKENS[1:], gemini_changed("HttpResponse.segment_iterator", slower)
+
+
+def test_a_sync_gemini_stream_reaches_its_http11_response_from_its_generators(
+    gemini_peer: ScriptedGemini,
+) -> None:
+    """After the first chunk of a sync ``generate_content_stream``, the chain's generators
+    (found with ``gc.get_referents``: the inner ones are ``for`` loop iterators) hold the SDK's
+    ``HttpResponse``, whose httpx response has httpcore's ``network_stream``."""
+    client = genai.Client(api_key="test-key", http_options=gemini_peer.http_options)
+    stream = client.models.generate_content_stream(model="m", contents="hi")
+    try:
+        next(stream)
+        response = http_response_in_chain(stream)
+        sock = _socket_of(response)
+    finally:
+        stream.close()
+    interrupting = "a client that leaves a sync stream between tokens is seen at the next token"
+    assert response is not None, gemini_changed("the sync generators' chain", interrupting)
+    assert isinstance(sock, socket.socket), gemini_changed("its httpx response", interrupting)
+
+
+def test_a_sync_langchain_stream_reaches_its_http11_response_from_its_generators(
+    peer: ScriptedOpenAI,
+) -> None:
+    """``BaseChatModel.stream`` iterates ChatOpenAI's ``_stream``, which holds the openai
+    ``Stream`` and its httpx response, found after the first chunk the same way."""
+    from langchain_core import __version__ as core_version
+    from langchain_openai import ChatOpenAI
+
+    model = ChatOpenAI(model="m", base_url=peer.base_url, api_key="sk-test", max_retries=0)  # type: ignore[arg-type]
+    stream = model.stream("hi")
+    try:
+        reader = langchain.for_stream(stream)
+        next(stream)
+        response = http_response_in_chain(stream)
+        sock = _socket_of(response)
+    finally:
+        stream.close()
+    interrupting = "a client that leaves a sync stream between tokens is seen at the next token"
+    dependency = f"langchain-core {core_version}"
+    assert reader is not None, changed(dependency, "BaseChatModel.stream's name", interrupting)
+    assert response is not None, changed(dependency, "the sync generators' chain", interrupting)
+    assert isinstance(sock, socket.socket), changed(dependency, "the httpx response", interrupting)
+
+
+def _socket_of(response: Any) -> Any:
+    stream = getattr(response, "extensions", {}).get("network_stream")
+    return None if stream is None else stream.get_extra_info("socket")
 
 
 def test_gemini_sdk_reads_each_chunk_from_the_segment_iterator_attribute(

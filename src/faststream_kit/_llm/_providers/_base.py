@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import socket
-from collections.abc import AsyncIterable, Iterable
+import threading
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from typing import Any
 
 import anyio
@@ -14,7 +16,7 @@ from ..._threads import default_thread_limiter
 from .._errors import sdk_error
 from .._events import Finish, LLMEvent
 
-__all__ = ["Reader", "close_stream", "shut_down_http11"]
+__all__ = ["InterruptibleChain", "Reader", "close_stream", "shut_down_http11"]
 
 
 class Reader:
@@ -95,3 +97,99 @@ def shut_down_http11(response: Any) -> None:
     if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):  # already closed
             sock.shutdown(socket.SHUT_RDWR)
+
+
+_CHAIN_DEPTH = 8
+"""How many generators deep to look for the HTTP response a sync generator chain reads."""
+
+
+def _http_response_of(value: Any) -> Any:
+    """The httpx (or httpx2) response ``value`` is, or holds as an SDK's stream, else None."""
+    cls = type(value)
+    module = cls.__module__
+    if cls.__name__ == "Response" and module.partition(".")[0] in ("httpx", "httpx2"):
+        return value
+    if cls.__name__ == "HttpResponse" and module == "google.genai._api_client":
+        return _http_response_of(getattr(value, "response_stream", None))
+    if cls.__name__ == "Stream" and module.partition(".")[0] in ("openai", "anthropic"):
+        return _http_response_of(getattr(value, "response", None))
+    return None
+
+
+def http_response_in_chain(generator: Any) -> Any:
+    """The HTTP response a suspended sync generator chain reads, or None.
+
+    The chain's generators iterate one another with ``for`` (the inner one is on the outer's
+    value stack, not among its locals), so they are found with ``gc.get_referents``, which
+    lists a suspended generator's locals and stack. Only generators are followed, at most
+    ``_CHAIN_DEPTH`` of them; call it in the thread that runs the chain, between two items.
+    """
+    seen: set[int] = set()
+    pending = [generator]
+    while pending and len(seen) < _CHAIN_DEPTH:
+        current = pending.pop(0)
+        if id(current) in seen or getattr(current, "gi_frame", None) is None:
+            continue
+        seen.add(id(current))
+        for value in gc.get_referents(current):
+            if inspect.isgenerator(value):
+                pending.append(value)
+                continue
+            response = _http_response_of(value)
+            if response is not None:
+                return response
+    return None
+
+
+class InterruptibleChain:
+    """A sync SDK generator chain read in a worker thread, whose blocked read the event loop
+    can end (:meth:`interrupt`), as the openai and Anthropic sync readers do.
+
+    After each item (in the worker thread, the chain suspended) the HTTP response it reads is
+    looked up when not known yet or closed (a continuation makes another request). Once an
+    item says it is the last (``is_last``), or the chain ended, the body may be read to its
+    end and the connection be back in the pool: from then on the socket is left alone.
+    """
+
+    __slots__ = ("_ending", "_generator", "_is_last", "_lock", "_looked", "_response")
+
+    def __init__(self, generator: Any, is_last: Callable[[Any], bool]) -> None:
+        self._generator = generator
+        self._is_last = is_last
+        self._lock = threading.Lock()
+        self._ending = False
+        self._looked = False  # a chain where none is found is not searched at every item
+        self._response: Any = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            item = next(self._generator)
+        except BaseException:
+            with self._lock:
+                self._ending = True
+            raise
+        last = self._is_last(item)
+        response = self._response
+        if not last and (
+            (response is None and not self._looked) or (response is not None and response.is_closed)
+        ):
+            self._looked = True
+            response = http_response_in_chain(self._generator)
+        with self._lock:
+            self._response = response
+            self._ending = self._ending or last
+        return item
+
+    def close(self) -> None:
+        with self._lock:
+            self._ending = True
+        self._generator.close()
+
+    def interrupt(self) -> None:
+        with self._lock:
+            response = self._response
+            if not self._ending and response is not None and not response.is_closed:
+                shut_down_http11(response)

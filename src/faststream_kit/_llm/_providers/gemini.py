@@ -14,7 +14,9 @@ response the innermost holds open, wait for the garbage collector (the upstream 
 generating, and billing). So :meth:`GeminiReader.close` closes that response itself: the SDK's
 ``HttpResponse`` is found in the chain's frames (``ag_frame.f_locals``) and its aiohttp or
 httpx response is closed, then the chain. The sync generator's chain is closed by reference
-counting when the outer one is (its HTTP response with it), in the worker thread.
+counting when the outer one is (its HTTP response with it), in the worker thread; a client
+that leaves while that thread waits for a token has the response's socket shut down from the
+event loop (``InterruptibleChain``), so the read returns and the provider sees it at once.
 
 **Reading it fast.** The SDK turns each SSE event into a pydantic model through three JSON
 passes and a field-by-field conversion: about 330 µs per chunk, where its SSE decoder and one
@@ -48,7 +50,7 @@ from ..._errors import StreamError, library_error
 from ..._sse import compact_json
 from .._errors import sdk_error, upstream_error
 from .._events import Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
-from ._base import Reader
+from ._base import InterruptibleChain, Reader
 
 __all__ = ["ITEMS", "GeminiReader", "for_item", "for_stream"]
 
@@ -110,20 +112,28 @@ def for_item(item: Any) -> Reader | None:
 class GeminiReader(Reader):
     """Reads a ``generate_content_stream``: candidate 0's parts, finish reason and usage."""
 
-    __slots__ = ("_calls", "_chunks", "_finish_reason", "_usage")
+    __slots__ = ("_calls", "_chain", "_chunks", "_finish_reason", "_usage")
 
     def __init__(self) -> None:
         self._calls = 0
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
         self._chunks: _AsyncChunks | None = None
+        self._chain: InterruptibleChain | None = None
 
     def items(self, stream: Any) -> Iterable[Any] | AsyncIterable[Any]:
         if inspect.isasyncgen(stream):
             self._chunks = _AsyncChunks(stream)
             return self._chunks
-        result: Iterable[Any] = stream  # sync: read in a worker thread, through the SDK
+        if inspect.isgenerator(stream):  # sync: read in a worker thread, through the SDK
+            self._chain = InterruptibleChain(stream, _is_last_response)
+            return self._chain
+        result: Iterable[Any] = stream
         return result
+
+    def interrupt(self) -> None:
+        if self._chain is not None:
+            self._chain.interrupt()
 
     def events_for(self, item: Any) -> list[LLMEvent]:
         chunk = item if type(item) is dict else _wire_json(item)
@@ -191,6 +201,18 @@ class GeminiReader(Reader):
             response = self._chunks.response if self._chunks is not None else None
             await close_http_response(response or find_http_response(stream))
         await super().close(stream, None if items is self._chunks else items, thread_limiter)
+
+
+def _is_last_response(response: Any) -> bool:
+    """A ``GenerateContentResponse`` with a finish reason that asks for no continuation:
+    only the end of the body comes after it."""
+    candidates = getattr(response, "candidates", None)
+    if not candidates:
+        return False
+    reason = getattr(candidates[0], "finish_reason", None)
+    if reason is None or getattr(candidates[0], "continuation_token", None):
+        return False
+    return str(getattr(reason, "value", reason)) != "CONTINUATION"
 
 
 def prompt_blocked(reason: str) -> StreamError:

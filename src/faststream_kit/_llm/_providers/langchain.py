@@ -27,17 +27,20 @@ unwinds ``BaseChatModel.astream``, which does not close the provider's ``_astrea
 it iterates (the one holding the SDK stream in ``async with``); the last reference to it goes,
 and the event loop's async-generator finalizer closes it at once in a task of its own, without
 the garbage collector (measured with ``tests/openai_peer.py``: ~2 ms after ``aclose()``). A
-graph's ``astream`` cancels the node tasks it runs when it is closed.
+graph's ``astream`` cancels the node tasks it runs when it is closed. A chat model's sync
+``stream()`` is read in a worker thread: the HTTP response its chain reads (an openai or
+anthropic ``Stream``'s) is found after each chunk, and a client that leaves while that thread
+waits for a token has its socket shut down from the event loop (``InterruptibleChain``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
 from .._events import Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
-from ._base import Reader
+from ._base import InterruptibleChain, Reader
 from .anthropic import STOP_REASONS
 from .gemini import FINISH_REASONS
 
@@ -58,8 +61,22 @@ says its mode, and only ``messages`` items are read."""
 
 
 def for_stream(stream: Any) -> Reader | None:
-    """``astream()`` is a plain async generator: recognised by its first item instead."""
+    """A chat model's sync ``stream()`` generator, so that its HTTP read can be interrupted;
+    ``astream()`` and graphs are recognised by their first item instead."""
+    code = getattr(stream, "gi_code", None)
+    frame = getattr(stream, "gi_frame", None)
+    if (
+        code is not None
+        and frame is not None
+        and code.co_qualname == _SYNC_STREAM
+        and frame.f_globals.get("__name__") == _SYNC_STREAM_MODULE
+    ):
+        return ChatModelReader(sync=True)
     return None
+
+
+_SYNC_STREAM = "BaseChatModel.stream"
+_SYNC_STREAM_MODULE = "langchain_core.language_models.chat_models"
 
 
 def for_item(item: Any) -> Reader | None:
@@ -103,9 +120,19 @@ def _is_graph_item(item: Any) -> bool:
 class ChatModelReader(Reader):
     """``AIMessageChunk``s of one chat model run (or the ``AIMessage`` of ``ainvoke``)."""
 
-    __slots__ = ("_finish_reason", "_last_tool", "_tool_calls", "_tool_indexes", "_usage")
+    __slots__ = (
+        "_chain",
+        "_finish_reason",
+        "_last_tool",
+        "_sync",
+        "_tool_calls",
+        "_tool_indexes",
+        "_usage",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, sync: bool = False) -> None:
+        self._sync = sync
+        self._chain: InterruptibleChain | None = None
         self._finish_reason: str | None = None
         self._usage: dict[str, int] | None = None
         # (model call, the provider's index or call id) -> our dense tool call index: the
@@ -114,6 +141,16 @@ class ChatModelReader(Reader):
         self._tool_indexes: dict[tuple[Any, Any], int] = {}
         self._tool_calls = 0
         self._last_tool = -1
+
+    def items(self, stream: Any) -> Iterable[Any] | AsyncIterable[Any]:
+        if self._sync:
+            self._chain = InterruptibleChain(stream, _is_last_chunk)
+            return self._chain
+        return super().items(stream)
+
+    def interrupt(self) -> None:
+        if self._chain is not None:
+            self._chain.interrupt()
 
     def events_for(self, item: Any) -> list[LLMEvent]:
         return self.message_events(item, None)  # one model call
@@ -219,6 +256,16 @@ class GraphReader(ChatModelReader):
             return []
         # The chunks of one model call share its run's id (LangChain gives every chunk it).
         return self.message_events(message, message.id)
+
+
+def _is_last_chunk(message: Any) -> bool:
+    """A chunk with the finish reason: only usage and the end of the body come after it
+    (read to its end, the connection may go back to the pool, so it is left alone)."""
+    metadata = getattr(message, "response_metadata", None)
+    return bool(
+        getattr(message, "chunk_position", None) == "last"
+        or (metadata and (metadata.get("finish_reason") or metadata.get("stop_reason")))
+    )
 
 
 def _messages_pair(item: Any) -> Any:
