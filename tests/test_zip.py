@@ -308,6 +308,25 @@ def test_uncompressed_streamed_members_whatever_their_pieces(tmp_path: Path) -> 
     unzip_test(path)
 
 
+def test_more_members_than_a_zip32_directory_counts(tmp_path: Path) -> None:
+    """70,000 stored members (a ZIP32 central directory counts 65,535): ZIP64 records."""
+    app = FastAPI()
+
+    @app.get("/many.zip")
+    async def many() -> Response:
+        members = [ZipMember(f"{i}.txt", b"%d" % i, compress=False) for i in range(70_000)]
+        return zip_stream(members, filename="many.zip")
+
+    with LiveServer(app) as server:
+        response = httpx.get(server.url + "/many.zip", timeout=120)
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    assert len(archive.infolist()) == 70_000
+    assert archive.read("69999.txt") == b"69999"
+    path = tmp_path / "many.zip"
+    path.write_bytes(response.content)
+    unzip_test(path)
+
+
 def test_every_body_kind_and_both_methods(tmp_path: Path) -> None:
     async def letters() -> AsyncIterator[bytes]:
         for letter in b"abc":
