@@ -259,6 +259,74 @@ def test_a_member_is_dated_by_the_objects_last_modified(
     assert archive.getinfo(key).date_time == expected
 
 
+def test_uncompressed_streamed_members_whatever_their_pieces(tmp_path: Path) -> None:
+    """compress=False bodies of unknown CRC are deflate made of stored blocks: pieces of any
+    size (empty, one byte, around the 64 KiB block limit, several MiB) read back intact, and
+    a body of one-byte pieces does not cost 5 bytes of framing per piece."""
+    sizes = [0, 1, 16383, 16384, 16385, 65535, 65536, 65537, 0, 131071, 3 * 2**20 + 7, 5]
+    data = os.urandom(sum(sizes))
+
+    def pieces() -> Iterator[bytes]:
+        start = 0
+        for size in sizes:
+            yield data[start : start + size]
+            start += size
+
+    def bytes_one_by_one() -> Iterator[bytes]:
+        return (bytes([byte]) for byte in data[:100_000])
+
+    async def async_pieces() -> AsyncIterator[bytes]:
+        for piece in pieces():
+            yield piece
+
+    app = FastAPI()
+
+    @app.get("/stored.zip")
+    async def stored() -> Response:
+        return zip_stream(
+            [
+                ZipMember("pieces.bin", pieces(), compress=False),
+                ZipMember("one-by-one.bin", bytes_one_by_one(), compress=False),
+                ZipMember("async.bin", async_pieces(), compress=False),
+                ZipMember("empty.bin", iter([b""]), compress=False),
+            ],
+            filename="stored.zip",
+        )
+
+    with LiveServer(app) as server:
+        content = httpx.get(server.url + "/stored.zip", timeout=60).content
+    archive = zipfile.ZipFile(io.BytesIO(content))
+    assert archive.read("pieces.bin") == data
+    assert archive.read("async.bin") == data
+    assert archive.read("one-by-one.bin") == data[:100_000]
+    assert archive.read("empty.bin") == b""
+    one_by_one = archive.getinfo("one-by-one.bin")
+    assert one_by_one.compress_type == zipfile.ZIP_DEFLATED
+    assert one_by_one.compress_size < 100_000 + 100, one_by_one.compress_size
+    path = tmp_path / "stored.zip"
+    path.write_bytes(content)
+    unzip_test(path)
+
+
+def test_more_members_than_a_zip32_directory_counts(tmp_path: Path) -> None:
+    """70,000 stored members (a ZIP32 central directory counts 65,535): ZIP64 records."""
+    app = FastAPI()
+
+    @app.get("/many.zip")
+    async def many() -> Response:
+        members = [ZipMember(f"{i}.txt", b"%d" % i, compress=False) for i in range(70_000)]
+        return zip_stream(members, filename="many.zip")
+
+    with LiveServer(app) as server:
+        response = httpx.get(server.url + "/many.zip", timeout=120)
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    assert len(archive.infolist()) == 70_000
+    assert archive.read("69999.txt") == b"69999"
+    path = tmp_path / "many.zip"
+    path.write_bytes(response.content)
+    unzip_test(path)
+
+
 def test_every_body_kind_and_both_methods(tmp_path: Path) -> None:
     async def letters() -> AsyncIterator[bytes]:
         for letter in b"abc":

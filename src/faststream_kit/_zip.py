@@ -4,8 +4,11 @@ The ZIP format itself is written by stream-zip (``docs/zip.md`` says why that li
 pulls members and their bytes from a sync iterator and yields the archive; here that runs in
 one worker thread of the core (:func:`iterate_in_thread`), which hands the archive to the
 event loop with bounded read-ahead. A member is opened only when the archive reaches it (one
-``GetObject`` at a time), its bytes pass through in ``chunk_bytes`` pieces, and it is closed
-when its last byte is read, when the archive fails and when the client leaves. Async sources
+``GetObject`` at a time), its bytes are read in ``chunk_bytes`` pieces and handed to
+stream-zip as views of at most 64 KiB, and it is closed when its last byte is read, when the
+archive fails and when the client leaves. A member with ``compress=False`` whose CRC-32 is
+not known before its bytes is deflate made of stored blocks, written by :class:`_StoredBlocks`
+rather than zlib (no copy through zlib's window). Async sources
 (an aiobotocore body, an async iterable) are read on the event loop, one call per piece.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import stat
+import struct
 import threading
 import zlib
 from collections.abc import (
@@ -465,7 +469,11 @@ def _archive(members: ZipMembers, options: _Options, loop: _EventLoop) -> Iterat
     written = _Written()
     opened = _open_members(members, options, loop, written)
     try:
-        for chunk in stream_zip(opened, chunk_size=options.chunk_bytes):
+        for chunk in stream_zip(
+            opened,
+            chunk_size=min(options.chunk_bytes, _WRITE_BYTES),
+            get_compressobj=_stored_blocks,
+        ):
             written.bytes += len(chunk)
             yield chunk
     finally:
@@ -480,13 +488,17 @@ class _Written:
 
 def _open_members(
     members: ZipMembers, options: _Options, loop: _EventLoop, written: _Written
-) -> Generator[tuple[str, datetime, int, Any, Iterable[bytes]], None, None]:
-    """stream-zip's member tuples, each opened when stream-zip asks for it."""
+) -> Generator[tuple[str, datetime, int, Any, Iterable[Any]], None, None]:
+    """stream-zip's member tuples, each opened when stream-zip asks for it.
+
+    A member's pieces are ``bytes`` or ``memoryview`` values (stream-zip's annotations say
+    ``bytes``; it only takes their length, CRC-32 and slices, and hands them to the
+    compressor, all of which take any bytes-like value)."""
     started = datetime.now(UTC).replace(microsecond=0)
     source = _sync_items(members, loop)
     seen: set[str] = set()
     current: _Opened | None = None
-    pieces: Generator[bytes, None, None] | None = None
+    pieces: Generator[bytes | memoryview, None, None] | None = None
     try:
         for index, item in enumerate(source):
             where = f"members[{index}] "
@@ -498,7 +510,7 @@ def _open_members(
             current = _open_body(member.body, loop, options.chunk_bytes)
             modified = _as_utc(member.modified or current.modified or started)
             modified = min(max(modified, _MIN_MODIFIED), _MAX_MODIFIED)
-            method = _method(current, member.compress, options.compress_level, written)
+            method = _method(current, member.compress, options.compress_level, written, index)
             pieces = current.chunks()
             yield member.name, modified, _FILE_MODE, method, pieces
             current.close()
@@ -513,20 +525,87 @@ def _open_members(
             source.close()
 
 
-def _method(opened: _Opened, compress: bool, level: int, written: _Written) -> Any:
-    from stream_zip import NO_COMPRESSION_32, NO_COMPRESSION_64, ZIP_AUTO
+def _method(opened: _Opened, compress: bool, level: int, written: _Written, index: int) -> Any:
+    from stream_zip import NO_COMPRESSION_32, NO_COMPRESSION_64, ZIP_32, ZIP_64, ZIP_AUTO
 
-    if not compress and opened.crc32 is not None and opened.size is not None:
+    # ZIP32 while the member surely ends below 4 GiB (stream-zip's offset runs ahead of
+    # ``written`` by at most one chunk) and the central directory can still count it; these
+    # methods do not upgrade the central directory to ZIP64 on their own, ZIP_AUTO does.
+    small = (
+        opened.size is not None
+        and index < _ZIP32_MAX_ENTRIES
+        and written.bytes + 2 * opened.size + 2**20 < _ZIP32_LIMIT
+    )
+    if compress:
+        size = _UNKNOWN_SIZE if opened.size is None else opened.size
+        return ZIP_AUTO(size, level=level)
+    if opened.crc32 is not None and opened.size is not None:
         # Stored (method 0) needs its CRC-32 in the local header for readers that stream,
-        # so only bytes in memory are stored; ZIP32 while the member surely ends below
-        # 4 GiB (stream-zip's offset runs ahead of ``written`` by at most one chunk).
-        small = written.bytes + 2 * opened.size + 2**20 < _ZIP32_LIMIT
+        # so only bytes in memory are stored.
         stored = NO_COMPRESSION_32 if small else NO_COMPRESSION_64
         return stored(opened.size, opened.crc32)
-    # A streamed member's CRC-32 is known only at its end: uncompressed, it is deflate at
-    # level 0 (stored deflate blocks, 5 bytes per 64 KiB), which every reader streams.
-    size = _UNKNOWN_SIZE if opened.size is None else opened.size
-    return ZIP_AUTO(size, level=level if compress else 0)
+    # A streamed member's CRC-32 is known only at its end: uncompressed, it is deflate made
+    # of stored blocks (5 bytes per 64 KiB), which every reader streams. ZIP_32 and ZIP_64
+    # take their deflater from stream_zip's ``get_compressobj``: :class:`_StoredBlocks`.
+    return ZIP_32 if small else ZIP_64
+
+
+_ZIP32_MAX_ENTRIES = 0xFFFF - 1
+"""The central directory of a ZIP32 archive counts its entries in 16 bits."""
+
+_STORED_BLOCK_MAX = 0xFFFF
+_STORED_BLOCK_MIN = 16 * 1024
+_STORED_HEADER = struct.Struct("<BHH")
+
+
+class _StoredBlocks:
+    """A deflate "compressor" that does not compress: stored blocks (RFC 1951, 3.2.4).
+
+    zlib at level 0 writes the same blocks, but copies every byte through its window and
+    Python's growing output buffer: measured, that cost 3-4x the CRC-32 of the same bytes.
+    Here a piece is copied once, into its blocks (a 5-byte header, then up to 64 KiB as it
+    is). Tails shorter than ``_STORED_BLOCK_MIN`` wait for the next piece, so tiny pieces
+    cost no more than 5 bytes per 16 KiB.
+    """
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+
+    def compress(self, data: bytes) -> bytes:
+        view = memoryview(data)
+        pending = self._pending
+        if len(pending) + len(view) < _STORED_BLOCK_MIN:
+            pending += view
+            return b""
+        parts: list[bytes | bytearray | memoryview] = []
+        start = 0
+        if pending:
+            start = min(_STORED_BLOCK_MAX - len(pending), len(view))
+            parts += (_stored_header(len(pending) + start), pending, view[:start])
+            self._pending = bytearray()
+        left = len(view) - start
+        while left >= _STORED_BLOCK_MIN:
+            size = min(left, _STORED_BLOCK_MAX)
+            parts += (_stored_header(size), view[start : start + size])
+            start += size
+            left -= size
+        if left:
+            self._pending = bytearray(view[start:])
+        return b"".join(parts)
+
+    def flush(self) -> bytes:
+        pending, self._pending = self._pending, bytearray()
+        return _stored_header(len(pending), final=True) + pending
+
+
+def _stored_blocks() -> Any:
+    """stream-zip's ``get_compressobj`` (typed as returning zlib's compressor)."""
+    return _StoredBlocks()
+
+
+def _stored_header(size: int, *, final: bool = False) -> bytes:
+    # BFINAL, then BTYPE 00 (stored) and the rest of the byte; LEN and its complement.
+    return _STORED_HEADER.pack(1 if final else 0, size, size ^ 0xFFFF)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,7 +619,7 @@ class _Opened:
     crc32: int | None = None
     modified: datetime | None = None
 
-    def chunks(self) -> Generator[bytes, None, None]:
+    def chunks(self) -> Generator[bytes | memoryview, None, None]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -563,15 +642,33 @@ class _OpenedBytes(_Opened):
         self.size = len(data)
         self.crc32 = zlib.crc32(data)
 
-    def chunks(self) -> Generator[bytes, None, None]:
+    def chunks(self) -> Generator[bytes | memoryview, None, None]:
         if self._data:
             yield self._data
 
 
-def _joined(chunks: list[Any]) -> bytes:
-    """One piece of what a visit to the event loop read: stream-zip's work per piece (a
-    CRC-32 call, a compressor call, its re-chunking) costs more than joining 64 KiB pieces."""
-    return b"".join(map(_checked, chunks))
+_PIECE_BYTES = 64 * 1024
+_WRITE_BYTES = 256 * 1024
+"""The archive's bytes go to stream-zip in pieces of at most ``_PIECE_BYTES`` (views of what
+was read, not copies) and come out in pieces of ``min(chunk_bytes, _WRITE_BYTES)``.
+
+Measured on 100 MiB of S3 objects (``bench/zip.py`` and the worker thread's CPU): every
+buffer of a MiB made in the worker (joining what a read returned, or stream-zip's output
+piece) cost about as much again in page faults as the copy itself, since the allocator
+hands such buffers back to the kernel when they are freed. Pieces of 64-256 KiB are reused
+from the heap; joining 64 KiB reads into one MiB took the worker ~1.6x the CPU of passing
+them through. Below 256 KiB per write, the event loop's cost per write grows instead."""
+
+
+def _pieces(chunk: bytes) -> Iterator[bytes | memoryview]:
+    """``chunk`` as views of at most ``_PIECE_BYTES``: the piece size stream-zip handles
+    best (its re-chunking and the stored blocks copy each piece once, into small buffers)."""
+    if len(chunk) <= _PIECE_BYTES:
+        yield chunk
+        return
+    view = memoryview(chunk)
+    for start in range(0, len(view), _PIECE_BYTES):
+        yield view[start : start + _PIECE_BYTES]
 
 
 def _checked(chunk: object) -> bytes:
@@ -588,11 +685,11 @@ class _OpenedIterable(_Opened):
         self._loop = loop
         self._iterator: Iterator[bytes] | None = None
 
-    def chunks(self) -> Generator[bytes, None, None]:
+    def chunks(self) -> Generator[bytes | memoryview, None, None]:
         self._iterator = iter(self._iterable)
         for chunk in self._iterator:
             self._loop.check()
-            yield _checked(chunk)
+            yield from _pieces(_checked(chunk))
 
     def close(self) -> None:
         for closing in (self._iterator, self._iterable):
@@ -609,9 +706,10 @@ class _OpenedAsyncIterable(_Opened):
         self._chunk_bytes = chunk_bytes
         self._closed = False
 
-    def chunks(self) -> Generator[bytes, None, None]:
+    def chunks(self) -> Generator[bytes | memoryview, None, None]:
         for chunks in self._loop.read(self._iterator, self._chunk_bytes):
-            yield _joined(chunks)
+            for chunk in chunks:
+                yield from _pieces(_checked(chunk))
 
     def close(self) -> None:
         aclose = getattr(self._iterator, "aclose", None)
@@ -667,15 +765,16 @@ class _OpenedS3Object(_Opened):
         else:
             self._reader = _SyncObjectBody(found["Body"], chunk_bytes, self.size, target.key)
 
-    def chunks(self) -> Generator[bytes, None, None]:
+    def chunks(self) -> Generator[bytes | memoryview, None, None]:
         reader = self._reader
         if isinstance(reader, _SyncObjectBody):
             for chunk in reader:
                 self._loop.check()
-                yield chunk
+                yield from _pieces(chunk)
             return
         for chunks in self._loop.read(reader, self._chunk_bytes):
-            yield _joined(chunks)
+            for chunk in chunks:
+                yield from _pieces(chunk)
 
     def close(self) -> None:
         reader = self._reader
