@@ -100,18 +100,18 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return id
 """
 
-# KEYS: events. ARGV: the cursor (an entry id), how many entries. Returns nil when the stream
-# does not exist, else the id of the last entry its producer trimmed (max_events; "0-0" when
-# none was, or on Redis < 7, which has no max-deleted-entry-id) and the entries after the
-# cursor: a reader can tell a gap from the end of what was written, in one round trip.
-_REPLAY_SCRIPT = """
+# KEYS: events. Returns nil when the stream does not exist, else the id of the last entry its
+# producer trimmed (max_events; "0-0" when none was, or on Redis < 7, which has no
+# max-deleted-entry-id). Sent right after a replay's XREAD, in the same round trip: the mark
+# only grows, so one that is not past the cursor now was not when the XREAD ran, and the
+# entries read have no gap.
+_TRIMMED_SCRIPT = """
 local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
 if type(info) ~= 'table' or info.err then return false end
-local trimmed = '0-0'
 for i = 1, #info, 2 do
-  if info[i] == 'max-deleted-entry-id' then trimmed = info[i + 1]; break end
+  if info[i] == 'max-deleted-entry-id' then return info[i + 1] end
 end
-return {trimmed, redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])}
+return '0-0'
 """
 
 TRIMMED_MESSAGE = (
@@ -443,29 +443,28 @@ class ResumableStreams:
         while True:
             cursor = cursor_box[0]
             try:
-                async with self._connections:
-                    result = await self.redis.eval(
-                        _REPLAY_SCRIPT, 1, keys.events, format_id(cursor), REPLAY_ENTRIES
-                    )
+                async with self._connections, self.redis.pipeline(transaction=False) as pipe:
+                    pipe.xread({keys.events: format_id(cursor)}, count=REPLAY_ENTRIES)
+                    pipe.eval(_TRIMMED_SCRIPT, 1, keys.events)
+                    result, trimmed = await pipe.execute()
             except Exception as exc:
                 raise _unavailable() from exc
-            if result is None:
+            if trimmed is None:
                 if must_exist:
                     raise library_error("not_found", "no such resumable stream")
                 return  # expired meanwhile
             must_exist = False
-            trimmed, entries = result
+            entries = result[0][1] if result else []
             floor = parse_id(trimmed)
             if floor > cursor:
                 if whole or cursor != (0, 0):
                     raise library_error("gone", TRIMMED_MESSAGE)
                 cursor_box[0] = floor
-            for raw_id, flat in entries:
+            for raw_id, fields in entries:
                 entry_id = parse_id(raw_id)
                 if entry_id > cursor_box[0]:
                     cursor_box[0] = entry_id
-                    fields = iter(flat)
-                    yield entry_id, dict(zip(fields, fields, strict=True))
+                    yield entry_id, fields
             if len(entries) < REPLAY_ENTRIES:
                 return
 
