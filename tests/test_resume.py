@@ -702,6 +702,74 @@ def test_resuming_in_the_middle_of_a_batch_gets_exactly_the_rest(
         assert [(e.id, e.data) for e in rest] == [(e.id, e.data) for e in everything[middle + 1 :]]
 
 
+MAX_EVENTS = 100  # the workers' ResumableStreams(max_events=...) behind ?trimmed=1
+
+
+def test_max_events_keeps_a_long_stream_to_its_latest_events_and_resuming_before_them_is_410(
+    workers: tuple[Worker, Worker], store: Any
+) -> None:
+    """400 paced events (an entry or a few each) on ``ResumableStreams(max_events=100)``: the
+    live reader gets them all; Redis keeps about the last 100 (it trims whole nodes of
+    entries); a new reader gets the last 100 (and the rest of the oldest entry kept), each
+    of which it can resume from: resuming inside that window gets exactly the rest, resuming
+    before it is a 410 ``gone``, not a silent gap; every key expires."""
+    a, b = workers
+    key, count = uuid.uuid4().hex, 400
+    live = read_events(f"{a.url}/events/{key}?count={count}&delay=0.002&trimmed=1")
+    [events_key] = list(store.scan_iter(match=f"*:{key}:events"))
+    kept = store.xlen(events_key)
+    tail = read_events(f"{b.url}/events/{key}")
+    inside = read_events(f"{b.url}/events/{key}", last_event_id=tail[0].id)
+    with httpx.Client(timeout=10) as client:
+        refused = [
+            client.get(f"{b.url}/events/{key}", headers={"Last-Event-ID": event.id or ""})
+            # the first event; the last but one not kept (the last one not kept is no gap)
+            for event in (live[0], live[-len(tail) - 2])
+        ]
+    just_before = read_events(f"{b.url}/events/{key}", last_event_id=live[-len(tail) - 1].id)
+
+    assert [e.data for e in live] == [str(n) for n in range(count)]
+    # Redis trims whole nodes (100 entries) and an entry may hold several events.
+    assert kept < 2 * MAX_EVENTS + 10, f"{kept} entries kept of {count} events"
+    data = [e.data for e in tail]
+    assert MAX_EVENTS <= len(data) < MAX_EVENTS + 10
+    assert data == [str(n) for n in range(count - len(data), count)]
+    assert [(e.id, e.data) for e in tail] == [(e.id, e.data) for e in live[-len(data) :]]
+    assert [(e.id, e.data) for e in inside] == [(e.id, e.data) for e in tail[1:]]
+    assert [(e.id, e.data) for e in just_before] == [(e.id, e.data) for e in tail]
+    for before in refused:
+        assert before.status_code == 410, before.text
+        assert before.headers["content-type"] == "application/json"
+        assert before.json()["error"]["type"] == "gone"
+    assert_every_key_expires(store)
+
+
+def test_max_events_trims_an_llm_answer_whose_whole_replay_is_then_410(
+    workers: tuple[Worker, Worker], peer: ScriptedOpenAI
+) -> None:
+    """The ``ui`` format replays the whole answer (the AI SDK's resume): once the answer
+    lost its first events it is 410, not a message missing its beginning; an ``sse`` reader
+    resuming from its last events still gets the rest."""
+    a, b = workers
+    tokens = [f"t{n:03d} " for n in range(3 * MAX_EVENTS)]
+    model = scripted(peer, Script(tokens=tokens, delay_seconds=0.002))
+    key = uuid.uuid4().hex
+    url = f"/chat/{key}?model={model}&trimmed=1"
+    live = read_events(a.url + url)
+    near_end = read_events(b.url + url, last_event_id=live[-4].id)
+    with httpx.Client(timeout=10) as client:
+        ui = client.get(b.url + url + "&format=ui")
+        from_start = client.get(b.url + url, headers={"Last-Event-ID": live[0].id})
+
+    assert texts(live) == tokens
+    assert [(e.id, e.data) for e in near_end] == [(e.id, e.data) for e in live[-3:]]
+    assert ui.status_code == 410, ui.text[:300]
+    assert ui.json()["error"]["type"] == "gone"
+    assert from_start.status_code == 410
+    assert from_start.json()["error"]["type"] == "gone"
+    assert requests_for(peer, model) == 1
+
+
 def test_300_concurrent_streams_on_one_worker_with_the_documented_client(
     workers: tuple[Worker, Worker],
 ) -> None:

@@ -599,6 +599,11 @@ def test_upstream_stream_rejects_something_that_is_no_async_http_client(client: 
         case("heartbeat_seconds", "2", TypeError),
         case("shutdown_grace_seconds", -1, ValueError),
         case("shutdown_grace_seconds", None, TypeError),
+        case("max_events", 0, ValueError),
+        case("max_events", -5, ValueError),
+        case("max_events", "1000", TypeError),
+        case("max_events", 1000.0, TypeError),
+        case("max_events", True, TypeError),
     ],
 )
 def test_resumable_streams_rejects_a_bad_argument_before_touching_redis(

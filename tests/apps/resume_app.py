@@ -5,10 +5,14 @@
 ``FASTSTREAM_KIT_OPENAI_BASE_URL`` points the ``AsyncOpenAI`` client at the scripted
 OpenAI-compatible peer; ``FASTSTREAM_KIT_HEARTBEAT_SECONDS`` shortens the producer heartbeat
 so that a lost producer is noticed quickly; ``FASTSTREAM_KIT_SHUTDOWN_GRACE_SECONDS`` how long
-leaving the lifespan waits for producers.
+leaving the lifespan waits for producers. ``FASTSTREAM_KIT_MAX_EVENTS`` (100 by default) is
+the ``max_events`` of a second ``ResumableStreams`` on the same client, which a route uses
+with ``?trimmed=1``.
 
 - ``GET /chat/{key}?model=...&format=sse|ui|ag-ui``: the answer of ``model``, produced once.
 - ``GET /chat/{key}?...&idle_timeout=``: the same with ``llm_response(idle_timeout=...)``.
+- ``GET /chat/{key}?...&trimmed=1``, ``GET /events/{key}?...&trimmed=1``: the same, kept to
+  about the last ``FASTSTREAM_KIT_MAX_EVENTS`` events.
 - ``GET /events/{key}?count=&delay=&fail_after=&failure=&retry=``: numbered events, produced
   once; ``failure`` is what the producer raises after ``fail_after`` events: ``stream_error``
   (a ``StreamError``), ``timeout`` (``TimeoutError``) or ``oserror`` (``ConnectionResetError``).
@@ -61,10 +65,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
     heartbeat = float(os.environ.get("FASTSTREAM_KIT_HEARTBEAT_SECONDS", "0.5"))
     grace = float(os.environ.get("FASTSTREAM_KIT_SHUTDOWN_GRACE_SECONDS", "30"))
-    async with ResumableStreams(
-        store, ttl_seconds=300, heartbeat_seconds=heartbeat, shutdown_grace_seconds=grace
-    ) as streams:
+    max_events = int(os.environ.get("FASTSTREAM_KIT_MAX_EVENTS", "100"))
+    options: dict[str, Any] = {
+        "ttl_seconds": 300,
+        "heartbeat_seconds": heartbeat,
+        "shutdown_grace_seconds": grace,
+    }
+    async with (
+        ResumableStreams(store, **options) as streams,
+        ResumableStreams(store, **options, max_events=max_events) as trimmed,
+    ):
         app.state.streams = streams
+        app.state.trimmed = trimmed
         yield
     await store.aclose()
 
@@ -72,8 +84,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan)
 
 
-def streams_of(request: Request) -> ResumableStreams:
-    streams: ResumableStreams = request.app.state.streams
+def streams_of(request: Request, *, trimmed: bool = False) -> ResumableStreams:
+    streams: ResumableStreams = request.app.state.trimmed if trimmed else request.app.state.streams
     return streams
 
 
@@ -84,6 +96,7 @@ async def chat(
     model: str = "answer",
     format: Literal["sse", "ui", "ag-ui"] = "sse",
     idle_timeout: float = 60.0,
+    trimmed: bool = False,
 ) -> StreamResponse:
     def ask() -> Any:
         # Called only by the worker that really starts the stream: the model is asked once.
@@ -91,7 +104,7 @@ async def chat(
             model=model, messages=[{"role": "user", "content": key}], stream=True
         )
 
-    return streams_of(request).llm_response(
+    return streams_of(request, trimmed=trimmed).llm_response(
         key, source=ask, format=format, idle_timeout=idle_timeout
     )
 
@@ -105,6 +118,7 @@ async def events(
     fail_after: int | None = None,
     failure: Literal["stream_error", "timeout", "oserror"] = "stream_error",
     retry: int | None = None,
+    trimmed: bool = False,
 ) -> StreamResponse:
     async def numbers() -> AsyncIterator[str]:
         for n in range(count):
@@ -118,7 +132,9 @@ async def events(
                 await anyio.sleep(delay)
             yield str(n)
 
-    return streams_of(request).sse_response(key, producer=numbers(), retry=retry, keepalive=5)
+    return streams_of(request, trimmed=trimmed).sse_response(
+        key, producer=numbers(), retry=retry, keepalive=5
+    )
 
 
 @app.post("/cancel/{key}")

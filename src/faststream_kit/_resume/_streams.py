@@ -53,6 +53,7 @@ from .._validate import (
     non_empty_str,
     non_negative_seconds,
     one_of,
+    optional_positive_int,
     optional_positive_seconds,
     positive_seconds,
     stream_source,
@@ -98,6 +99,25 @@ local id = redis.call('XADD', KEYS[1], '*', 'k', 'start')
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return id
 """
+
+# KEYS: events. Returns nil when the stream does not exist, else the id of the last entry its
+# producer trimmed (max_events; "0-0" when none was, or on Redis < 7, which has no
+# max-deleted-entry-id). Sent right after a replay's XREAD, in the same round trip: the mark
+# only grows, so one that is not past the cursor now was not when the XREAD ran, and the
+# entries read have no gap.
+_TRIMMED_SCRIPT = """
+local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
+if type(info) ~= 'table' or info.err then return false end
+for i = 1, #info, 2 do
+  if info[i] == 'max-deleted-entry-id' then return info[i + 1] end
+end
+return '0-0'
+"""
+
+TRIMMED_MESSAGE = (
+    "the stream no longer keeps the events after this Last-Event-ID (it keeps its most "
+    "recent events only): read it again from the start"
+)
 
 _REDIS = "a redis.asyncio.Redis or RedisCluster client"
 _EVENTS = "a sync or async iterable of events"
@@ -165,7 +185,9 @@ class ResumableStreams:
     last event; ``heartbeat_seconds`` how often a producer proves it is alive (readers get
     ``producer_lost`` within three heartbeats of its process dying); ``shutdown_grace_seconds``
     how long leaving the context waits for running producers before stopping them, each with
-    a ``cancelled`` error its readers see.
+    a ``cancelled`` error its readers see. ``max_events`` (default: no limit) bounds each
+    stream this worker produces to about its most recent ``max_events`` events (Redis drops
+    older ones as new ones come); a reader resuming from before them gets a 410 ``gone``.
     """
 
     def __init__(
@@ -176,24 +198,27 @@ class ResumableStreams:
         ttl_seconds: float = 3600.0,
         heartbeat_seconds: float = 2.0,
         shutdown_grace_seconds: float = 30.0,
+        max_events: int | None = None,
     ) -> None:
         check_str("prefix", prefix)
         positive_seconds("ttl_seconds", ttl_seconds)
         positive_seconds("heartbeat_seconds", heartbeat_seconds)
         non_negative_seconds("shutdown_grace_seconds", shutdown_grace_seconds)
+        optional_positive_int("max_events", max_events)
         _check_redis(redis)
         self.redis = redis
         self.prefix = prefix
         self.ttl_seconds = ttl_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.shutdown_grace_seconds = shutdown_grace_seconds
+        self.max_events = max_events
         self._idle = anyio.Event()  # no producer running in this process
         self._idle.set()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._local: dict[str, _Producer] = {}
         self._local_events: set[bytes] = set()  # the events keys of self._local
         self._token = secrets.token_hex(8)
-        self._writer = BatchWriter(redis, self._ttl(), heartbeat_seconds)
+        self._writer = BatchWriter(redis, self._ttl(), heartbeat_seconds, max_events)
         self._follower: Follower | None = None
         self._connections = asyncio.Semaphore(COMMAND_CONNECTIONS)
 
@@ -360,15 +385,16 @@ class ResumableStreams:
     # Reading -----------------------------------------------------------------------------
 
     async def _read(
-        self, keys: StreamKeys, cursor: EntryId
+        self, keys: StreamKeys, cursor: EntryId, *, whole: bool = False
     ) -> AsyncIterator[tuple[EntryId, dict[bytes, bytes]]]:
         """Every entry after ``cursor``: replayed in large reads, then followed live through
-        the worker's shared read. 404 before anything if the stream does not exist."""
+        the worker's shared read. 404 before anything if the stream does not exist; 410 if
+        its producer trimmed events after ``cursor`` (``whole``: any event)."""
         follower = self._follower
         if follower is None:
             raise RuntimeError("use ResumableStreams as an async context manager (app lifespan)")
         cursor_box = [cursor]
-        async for entry in self._replay(keys, cursor_box, must_exist=True):
+        async for entry in self._replay(keys, cursor_box, must_exist=True, whole=whole):
             yield entry
         while True:
             subscription, ahead = follower.subscribe(keys, format_id(cursor_box[0]).encode())
@@ -398,23 +424,42 @@ class ResumableStreams:
                 yield entry
 
     async def _replay(
-        self, keys: StreamKeys, cursor_box: list[EntryId], *, must_exist: bool = False
+        self,
+        keys: StreamKeys,
+        cursor_box: list[EntryId],
+        *,
+        must_exist: bool = False,
+        whole: bool = False,
     ) -> AsyncIterator[tuple[EntryId, dict[bytes, bytes]]]:
-        """Non-blocking reads from ``cursor_box[0]`` on, until one comes back short."""
+        """Reads from ``cursor_box[0]`` on, until one comes back short.
+
+        A reader resuming from an event id (or, ``whole``, from the start) must not skip the
+        events the producer trimmed (``max_events``) after it: that is a 410 ``gone``, before
+        the response starts or, when the producer trims past a slow replay, as its error
+        event. A new reader (no ``Last-Event-ID``) starts after the last trimmed entry, not
+        at whatever older entries Redis still holds ("~" trims whole nodes): so every event
+        it gets is one it can resume from.
+        """
         while True:
+            cursor = cursor_box[0]
             try:
-                async with self._connections:
-                    result = await self.redis.xread(
-                        {keys.events: format_id(cursor_box[0])}, count=REPLAY_ENTRIES
-                    )
-                    if must_exist and not result and not await self.redis.exists(keys.events):
-                        raise library_error("not_found", "no such resumable stream")
-            except StreamError:
-                raise
+                async with self._connections, self.redis.pipeline(transaction=False) as pipe:
+                    pipe.xread({keys.events: format_id(cursor)}, count=REPLAY_ENTRIES)
+                    pipe.eval(_TRIMMED_SCRIPT, 1, keys.events)
+                    result, trimmed = await pipe.execute()
             except Exception as exc:
                 raise _unavailable() from exc
+            if trimmed is None:
+                if must_exist:
+                    raise library_error("not_found", "no such resumable stream")
+                return  # expired meanwhile
             must_exist = False
             entries = result[0][1] if result else []
+            floor = parse_id(trimmed)
+            if floor > cursor:
+                if whole or cursor != (0, 0):
+                    raise library_error("gone", TRIMMED_MESSAGE)
+                cursor_box[0] = floor
             for raw_id, fields in entries:
                 entry_id = parse_id(raw_id)
                 if entry_id > cursor_box[0]:
@@ -423,11 +468,13 @@ class ResumableStreams:
             if len(entries) < REPLAY_ENTRIES:
                 return
 
-    async def _payloads(self, key: str, after: EntryId) -> AsyncIterator[tuple[EntryId, Any]]:
+    async def _payloads(
+        self, key: str, after: EntryId, *, whole: bool = False
+    ) -> AsyncIterator[tuple[EntryId, Any]]:
         """The stream's batches after ``after``, each ``(entry id, fields, payload)``;
         ends after the end marker, raises the producer's error."""
         cursor = after
-        async for entry_id, fields in self._read(self._keys(key), cursor):
+        async for entry_id, fields in self._read(self._keys(key), cursor, whole=whole):
             kind = fields.get(b"k")
             if kind in (SSE, LLM):
                 yield entry_id, (fields, events_after(fields, entry_id, cursor))
@@ -604,7 +651,9 @@ class ResumableStreams:
         cursor = resume_after(after) if with_ids else (0, 0)
         if producer is not None:
             await self.start(key, producer, llm=True)  # its thread limiter is its own
-        async for entry_id, (fields, payload) in self._payloads(key, cursor):
+        # ui and ag-ui replay the whole answer: one that lost its first events is gone too.
+        whole = not with_ids
+        async for entry_id, (fields, payload) in self._payloads(key, cursor, whole=whole):
             records = split_events(fields, payload)
             milliseconds, last = entry_id
             frames = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,9 +41,13 @@ BACKLOG_EVENTS = 8192
 # ARGV: the owner TTL (ms), the activity stream's TTL (s), then the entries in one string (one
 # argument, not six per entry: packing arguments is what a round trip costs redis-py): per
 # entry the index of its events key in KEYS, the id of the stream's entry before it, its id,
-# kind, event count and payload, length-prefixed (see _pack_entry). A write renews the owner
-# key (a busy producer is alive). NOMKSTREAM: a stream that expired is not brought back
-# without a TTL. One activity entry says what was written: per
+# kind, trim point, last trimmed id, event count and payload, length-prefixed (see
+# _pack_entry). A write renews the owner key (a busy producer is alive). NOMKSTREAM: a stream
+# that expired is not brought back without a TTL. With a trim point (max_events), the XADD
+# also drops whole nodes of entries before it (MINID ~, cheap), and the last trimmed id is
+# recorded as the stream's max-deleted-entry-id (XSETID, Redis 7), which readers compare to
+# their Last-Event-ID: the window is the same whatever "~" happened to keep. One activity
+# entry says what was written: per
 # entry "key LF previous id LF id LF kind LF count LF" then "1" and the payload when it is
 # small (a worker following the stream from the previous id needs no read of its own), else
 # "0". Returns the failed entries as {index, error} pairs.
@@ -52,18 +57,32 @@ local activity = {}
 local data = ARGV[3]
 local pos = 1
 while pos <= #data do
-  local index, plen, ilen, klen, count, dlen
-  index, plen, ilen, klen, count, dlen, pos = struct.unpack('>I2I1I1I1I4I4', data, pos)
+  local index, plen, ilen, klen, mlen, tlen, count, dlen
+  index, plen, ilen, klen, mlen, tlen, count, dlen, pos =
+    struct.unpack('>I2I1I1I1I1I1I4I4', data, pos)
   local previous = string.sub(data, pos, pos + plen - 1)
   pos = pos + plen
   local id = string.sub(data, pos, pos + ilen - 1)
   pos = pos + ilen
   local kind = string.sub(data, pos, pos + klen - 1)
   pos = pos + klen
+  local minid = string.sub(data, pos, pos + mlen - 1)
+  pos = pos + mlen
+  local trimmed = string.sub(data, pos, pos + tlen - 1)
+  pos = pos + tlen
   local payload = string.sub(data, pos, pos + dlen - 1)
   pos = pos + dlen
-  local r = redis.pcall('XADD', KEYS[index], 'NOMKSTREAM', id,
-                        'k', kind, 'n', tostring(count), 'd', payload)
+  local r
+  if mlen > 0 then
+    r = redis.pcall('XADD', KEYS[index], 'NOMKSTREAM', 'MINID', '~', minid, id,
+                    'k', kind, 'n', tostring(count), 'd', payload)
+  else
+    r = redis.pcall('XADD', KEYS[index], 'NOMKSTREAM', id,
+                    'k', kind, 'n', tostring(count), 'd', payload)
+  end
+  if tlen > 0 and type(r) == 'string' then
+    redis.pcall('XSETID', KEYS[index], id, 'MAXDELETEDID', trimmed)
+  end
   if type(r) == 'table' and r.err then
     table.insert(failed, index); table.insert(failed, r.err)
   elseif not r then
@@ -106,6 +125,8 @@ class StreamWriter:
 
     __slots__ = (
         "_drained",
+        "_kept",
+        "_kept_events",
         "_last",
         "_writer",
         "cancelled",
@@ -117,6 +138,7 @@ class StreamWriter:
         "last_item",
         "pending",
         "queued",
+        "trimmed",
         "written",
     )
 
@@ -141,6 +163,11 @@ class StreamWriter:
         self._drained: asyncio.Event | None = None
         self.last_item = 0.0  # monotonic time of the last event (for idle_timeout)
         self.written = format_id(last)  # the id of the last entry sent
+        # With max_events: the entries in the window, (id, event count), oldest first, and
+        # the id of the last entry dropped from it.
+        self._kept: deque[tuple[str, int]] = deque()
+        self._kept_events = 0
+        self.trimmed: str | None = None
 
     def next_id(self) -> str:
         """The id of the event about to be appended.
@@ -193,7 +220,7 @@ class StreamWriter:
 
     def take(self) -> tuple[list[tuple[str, str, int, bytes]], dict[bytes, bytes] | None]:
         """The entries to write now, ``(previous id, id, event count, payload)``, and the
-        final marker."""
+        final marker (see :meth:`trim_point` for what the window lost meanwhile)."""
         events, self.pending = self.pending, []
         self.queued = False
         entries = []
@@ -214,6 +241,18 @@ class StreamWriter:
             self.written = format_id(final_id)
         return entries, final
 
+    def trim_point(self, entries: list[tuple[str, str, int, bytes]], max_events: int) -> str:
+        """Add ``entries`` to the window of the last ``max_events`` events; return the id of
+        its oldest entry (the ``MINID``) and move :attr:`trimmed` to the entry before it."""
+        kept = self._kept
+        for _, entry_id, count, _ in entries:
+            kept.append((entry_id, count))
+            self._kept_events += count
+        while self._kept_events - kept[0][1] >= max_events:
+            self.trimmed, count = kept.popleft()
+            self._kept_events -= count
+        return kept[0][0]
+
     def done(self, failure: BaseException | None) -> None:
         if failure is not None and self.failure is None:
             self.failure = failure
@@ -225,8 +264,11 @@ class StreamWriter:
 class BatchWriter:
     """Writes every producer's queued events, one pipelined round trip at a time."""
 
-    def __init__(self, redis: Any, ttl_seconds: int, heartbeat_seconds: float) -> None:
+    def __init__(
+        self, redis: Any, ttl_seconds: int, heartbeat_seconds: float, max_events: int | None
+    ) -> None:
         self.redis = redis
+        self.max_events = max_events
         self.ttl_seconds = ttl_seconds
         self.heartbeat_seconds = heartbeat_seconds
         # Two heartbeats: one late heartbeat is forgiven, and a reader still learns of a
@@ -329,9 +371,17 @@ class BatchWriter:
                 index = len(keys) + 1
                 keys += (writer.keys.events, writer.keys.owner)
                 owners.append(writer)
-                for previous, entry_id, count, payload in entries:
+                minid, trimmed = b"", b""
+                if self.max_events is not None:
+                    before = writer.trimmed
+                    minid = writer.trim_point(entries, self.max_events).encode()
+                    if writer.trimmed != before and writer.trimmed is not None:
+                        trimmed = writer.trimmed.encode()
+                last = len(entries) - 1
+                for n, (previous, entry_id, count, payload) in enumerate(entries):
+                    trim = (minid, trimmed) if n == last else (b"", b"")
                     arguments.append(
-                        _pack_entry(index, previous, entry_id, writer.kind, count, payload)
+                        _pack_entry(index, previous, entry_id, writer.kind, count, payload, *trim)
                     )
             if final is not None:
                 finals.append((writer, final))
@@ -382,15 +432,24 @@ class BatchWriter:
                     self.written(writer.keys, writer.kind, entries, final_entry)
 
 
-_ENTRY_HEADER = struct.Struct(">HBBBII")  # Lua: struct.unpack('>I2I1I1I1I4I4')
+_ENTRY_HEADER = struct.Struct(">HBBBBBII")  # Lua: struct.unpack('>I2I1I1I1I1I1I4I4')
 
 
 def _pack_entry(
-    index: int, previous: str, entry_id: str, kind: bytes, count: int, payload: bytes
+    index: int,
+    previous: str,
+    entry_id: str,
+    kind: bytes,
+    count: int,
+    payload: bytes,
+    minid: bytes = b"",
+    trimmed: bytes = b"",
 ) -> bytes:
     before, own = previous.encode(), entry_id.encode()
-    header = _ENTRY_HEADER.pack(index, len(before), len(own), len(kind), count, len(payload))
-    return header + before + own + kind + payload
+    header = _ENTRY_HEADER.pack(
+        index, len(before), len(own), len(kind), len(minid), len(trimmed), count, len(payload)
+    )
+    return b"".join((header, before, own, kind, minid, trimmed, payload))
 
 
 def _text(value: Any) -> str:
