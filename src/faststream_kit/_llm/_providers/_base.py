@@ -16,7 +16,7 @@ from ..._threads import default_thread_limiter
 from .._errors import sdk_error
 from .._events import Finish, LLMEvent
 
-__all__ = ["InterruptibleChain", "Reader", "close_stream", "shut_down_http11"]
+__all__ = ["InterruptibleChain", "InterruptibleRead", "Reader", "close_stream", "shut_down_http11"]
 
 
 class Reader:
@@ -141,25 +141,51 @@ def http_response_in_chain(generator: Any) -> Any:
     return None
 
 
-class InterruptibleChain:
-    """A sync SDK generator chain read in a worker thread, whose blocked read the event loop
-    can end (:meth:`interrupt`), as the openai and Anthropic sync readers do.
+class InterruptibleRead:
+    """A sync SDK stream read in a worker thread, whose blocked read the event loop can end.
 
-    After each item (in the worker thread, the chain suspended) the HTTP response it reads is
-    looked up when not known yet or closed (a continuation makes another request). Once an
-    item says it is the last (``is_last``), or the chain ended, the body may be read to its
-    end and the connection be back in the pool: from then on the socket is left alone.
+    The worker closes the stream once its current read returns; between two tokens that can
+    be seconds, while the model keeps generating. So :meth:`interrupt`, called on the event
+    loop when the client leaves, shuts the HTTP/1.1 connection's socket down: the peer sees
+    the connection end at once, and the blocked read returns. Once the body is at its end
+    (:meth:`_end`, under the lock ``interrupt`` holds, before the read that could release the
+    connection) it may be back in the pool carrying another request: it is left alone then.
     """
 
-    __slots__ = ("_ending", "_generator", "_is_last", "_lock", "_looked", "_response")
+    __slots__ = ("_ending", "_lock", "_response")
 
-    def __init__(self, generator: Any, is_last: Callable[[Any], bool]) -> None:
-        self._generator = generator
-        self._is_last = is_last
+    def __init__(self, response: Any = None) -> None:
         self._lock = threading.Lock()
         self._ending = False
+        self._response = response
+
+    def _end(self) -> None:
+        with self._lock:
+            self._ending = True
+
+    def interrupt(self) -> None:
+        """On the event loop: end the connection the worker may be blocked reading."""
+        with self._lock:
+            response = self._response
+            if self._ending or response is None or getattr(response, "is_closed", False):
+                return
+            shut_down_http11(response)
+
+
+class InterruptibleChain(InterruptibleRead):
+    """A sync SDK generator chain (Gemini's, LangChain's) whose HTTP response is not at hand:
+    after each item (in the worker thread, the chain suspended) the response it reads is
+    looked up when not known yet or closed (a continuation makes another request). Once an
+    item says it is the last (``is_last``), or the chain ended, the socket is left alone.
+    """
+
+    __slots__ = ("_generator", "_is_last", "_looked")
+
+    def __init__(self, generator: Any, is_last: Callable[[Any], bool]) -> None:
+        super().__init__()
+        self._generator = generator
+        self._is_last = is_last
         self._looked = False  # a chain where none is found is not searched at every item
-        self._response: Any = None
 
     def __iter__(self) -> Iterator[Any]:
         return self
@@ -168,8 +194,7 @@ class InterruptibleChain:
         try:
             item = next(self._generator)
         except BaseException:
-            with self._lock:
-                self._ending = True
+            self._end()
             raise
         last = self._is_last(item)
         response = self._response
@@ -184,12 +209,5 @@ class InterruptibleChain:
         return item
 
     def close(self) -> None:
-        with self._lock:
-            self._ending = True
+        self._end()
         self._generator.close()
-
-    def interrupt(self) -> None:
-        with self._lock:
-            response = self._response
-            if not self._ending and response is not None and not response.is_closed:
-                shut_down_http11(response)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -39,7 +38,7 @@ import anyio
 
 from .._errors import in_band_error, sdk_error, upstream_error
 from .._events import Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
-from ._base import Reader, shut_down_http11
+from ._base import InterruptibleRead, Reader
 
 __all__ = ["ITEMS", "STOP_REASONS", "MessagesReader", "for_item", "for_stream"]
 
@@ -297,28 +296,19 @@ async def _async_manager_payloads(manager: Any) -> AsyncIterator[dict[str, Any]]
             await manager.__aexit__(None, None, None)
 
 
-class _SyncReading:
-    """A sync stream (or manager, entered by the first ``next()``), read in the worker thread.
-
-    The worker closes it once its current read returns; between two tokens that can be
-    seconds, while the model keeps generating. So :meth:`interrupt`, called on the event loop
-    when the client leaves, shuts the connection's socket down: the peer sees the connection
-    end at once, and the blocked read returns. Only an HTTP/1.1 connection (an HTTP/2 one
-    carries other requests) that is still this stream's: once ``message_stop`` has been read
-    (or the reading failed) the body ends and the connection may go back to the pool, for
-    another request, so it is left to the worker then (the flag is set under the lock that
-    ``interrupt`` holds, before the read that could release it).
+class _SyncReading(InterruptibleRead):
+    """A sync stream (or manager, entered by the first ``next()``), read in the worker thread;
+    ``interrupt()`` ends a read blocked between two tokens (see ``InterruptibleRead``). The
+    body is at its end once ``message_stop`` has been read, or the reading failed.
     """
 
-    __slots__ = ("_ending", "_events", "_lock", "_manager", "_response", "_stream")
+    __slots__ = ("_events", "_manager", "_stream")
 
     def __init__(self, stream: Any, *, manager: bool) -> None:
+        super().__init__()
         self._stream = stream
         self._manager = manager
         self._events: Iterator[dict[str, Any]] | None = None
-        self._response: Any = None
-        self._lock = threading.Lock()
-        self._ending = False
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return self
@@ -330,12 +320,10 @@ class _SyncReading:
         try:
             payload = next(self._events)
         except BaseException:
-            with self._lock:
-                self._ending = True
+            self._end()
             raise
         if payload.get("type") == "message_stop":
-            with self._lock:
-                self._ending = True
+            self._end()
         return payload
 
     def _open(self) -> None:
@@ -350,18 +338,10 @@ class _SyncReading:
 
     def close(self) -> None:
         """In the worker thread: release the response (and exit the manager)."""
-        with self._lock:
-            self._ending = True
+        self._end()
         if self._events is None and self._manager:
             return  # never entered: a manager makes no request until then
         close = getattr(self._events, "close", None)
         if close is not None:
             close()
         self._stream.close()
-
-    def interrupt(self) -> None:
-        """On the event loop: end the connection the worker may be blocked reading."""
-        with self._lock:
-            if self._ending or self._response is None:
-                return
-            shut_down_http11(self._response)

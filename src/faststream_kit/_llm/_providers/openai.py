@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -30,7 +29,7 @@ import anyio
 
 from .._errors import upstream_error
 from .._events import Finish, LLMEvent, ReasoningDelta, TextDelta, ToolCallDelta
-from ._base import Reader, shut_down_http11
+from ._base import InterruptibleRead, Reader
 
 __all__ = ["ITEMS", "OpenAIReader", "Payload", "for_item", "for_stream", "sdk_payloads"]
 
@@ -103,21 +102,16 @@ _LAST_RESPONSES_EVENTS = frozenset({"response.completed", "response.failed", "re
 """A Responses API stream's last event: its body ends after it."""
 
 
-class _SyncPayloads:
-    """Iterated in a worker thread; ``close()`` closes the SDK stream (and its connection).
+class _SyncPayloads(InterruptibleRead):
+    """Iterated in a worker thread; ``close()`` closes the SDK stream (and its connection);
+    ``interrupt()`` ends a read blocked between two tokens (see ``InterruptibleRead``)."""
 
-    ``interrupt()`` (from the event loop, when the client left) shuts the socket down while
-    the worker may be blocked reading it, unless the body is already at its end: from then
-    on the connection may be back in the pool.
-    """
-
-    __slots__ = ("_ending", "_events", "_lock", "_stream")
+    __slots__ = ("_events", "_stream")
 
     def __init__(self, stream: Any, events: Iterator[Any]) -> None:
+        super().__init__(getattr(stream, "response", None))
         self._stream = stream
         self._events = events
-        self._lock = threading.Lock()
-        self._ending = False
 
     def __iter__(self) -> Iterator[Payload]:
         return self
@@ -125,26 +119,18 @@ class _SyncPayloads:
     def __next__(self) -> Payload:
         data = next(self._events).data
         if data.startswith("[DONE]"):
-            with self._lock:
-                self._ending = True
+            self._end()
             raise StopIteration  # the thread engine then calls close(), in this thread
         payload = _payload(data)
         if payload.get("type") in _LAST_RESPONSES_EVENTS:
             # The Responses API sends no [DONE]: the next read ends the body and may give the
             # connection back to the pool, out of interrupt()'s reach from then on.
-            with self._lock:
-                self._ending = True
+            self._end()
         return payload
 
     def close(self) -> None:
-        with self._lock:
-            self._ending = True
+        self._end()
         self._stream.close()
-
-    def interrupt(self) -> None:
-        with self._lock:
-            if not self._ending:
-                shut_down_http11(getattr(self._stream, "response", None))
 
 
 async def _async_payloads(events: AsyncIterator[Any]) -> AsyncIterator[Payload]:
