@@ -615,12 +615,7 @@ def test_a_sync_gemini_stream_reaches_its_http11_response_from_its_generators(
     ``HttpResponse``, whose httpx response has httpcore's ``network_stream``."""
     client = genai.Client(api_key="test-key", http_options=gemini_peer.http_options)
     stream = client.models.generate_content_stream(model="m", contents="hi")
-    try:
-        next(stream)
-        response = http_response_in_chain(stream)
-        sock = _socket_of(response)
-    finally:
-        stream.close()
+    response, sock = _response_after_first_item(stream)
     interrupting = "a client that leaves a sync stream between tokens is seen at the next token"
     assert response is not None, gemini_changed("the sync generators' chain", interrupting)
     assert isinstance(sock, socket.socket), gemini_changed("its httpx response", interrupting)
@@ -636,13 +631,8 @@ def test_a_sync_langchain_stream_reaches_its_http11_response_from_its_generators
 
     model = ChatOpenAI(model="m", base_url=peer.base_url, api_key="sk-test", max_retries=0)  # type: ignore[arg-type]
     stream = model.stream("hi")
-    try:
-        reader = langchain.for_stream(stream)
-        next(stream)
-        response = http_response_in_chain(stream)
-        sock = _socket_of(response)
-    finally:
-        stream.close()
+    reader = langchain.for_stream(stream)
+    response, sock = _response_after_first_item(stream)
     interrupting = "a client that leaves a sync stream between tokens is seen at the next token"
     dependency = f"langchain-core {core_version}"
     assert reader is not None, changed(dependency, "BaseChatModel.stream's name", interrupting)
@@ -650,9 +640,17 @@ def test_a_sync_langchain_stream_reaches_its_http11_response_from_its_generators
     assert isinstance(sock, socket.socket), changed(dependency, "the httpx response", interrupting)
 
 
-def _socket_of(response: Any) -> Any:
-    stream = getattr(response, "extensions", {}).get("network_stream")
-    return None if stream is None else stream.get_extra_info("socket")
+def _response_after_first_item(stream: Any) -> tuple[Any, Any]:
+    """What ``InterruptibleChain`` finds in a sync chain after its first item: the HTTP
+    response, and the socket it would shut down."""
+    try:
+        next(stream)
+        response = http_response_in_chain(stream)
+        network_stream = getattr(response, "extensions", {}).get("network_stream")
+        sock = None if network_stream is None else network_stream.get_extra_info("socket")
+    finally:
+        stream.close()
+    return response, sock
 
 
 def test_gemini_sdk_reads_each_chunk_from_the_segment_iterator_attribute(
