@@ -20,7 +20,9 @@ import subprocess
 import sys
 import types
 import typing
+import zlib
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiobotocore.session
@@ -817,3 +819,63 @@ def test_pyreqwest_with_no_read_buffer_hands_over_headers_and_chunks_at_once() -
     finally:
         go_on.set()
     assert first == b"first"
+
+
+def test_stream_zip_pulls_no_more_input_per_step_than_the_loop_archive_prepares() -> None:
+    """``zip_stream`` advances stream-zip's generator on the event loop for members that need
+    no CPU-heavy work (``_LoopArchive``), so it must know what one ``next()`` can pull from
+    the member iterators: at most ``write_bytes + _READY_MARGIN_BYTES`` of input, and the
+    step that pulls a member ends with its local header, before the member's first piece.
+    Neither is documented by stream-zip (docs/design.md, "Private APIs we rely on")."""
+    import random
+
+    from stream_zip import NO_COMPRESSION_32, ZIP_32, ZIP_64, stream_zip
+
+    from faststream_kit._zip import _PIECE_BYTES, _READY_MARGIN_BYTES, _stored_blocks
+
+    rng = random.Random(18)
+    events: list[tuple[str, int]] = []  # ("member", index), ("piece", bytes), ("out", bytes)
+
+    def pieces(sizes: list[int]) -> Iterator[bytes]:
+        for size in sizes:
+            events.append(("piece", size))
+            yield bytes(size)
+
+    def members(write_bytes: int) -> Iterator[tuple[Any, ...]]:
+        for index in range(12):
+            sizes = [rng.choice([0, 1, 700, 16_383, 40_000, _PIECE_BYTES]) for _ in range(40)]
+            if index % 3 == 2:
+                # A stored member (bytes of known CRC-32): its pieces pass through as they are.
+                data = bytes(sum(sizes))
+                method = NO_COMPRESSION_32(len(data), zlib.crc32(data))
+            else:
+                method = ZIP_32 if index % 3 == 0 else ZIP_64
+            events.append(("member", index))
+            yield f"{index}.bin", datetime.now(UTC), 0o644, method, pieces(sizes)
+
+    for write_bytes in (256 * 1024, 100_000, 20):
+        events.clear()
+        zipped = stream_zip(
+            members(write_bytes),
+            chunk_size=write_bytes,
+            get_compressobj=_stored_blocks(write_bytes),
+        )
+        for chunk in zipped:
+            events.append(("out", len(chunk)))
+        pulled = 0
+        member_pulled = False
+        for kind, amount in events:
+            if kind == "out":
+                pulled, member_pulled = 0, False
+            elif kind == "member":
+                member_pulled = True
+            else:
+                assert not member_pulled, (
+                    "stream-zip pulled a member's first piece in the step that pulled the "
+                    "member: _LoopArchive would fail (see docs/design.md)"
+                )
+                pulled += amount
+                assert pulled <= write_bytes + _READY_MARGIN_BYTES, (
+                    f"stream-zip pulled {pulled} bytes in one step (chunk_size {write_bytes}): "
+                    "raise _READY_MARGIN_BYTES in faststream_kit/_zip.py (docs/design.md)"
+                )

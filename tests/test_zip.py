@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote_to_bytes
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI, Query, Request
@@ -222,12 +223,13 @@ def error_of(response: httpx.Response) -> dict[str, str]:
 # --- the archive -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("compress", [True, False])
 def test_s3_objects_arrive_intact_read_by_zipfile_and_unzip(
-    spied: tuple[str, Spies], tmp_path: Path
+    spied: tuple[str, Spies], tmp_path: Path, compress: bool
 ) -> None:
     url, spies = spied
     keys = list(SMALL_KEYS)
-    response = httpx.get(objects_url(url, keys), timeout=30)
+    response = httpx.get(objects_url(url, keys, compress=compress), timeout=30)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/zip"
     assert response.headers["content-disposition"] == 'attachment; filename="objects.zip"'
@@ -236,6 +238,7 @@ def test_s3_objects_arrive_intact_read_by_zipfile_and_unzip(
     assert archive.namelist() == keys
     for key in keys:
         assert archive.read(key) == SMALL_KEYS[key]
+        # compress=False: deflate made of stored blocks (the CRC-32 is known only at the end)
         assert archive.getinfo(key).compress_type == zipfile.ZIP_DEFLATED
     path = tmp_path / "objects.zip"
     path.write_bytes(response.content)
@@ -472,13 +475,15 @@ def test_a_missing_first_object_is_a_404_before_any_byte(spied: tuple[str, Spies
     assert error_of(response)["type"] == "not_found"
 
 
+@pytest.mark.parametrize("compress", [True, False])
 def test_a_missing_later_object_aborts_the_archive_and_closes_every_body(
-    spied: tuple[str, Spies], without_gc: None
+    spied: tuple[str, Spies], without_gc: None, compress: bool
 ) -> None:
     url, spies = spied
     before = len(spies.bodies)
+    keys = [LARGE_KEY, "missing.bin"]
     with (
-        httpx.stream("GET", objects_url(url, [LARGE_KEY, "missing.bin"]), timeout=30) as response,
+        httpx.stream("GET", objects_url(url, keys, compress=compress), timeout=30) as response,
         pytest.raises(httpx.RemoteProtocolError),
     ):
         assert response.status_code == 200
@@ -512,12 +517,14 @@ def test_a_failing_member_body_aborts_the_connection() -> None:
         zipfile.ZipFile(io.BytesIO(received))
 
 
+@pytest.mark.parametrize("compress", [True, False])
 def test_a_client_that_leaves_closes_the_current_s3_body(
-    spied: tuple[str, Spies], without_gc: None
+    spied: tuple[str, Spies], without_gc: None, compress: bool
 ) -> None:
     url, spies = spied
     before = len(spies.bodies)
-    with httpx.stream("GET", objects_url(url, [LARGE_KEY, *SMALL_KEYS]), timeout=30) as response:
+    keys = [LARGE_KEY, *SMALL_KEYS]
+    with httpx.stream("GET", objects_url(url, keys, compress=compress), timeout=30) as response:
         assert response.status_code == 200
         next(response.iter_raw())  # the first piece, then the client leaves
     opened = spies.bodies[before:]
@@ -779,3 +786,30 @@ def test_the_event_loop_is_the_one_that_reads_an_async_member() -> None:
         assert httpx.get(server.url + "/a.zip").status_code == 200
     assert len(loops) == 2
     assert loops[0] is loops[1]
+
+
+def test_async_uncompressed_members_need_no_worker_thread() -> None:
+    """Members that need no CPU-heavy work (compress=False) from the event loop (aiobotocore,
+    async iterables, small bytes) are zipped on the event loop: the archive flows while
+    every worker thread token is taken."""
+    app = FastAPI()
+    busy = anyio.CapacityLimiter(1)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield b"async " * 50_000
+
+    @app.get("/no-thread.zip")
+    async def no_thread() -> Response:
+        await busy.acquire_on_behalf_of(object())  # the only token, never given back
+        members = [
+            ZipMember("small.txt", b"small", compress=False),
+            ZipMember("async.bin", pieces(), compress=False),
+        ]
+        return zip_stream(members, filename="a.zip", thread_limiter=busy)
+
+    with LiveServer(app) as server:
+        response = httpx.get(server.url + "/no-thread.zip", timeout=10)
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    assert archive.read("small.txt") == b"small"
+    assert archive.read("async.bin") == b"async " * 150_000

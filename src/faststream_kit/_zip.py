@@ -20,6 +20,7 @@ import stat
 import struct
 import threading
 import zlib
+from collections import deque
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -32,6 +33,7 @@ from collections.abc import (
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -286,10 +288,18 @@ def zip_stream(
     if isinstance(members, list | tuple):
         refused = _check_listed_members(members, untrusted=untrusted_names)
     options = _Options(compress_level, untrusted_names, chunk_bytes)
+    on_the_loop = (
+        refused is None
+        and isinstance(members, list | tuple)
+        and _fits_the_loop(members, chunk_bytes)
+    )
 
-    def open_archive(scope: Scope) -> _ArchiveThread:
+    def open_archive(scope: Scope) -> _ArchiveThread | AsyncIterator[bytes]:
         if refused is not None:
             raise refused  # before the first byte: the JSON 400
+        if on_the_loop:
+            assert isinstance(members, list | tuple)
+            return _LoopArchive(members, options).chunks()
         loop = _EventLoop(asyncio.get_running_loop())
         return _ArchiveThread(_archive(members, options, loop), loop, thread_limiter=thread_limiter)
 
@@ -345,6 +355,11 @@ class _Options:
     compress_level: int
     untrusted_names: bool
     chunk_bytes: int
+
+    @property
+    def write_bytes(self) -> int:
+        """The size of the archive's pieces (see ``_WRITE_BYTES``)."""
+        return min(self.chunk_bytes, _WRITE_BYTES)
 
 
 class _ArchiveThread(ThreadIterator[bytes]):
@@ -468,11 +483,10 @@ def _archive(members: ZipMembers, options: _Options, loop: _EventLoop) -> Iterat
 
     written = _Written()
     opened = _open_members(members, options, loop, written)
+    write_bytes = options.write_bytes
     try:
         for chunk in stream_zip(
-            opened,
-            chunk_size=min(options.chunk_bytes, _WRITE_BYTES),
-            get_compressobj=_stored_blocks,
+            opened, chunk_size=write_bytes, get_compressobj=_stored_blocks(write_bytes)
         ):
             written.bytes += len(chunk)
             yield chunk
@@ -501,18 +515,11 @@ def _open_members(
     pieces: Generator[bytes | memoryview, None, None] | None = None
     try:
         for index, item in enumerate(source):
-            where = f"members[{index}] "
-            member = _as_member(item, where)
-            problem = _problem_in_archive(member.name, seen)
-            if problem is not None:
-                raise _name_error(where, member.name, problem, untrusted=options.untrusted_names)
-            seen.add(member.name)
+            member = _next_member(index, item, seen, options)
             current = _open_body(member.body, loop, options.chunk_bytes)
-            modified = _as_utc(member.modified or current.modified or started)
-            modified = min(max(modified, _MIN_MODIFIED), _MAX_MODIFIED)
-            method = _method(current, member.compress, options.compress_level, written, index)
+            method = _method(current, member.compress, options.compress_level, written.bytes, index)
             pieces = current.chunks()
-            yield member.name, modified, _FILE_MODE, method, pieces
+            yield member.name, _modified(member, current, started), _FILE_MODE, method, pieces
             current.close()
             current = pieces = None
     finally:
@@ -525,7 +532,23 @@ def _open_members(
             source.close()
 
 
-def _method(opened: _Opened, compress: bool, level: int, written: _Written, index: int) -> Any:
+def _next_member(index: int, item: Any, seen: set[str], options: _Options) -> ZipMember:
+    """The ``index``-th item as a member, its name checked."""
+    where = f"members[{index}] "
+    member = _as_member(item, where)
+    problem = _problem_in_archive(member.name, seen)
+    if problem is not None:
+        raise _name_error(where, member.name, problem, untrusted=options.untrusted_names)
+    seen.add(member.name)
+    return member
+
+
+def _modified(member: ZipMember, opened: _Opened, started: datetime) -> datetime:
+    modified = _as_utc(member.modified or opened.modified or started)
+    return min(max(modified, _MIN_MODIFIED), _MAX_MODIFIED)
+
+
+def _method(opened: _Opened, compress: bool, level: int, written: int, index: int) -> Any:
     from stream_zip import NO_COMPRESSION_32, NO_COMPRESSION_64, ZIP_32, ZIP_64, ZIP_AUTO
 
     # ZIP32 while the member surely ends below 4 GiB (stream-zip's offset runs ahead of
@@ -534,7 +557,7 @@ def _method(opened: _Opened, compress: bool, level: int, written: _Written, inde
     small = (
         opened.size is not None
         and index < _ZIP32_MAX_ENTRIES
-        and written.bytes + 2 * opened.size + 2**20 < _ZIP32_LIMIT
+        and written + 2 * opened.size + 2**20 < _ZIP32_LIMIT
     )
     if compress:
         size = _UNKNOWN_SIZE if opened.size is None else opened.size
@@ -554,7 +577,6 @@ _ZIP32_MAX_ENTRIES = 0xFFFF - 1
 """The central directory of a ZIP32 archive counts its entries in 16 bits."""
 
 _STORED_BLOCK_MAX = 0xFFFF
-_STORED_BLOCK_MIN = 16 * 1024
 _STORED_HEADER = struct.Struct("<BHH")
 
 
@@ -563,44 +585,63 @@ class _StoredBlocks:
 
     zlib at level 0 writes the same blocks, but copies every byte through its window and
     Python's growing output buffer: measured, that cost 3-4x the CRC-32 of the same bytes.
-    Here a piece is copied once, into its blocks (a 5-byte header, then up to 64 KiB as it
-    is). Tails shorter than ``_STORED_BLOCK_MIN`` wait for the next piece, so tiny pieces
-    cost no more than 5 bytes per 16 KiB.
+    Here the pieces are kept as views and copied once, into the output. Blocks are 64 KiB
+    whatever the pieces' sizes (5 bytes of framing each), and the output comes in pieces of
+    exactly ``write_bytes``: stream-zip writes such a piece as it is, where it would
+    otherwise copy every byte again to cut its own pieces of that size.
     """
 
-    def __init__(self) -> None:
-        self._pending = bytearray()
+    def __init__(self, write_bytes: int) -> None:
+        self._write_bytes = write_bytes
+        self._block: list[memoryview] = []  # the data of the block being filled
+        self._block_bytes = 0
+        self._out: deque[bytes | memoryview] = deque()  # finished blocks not handed out yet
+        self._out_bytes = 0
 
     def compress(self, data: bytes) -> bytes:
         view = memoryview(data)
-        pending = self._pending
-        if len(pending) + len(view) < _STORED_BLOCK_MIN:
-            pending += view
-            return b""
-        parts: list[bytes | bytearray | memoryview] = []
-        start = 0
-        if pending:
-            start = min(_STORED_BLOCK_MAX - len(pending), len(view))
-            parts += (_stored_header(len(pending) + start), pending, view[:start])
-            self._pending = bytearray()
-        left = len(view) - start
-        while left >= _STORED_BLOCK_MIN:
-            size = min(left, _STORED_BLOCK_MAX)
-            parts += (_stored_header(size), view[start : start + size])
-            start += size
-            left -= size
-        if left:
-            self._pending = bytearray(view[start:])
-        return b"".join(parts)
+        start, size = 0, len(view)
+        while start < size:
+            take = min(_STORED_BLOCK_MAX - self._block_bytes, size - start)
+            self._block.append(view[start : start + take] if take < size else view)
+            self._block_bytes += take
+            start += take
+            if self._block_bytes == _STORED_BLOCK_MAX:
+                self._end_block(final=False)
+        whole = self._out_bytes - self._out_bytes % self._write_bytes
+        return self._take(whole) if whole else b""
 
     def flush(self) -> bytes:
-        pending, self._pending = self._pending, bytearray()
-        return _stored_header(len(pending), final=True) + pending
+        self._end_block(final=True)
+        return self._take(self._out_bytes)
+
+    def _end_block(self, *, final: bool) -> None:
+        self._out.append(_stored_header(self._block_bytes, final=final))
+        self._out.extend(self._block)
+        self._out_bytes += _STORED_HEADER.size + self._block_bytes
+        self._block = []
+        self._block_bytes = 0
+
+    def _take(self, size: int) -> bytes:
+        """The first ``size`` bytes of the finished blocks, in one copy."""
+        out = self._out
+        parts: list[bytes | memoryview] = []
+        left = size
+        while left:
+            part = out[0]
+            if len(part) > left:
+                parts.append(part[:left])
+                out[0] = part[left:]
+                break
+            parts.append(out.popleft())
+            left -= len(part)
+        self._out_bytes -= size
+        return b"".join(parts)
 
 
-def _stored_blocks() -> Any:
+def _stored_blocks(write_bytes: int) -> Any:
     """stream-zip's ``get_compressobj`` (typed as returning zlib's compressor)."""
-    return _StoredBlocks()
+    return partial(_StoredBlocks, write_bytes)
 
 
 def _stored_header(size: int, *, final: bool = False) -> bytes:
@@ -745,20 +786,15 @@ class _OpenedS3Object(_Opened):
         self._loop = loop
         self._chunk_bytes = chunk_bytes
         calls = _S3Calls(target.client, None)
-        params = {"Bucket": target.bucket, "Key": target.key, **(target.extra_args or {})}
+        params = _get_params(target)
         try:
             if calls.is_async:
                 found = loop.run(calls("get_object", params))
             else:  # already in a worker thread: call the SDK here, not in yet another one
                 found = dict(target.client.get_object(**params))
         except Exception as exc:
-            if is_programming_error(exc):
-                raise
-            raise object_failure(exc, target.key) from exc
-        length = found.get("ContentLength")
-        self.size = length if isinstance(length, int) else None
-        modified = found.get("LastModified")
-        self.modified = modified if isinstance(modified, datetime) else None
+            raise _get_failure(exc, target) from exc
+        self.size, self.modified = _object_details(found)
         self._reader: _AsyncObjectBody | _SyncObjectBody
         if calls.is_async:
             self._reader = _AsyncObjectBody(found["Body"], chunk_bytes, self.size, target.key)
@@ -782,6 +818,251 @@ class _OpenedS3Object(_Opened):
             reader.close()
         else:
             self._loop.run(reader.aclose(), stoppable=False)  # nothing once closed
+
+
+def _get_failure(exc: Exception, target: S3Object) -> Exception:
+    """What a failed ``GetObject`` raises: a programming error as it is, else 404/403/502."""
+    return exc if is_programming_error(exc) else object_failure(exc, target.key)
+
+
+def _get_params(target: S3Object) -> dict[str, Any]:
+    return {"Bucket": target.bucket, "Key": target.key, **(target.extra_args or {})}
+
+
+def _object_details(found: Mapping[str, Any]) -> tuple[int | None, datetime | None]:
+    """A ``GetObject`` answer's size and date, when the SDK gave them."""
+    length = found.get("ContentLength")
+    modified = found.get("LastModified")
+    return (
+        length if isinstance(length, int) else None,
+        modified if isinstance(modified, datetime) else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the archive on the event loop
+
+
+def _fits_the_loop(members: list[Any] | tuple[Any, ...], chunk_bytes: int) -> bool:
+    """Whether building the archive takes no CPU-heavy or blocking work: every member has
+    ``compress=False`` and its bytes come from the event loop (an aiobotocore object, an
+    async iterable) or are small ``bytes``. Then the archive is built on the event loop
+    (:class:`_LoopArchive`), with no worker thread and no hand-over of its pieces."""
+    for index, item in enumerate(members):
+        member = _as_member(item, f"members[{index}] ")
+        body = member.body
+        if member.compress:
+            return False  # deflate: about 10 ms of CPU per 100 KiB+, in the worker thread
+        if isinstance(body, S3Object):
+            if not _S3Calls(body.client, None).is_async:
+                return False  # boto3 blocks: its reads stay in the worker thread
+        elif isinstance(body, bytes | bytearray | memoryview):
+            if len(body) > chunk_bytes:
+                return False  # its CRC-32 would hold the event loop up
+        elif not isinstance(body, AsyncIterable):
+            return False  # a sync iterable may block
+    return True
+
+
+class _End:
+    """Marks the end of a member's pieces, or of the members."""
+
+
+_END = _End()
+
+_READY_MARGIN_BYTES = 3 * _PIECE_BYTES
+"""What :class:`_LoopArchive` relies on: stream-zip takes the archive's pieces from
+:class:`_StoredBlocks`, which holds back at most one 64 KiB block and hands out exactly
+``write_bytes``, so one ``next()`` of stream-zip pulls at most ``write_bytes + 2 *
+_PIECE_BYTES`` of input (a stored ``bytes`` member: ``write_bytes + _PIECE_BYTES``); and
+the step that pulls a member ends with its local header, before its first piece.
+tests/test_private_apis.py checks both on the installed stream-zip."""
+
+
+class _LoopArchive:
+    """The archive built on the event loop: stream-zip's generator is advanced here.
+
+    stream-zip pulls members and pieces from sync iterators, which cannot wait for a read.
+    So before each ``next()`` of stream-zip, :meth:`chunks` reads until more input is ready
+    than that step can pull (``write_bytes + _READY_MARGIN_BYTES``) or the current body
+    ends; then it closes the body and opens the next member (one body open at a time, as
+    in the worker thread), whose bytes are read only once stream-zip has pulled it and
+    written its local header. Should stream-zip ever pull more than it was given, the
+    archive fails loudly (:meth:`_take` raises) rather than write a wrong member.
+    """
+
+    def __init__(self, members: list[Any] | tuple[Any, ...], options: _Options) -> None:
+        self._members = enumerate(members)
+        self._options = options
+        self._started = datetime.now(UTC).replace(microsecond=0)
+        self._seen: set[str] = set()
+        self._entries: deque[Any] = deque()  # member tuples stream-zip has not pulled yet
+        self._pieces: deque[Any] = deque()  # the pieces read of the last member opened
+        self._ready = 0  # bytes read that stream-zip has not pulled yet
+        self._body: _LoopBody | None = None  # the body being read, if not yet at its end
+        self._opened_all = False
+        self._written = 0
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The archive's bytes, in pieces of ``write_bytes``."""
+        from stream_zip import stream_zip
+
+        write_bytes = self._options.write_bytes
+        zipped = iter(
+            stream_zip(
+                self._entries_for_stream_zip(),
+                chunk_size=write_bytes,
+                get_compressobj=_stored_blocks(write_bytes),
+            )
+        )
+        enough = write_bytes + _READY_MARGIN_BYTES
+        try:
+            while True:
+                # A member stream-zip has not pulled yet is not read: the step that pulls
+                # it ends with its local header (sent before its first byte is read).
+                while self._ready < enough and not (self._entries or self._opened_all):
+                    await self._read_more()
+                chunk = next(zipped, None)
+                if chunk is None:
+                    return
+                self._written += len(chunk)
+                yield chunk
+        finally:
+            body, self._body = self._body, None
+            if body is not None:  # failed, cancelled (the client left) or closed early
+                await body.aclose()
+
+    async def _read_more(self) -> None:
+        """The next piece of the current body; past its end, close it and open the next."""
+        body = self._body
+        if body is None:
+            await self._open_next()
+            return
+        chunk = await body.read()
+        if chunk is None:
+            self._body = None
+            self._pieces.append(_END)
+            await body.aclose()
+            return
+        self._pieces.extend(_pieces(chunk))
+        self._ready += len(chunk)
+
+    async def _open_next(self) -> None:
+        entry = next(self._members, None)
+        if entry is None:
+            self._opened_all = True
+            self._entries.append(_END)
+            return
+        index, item = entry
+        options = self._options
+        member = _next_member(index, item, self._seen, options)
+        body = self._body = await _open_on_loop(member.body, options.chunk_bytes)
+        written = self._written + self._ready  # stream-zip's offset is at most this
+        method = _method(body, member.compress, options.compress_level, written, index)
+        pieces = self._pieces = deque()
+        modified = _modified(member, body, self._started)
+        self._entries.append((member.name, modified, _FILE_MODE, method, self._take(pieces)))
+
+    def _entries_for_stream_zip(self) -> Iterator[Any]:
+        entries = self._entries
+        while True:
+            if not entries:
+                raise RuntimeError(_PULLED_TOO_FAR)
+            entry = entries.popleft()
+            if entry is _END:
+                return
+            yield entry
+
+    def _take(self, pieces: deque[Any]) -> Iterator[bytes | memoryview]:
+        while True:
+            if not pieces:
+                raise RuntimeError(_PULLED_TOO_FAR)
+            piece = pieces.popleft()
+            if piece is _END:
+                return
+            self._ready -= len(piece)
+            yield piece
+
+
+_PULLED_TOO_FAR = (
+    "stream-zip pulled more input in one step than faststream-kit prepared "
+    "(_READY_MARGIN_BYTES): its behaviour changed; see tests/test_private_apis.py"
+)
+
+
+class _LoopBody(_Opened):
+    """A member body read on the event loop by :class:`_LoopArchive`."""
+
+    async def read(self) -> bytes | None:
+        """The next piece, or ``None`` at the end."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Idempotent; called once its last piece is read, or when the archive stops."""
+
+
+async def _open_on_loop(body: ZipBody, chunk_bytes: int) -> _LoopBody:
+    if isinstance(body, S3Object):
+        return await _LoopS3Object.get(body, chunk_bytes)
+    if isinstance(body, bytes | bytearray | memoryview):
+        return _LoopBytes(bytes(body))
+    assert isinstance(body, AsyncIterable)  # _fits_the_loop let nothing else through
+    return _LoopAsyncIterable(body)
+
+
+class _LoopBytes(_LoopBody):
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.size = len(data)
+        self.crc32 = zlib.crc32(data)
+
+    async def read(self) -> bytes | None:
+        data, self._data = self._data, b""
+        return data or None
+
+
+class _LoopAsyncIterable(_LoopBody):
+    def __init__(self, iterable: AsyncIterable[bytes]) -> None:
+        self._iterator: AsyncIterator[bytes] = aiter(iterable)
+        self._closed = False
+
+    async def read(self) -> bytes | None:
+        try:
+            return _checked(await self._iterator.__anext__())
+        except StopAsyncIteration:
+            return None
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._iterator, "aclose", None)
+        if not self._closed and aclose is not None:
+            self._closed = True
+            await aclose()
+
+
+class _LoopS3Object(_LoopBody):
+    """An aiobotocore object, read through ``s3_stream``'s reader (see
+    :class:`_OpenedS3Object`)."""
+
+    def __init__(self, found: Mapping[str, Any], key: str, chunk_bytes: int) -> None:
+        self.size, self.modified = _object_details(found)
+        self._reader = _AsyncObjectBody(found["Body"], chunk_bytes, self.size, key)
+
+    @classmethod
+    async def get(cls, target: S3Object, chunk_bytes: int) -> _LoopS3Object:
+        try:
+            found = await _S3Calls(target.client, None)("get_object", _get_params(target))
+        except Exception as exc:
+            raise _get_failure(exc, target) from exc
+        return cls(found, target.key, chunk_bytes)
+
+    async def read(self) -> bytes | None:
+        try:
+            return await self._reader.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    async def aclose(self) -> None:
+        await self._reader.aclose()
 
 
 class _SyncItems:
