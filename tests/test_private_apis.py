@@ -879,3 +879,35 @@ def test_stream_zip_pulls_no_more_input_per_step_than_the_loop_archive_prepares(
                     f"stream-zip pulled {pulled} bytes in one step (chunk_size {write_bytes}): "
                     "raise _READY_MARGIN_BYTES in faststream_kit/_zip.py (docs/design.md)"
                 )
+
+
+def test_stream_zip_computes_its_crc32_with_the_zlib_of_its_module() -> None:
+    """``zip_stream`` writes archives with a copy of the stream-zip module whose ``zlib``
+    has ISA-L's or zlib-ng's ``crc32`` (3-4x zlib's), which works only while stream-zip
+    calls ``zlib.crc32`` through its module global (docs/design.md, "Private APIs")."""
+    import stream_zip
+
+    from faststream_kit._zip import _fast_crc32, _stream_zip, stream_zip_with_crc32
+
+    calls: list[int] = []
+
+    def counting_crc32(data: Any, value: int = 0) -> int:
+        calls.append(len(data))
+        return zlib.crc32(data, value)
+
+    data = b"x" * 100_000
+    modified = datetime(2024, 1, 1, tzinfo=UTC)
+
+    def members(module: types.ModuleType) -> list[tuple[Any, ...]]:
+        return [("a.bin", modified, 0o644, module.ZIP_32, [data])]
+
+    copy = stream_zip_with_crc32(counting_crc32)
+    archive = b"".join(copy.stream_zip(members(copy)))
+    assert sum(calls) >= len(data), (
+        "stream-zip no longer calls zlib.crc32 through its module: zip_stream's CRC-32 is "
+        "zlib's again (slower); see _stream_zip in faststream_kit/_zip.py"
+    )
+    assert archive == b"".join(stream_zip.stream_zip(members(stream_zip)))
+    assert stream_zip.zlib is zlib, "the stream-zip everyone else imports is left alone"
+    if _fast_crc32() is not None:
+        assert _stream_zip().zlib.crc32 is _fast_crc32()
