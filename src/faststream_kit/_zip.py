@@ -1,15 +1,16 @@
 """``zip_stream``: many files, or S3 objects, as one ZIP archive built while it is sent.
 
 The ZIP format itself is written by stream-zip (``docs/zip.md`` says why that library). It
-pulls members and their bytes from a sync iterator and yields the archive; here that runs in
-one worker thread of the core (:func:`iterate_in_thread`), which hands the archive to the
-event loop with bounded read-ahead. A member is opened only when the archive reaches it (one
-``GetObject`` at a time), its bytes are read in ``chunk_bytes`` pieces and handed to
-stream-zip as views of at most 64 KiB, and it is closed when its last byte is read, when the
-archive fails and when the client leaves. A member with ``compress=False`` whose CRC-32 is
-not known before its bytes is deflate made of stored blocks, written by :class:`_StoredBlocks`
-rather than zlib (no copy through zlib's window). Async sources
-(an aiobotocore body, an async iterable) are read on the event loop, one call per piece.
+pulls members and their bytes from sync iterators and yields the archive. When every member
+has ``compress=False`` and is read on the event loop (aiobotocore objects, async iterables,
+small ``bytes``), its generator is advanced on the event loop (:class:`_LoopArchive`);
+otherwise it runs in one worker thread of the core (:func:`iterate_in_thread`), which hands
+the archive to the event loop with bounded read-ahead and reads async sources there, one
+call per piece. A member is opened only when the archive reaches it (one ``GetObject`` at a
+time), its bytes are read in ``chunk_bytes`` pieces and handed to stream-zip as views of at
+most 64 KiB, and it is closed when its last byte is read, when the archive fails and when
+the client leaves. A member with ``compress=False`` whose CRC-32 is not known before its
+bytes is deflate made of stored blocks, written by :class:`_StoredBlocks` rather than zlib.
 """
 
 from __future__ import annotations
@@ -275,8 +276,10 @@ def zip_stream(
     response; after it, the connection is aborted so the archive is visibly incomplete. The
     response is ``application/zip`` with ``Content-Disposition: attachment`` for
     ``filename`` (RFC 6266). ``headers``, ``request``, ``send_timeout``, ``idle_timeout``
-    and ``thread_limiter`` are the core's (see :class:`StreamResponse`); the archive is
-    built in one worker thread of ``thread_limiter``.
+    and ``thread_limiter`` are the core's (see :class:`StreamResponse`). The archive is
+    built on the event loop when ``members`` is a list or tuple whose members all have
+    ``compress=False`` and are read there (aiobotocore objects, async iterables, ``bytes``
+    of at most 1 MiB), else in one worker thread of ``thread_limiter``.
     """
     non_empty_str("filename", filename)
     int_between("compress_level", compress_level, 0, 9)
@@ -295,7 +298,7 @@ def zip_stream(
     on_the_loop = (
         refused is None
         and isinstance(members, list | tuple)
-        and _fits_the_loop(members, chunk_bytes)
+        and _fits_the_loop(members)
     )
 
     def open_archive(scope: Scope) -> _ArchiveThread | AsyncIterator[bytes]:
@@ -752,8 +755,8 @@ them through. Below 256 KiB per write, the event loop's cost per write grows ins
 
 
 def _pieces(chunk: bytes) -> Iterator[bytes | memoryview]:
-    """``chunk`` as views of at most ``_PIECE_BYTES``: the piece size stream-zip handles
-    best (its re-chunking and the stored blocks copy each piece once, into small buffers)."""
+    """``chunk`` as views of at most ``_PIECE_BYTES`` (one stored block each, at most),
+    which also bounds what one step of stream-zip pulls (``_READY_MARGIN_BYTES``)."""
     if len(chunk) <= _PIECE_BYTES:
         yield chunk
         return
@@ -893,10 +896,14 @@ def _object_details(found: Mapping[str, Any]) -> tuple[int | None, datetime | No
 # Building the archive on the event loop
 
 
-def _fits_the_loop(members: list[Any] | tuple[Any, ...], chunk_bytes: int) -> bool:
+_LOOP_BYTES_MAX = 1 << 20
+"""A ``bytes`` member larger than this keeps the archive in the worker thread."""
+
+
+def _fits_the_loop(members: list[Any] | tuple[Any, ...]) -> bool:
     """Whether building the archive takes no CPU-heavy or blocking work: every member has
     ``compress=False`` and its bytes come from the event loop (an aiobotocore object, an
-    async iterable) or are small ``bytes``. Then the archive is built on the event loop
+    async iterable) or are ``bytes`` of at most 1 MiB. Then the archive is built on the event loop
     (:class:`_LoopArchive`), with no worker thread and no hand-over of its pieces."""
     for index, item in enumerate(members):
         member = _as_member(item, f"members[{index}] ")
@@ -907,8 +914,8 @@ def _fits_the_loop(members: list[Any] | tuple[Any, ...], chunk_bytes: int) -> bo
             if not _S3Calls(body.client, None).is_async:
                 return False  # boto3 blocks: its reads stay in the worker thread
         elif isinstance(body, bytes | bytearray | memoryview):
-            if len(body) > chunk_bytes:
-                return False  # its CRC-32 would hold the event loop up
+            if len(body) > _LOOP_BYTES_MAX:
+                return False  # its CRC-32, computed at once, would hold the event loop up
         elif not isinstance(body, AsyncIterable):
             return False  # a sync iterable may block
     return True
