@@ -295,11 +295,7 @@ def zip_stream(
     if isinstance(members, list | tuple):
         refused = _check_listed_members(members, untrusted=untrusted_names)
     options = _Options(compress_level, untrusted_names, chunk_bytes)
-    on_the_loop = (
-        refused is None
-        and isinstance(members, list | tuple)
-        and _fits_the_loop(members)
-    )
+    on_the_loop = refused is None and isinstance(members, list | tuple) and _fits_the_loop(members)
 
     def open_archive(scope: Scope) -> _ArchiveThread | AsyncIterator[bytes]:
         if refused is not None:
