@@ -1016,24 +1016,24 @@ class _LoopArchive:
         self._entries.append((member.name, modified, _FILE_MODE, method, self._take(pieces)))
 
     def _entries_for_stream_zip(self) -> Iterator[Any]:
-        entries = self._entries
-        while True:
-            if not entries:
-                raise RuntimeError(_PULLED_TOO_FAR)
-            entry = entries.popleft()
-            if entry is _END:
-                return
-            yield entry
+        return _prepared(self._entries)
 
     def _take(self, pieces: deque[Any]) -> Iterator[bytes | memoryview]:
-        while True:
-            if not pieces:
-                raise RuntimeError(_PULLED_TOO_FAR)
-            piece = pieces.popleft()
-            if piece is _END:
-                return
+        for piece in _prepared(pieces):
             self._ready -= len(piece)
             yield piece
+
+
+def _prepared(queue: deque[Any]) -> Iterator[Any]:
+    """What was put in ``queue``, up to ``_END``; an empty queue means that stream-zip pulled
+    further than :class:`_LoopArchive` prepared for it."""
+    while True:
+        if not queue:
+            raise RuntimeError(_PULLED_TOO_FAR)
+        item = queue.popleft()
+        if item is _END:
+            return
+        yield item
 
 
 _PULLED_TOO_FAR = (
