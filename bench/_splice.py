@@ -1,6 +1,6 @@
 """The cheapest proxy process there is: copy bytes between two sockets, parse nothing.
 
-    python bench/_splice.py PORT UPSTREAM_URL
+    python bench/_splice.py PORT UPSTREAM_URL [--crc]
 
 A reference for ``bench/upstream.py``: for each connection it reads the request line, opens a
 connection to the upstream, sends ``GET <path>`` there with ``Connection: close`` and copies
@@ -8,12 +8,17 @@ the upstream's response bytes (status line, headers, chunked framing and all) to
 as they arrive, pausing the upstream while the client's socket is full. No HTTP parsing, no
 header filtering, no ASGI, no Python per byte: what is left is the event loop and the kernel's
 two socket copies, the toll any proxy process pays on top of a direct download.
+
+With ``--crc`` it also computes the CRC-32 of every byte it copies (as ``s3_stream`` does, with
+the same function: zlib-ng's or ISA-L's when installed, else zlib's), and checks nothing: the
+floor of any route that verifies an object's CRC-32 on its way through.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -33,6 +38,8 @@ class UpstreamSide(asyncio.Protocol):
         self.client.upstream = self
 
     def data_received(self, data: bytes) -> None:
+        if self.client.crc is not None:
+            self.client.sum = self.client.crc(data, self.client.sum)
         self.client.transport.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -40,8 +47,10 @@ class UpstreamSide(asyncio.Protocol):
 
 
 class ClientSide(asyncio.Protocol):
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: tuple[str, int], crc: Callable[[bytes, int], int] | None) -> None:
         self.address = upstream
+        self.crc = crc
+        self.sum = 0
         self.upstream: UpstreamSide | None = None
         self.head = b""
 
@@ -78,18 +87,23 @@ class ClientSide(asyncio.Protocol):
             self.upstream.transport.close()
 
 
-async def serve(port: int, upstream_url: str) -> None:
+async def serve(port: int, upstream_url: str, crc: Callable[[bytes, int], int] | None) -> None:
     parts = urlsplit(upstream_url)
     upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
     server = await asyncio.get_running_loop().create_server(
-        lambda: ClientSide(upstream), "127.0.0.1", port
+        lambda: ClientSide(upstream, crc), "127.0.0.1", port
     )
     await server.serve_forever()
 
 
 def main() -> None:
     port, upstream_url = int(sys.argv[1]), sys.argv[2]
-    (uvloop.run if uvloop is not None else asyncio.run)(serve(port, upstream_url))
+    crc = None
+    if sys.argv[3:] == ["--crc"]:
+        from faststream_kit._s3 import _crc32
+
+        crc = _crc32()
+    (uvloop.run if uvloop is not None else asyncio.run)(serve(port, upstream_url, crc))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,10 @@ Routes: ``kit_async`` / ``kit_sync`` are ``s3_stream`` with an aiobotocore / bot
 iterates both SDK bodies in their default 1 KiB pieces (the sync one with a thread hop each).
 ``splice`` is a reference, not a competitor: ``bench/_splice.py`` copying the bytes of a
 presigned GET between two sockets, parsing nothing; what any process between the client and
-S3 costs on this machine. ``loop_async`` / ``loop_sync`` are the floor of any app route: the
+S3 costs on this machine. ``splice_crc`` is the same copy that also computes the CRC-32 of
+every piece it passes on (with ``s3_stream``'s CRC function), checking nothing: the floor of
+a route that verifies the object's checksum, as ``s3_stream`` does by default.
+``loop_async`` / ``loop_sync`` are the floor of any app route: the
 shortest correct loop over each SDK body as raw ASGI, reading 1 MiB at a time. The table also
 shows the CPU seconds per download of the process between the client and S3 (``app CPU``),
 of its event loop thread alone (``loop CPU``, from ``schedstat``: nanoseconds, not 10 ms ticks)
@@ -246,6 +249,7 @@ def main() -> None:
         "starlette_async": max(1, rounds // 2),
         "starlette_sync": 1,
         "splice": rounds,
+        "splice_crc": rounds,
         "loop_async": rounds,
         "loop_sync": rounds,
     }
@@ -270,13 +274,15 @@ def main() -> None:
         client = peer.sync_client()
         client.create_bucket(Bucket=BUCKET)
         client.put_object(Bucket=BUCKET, Key=KEY, Body=os.urandom(size))
-        port, splice_port = free_port(), free_port()
+        port, splice_port, splice_crc_port = free_port(), free_port(), free_port()
         presigned = client.generate_presigned_url(
             "get_object", Params={"Bucket": BUCKET, "Key": KEY}, ExpiresIn=3600
         )
         origin, _, presigned_path = presigned.partition("://")[2].partition("/")
         splice_command = [sys.executable, str(ROOT / "bench" / "_splice.py"), str(splice_port)]
         splice = subprocess.Popen([*splice_command, f"http://{origin}"])
+        splice_crc_command = [*splice_command[:-1], str(splice_crc_port), f"http://{origin}"]
+        splice_crc = subprocess.Popen([*splice_crc_command, "--crc"])
         server = subprocess.Popen(
             [
                 *(sys.executable, "-m", "uvicorn", "--factory", "s3:create_app"),
@@ -293,11 +299,13 @@ def main() -> None:
         try:
             _wait_for(port)
             _wait_for(splice_port)
+            _wait_for(splice_crc_port)
             times: dict[str, list[float]] = {name: [] for name in counts}
             # CPU seconds per download: the process between client and store, and the store.
             app_cpu: dict[str, list[float]] = {name: [] for name in counts}
             store_cpu: dict[str, list[float]] = {name: [] for name in counts}
             loop_cpu: dict[str, list[float]] = {name: [] for name in counts}
+            faults: dict[str, list[float]] = {name: [] for name in counts}
             store_pid = peer.pid
             assert store_pid is not None  # run_seaweedfs started it
 
@@ -306,6 +314,8 @@ def main() -> None:
                     return _direct(peer, BUCKET, size, validation)
                 if name == "splice":
                     return _download(args.client, splice_port, f"/{presigned_path}", size)
+                if name == "splice_crc":
+                    return _download(args.client, splice_crc_port, f"/{presigned_path}", size)
                 return _download(args.client, port, f"/{name}/{KEY}", size)
 
             warm_up = (
@@ -315,32 +325,43 @@ def main() -> None:
                 "kit_async_fast",
                 "kit_sync_fast",
                 "splice",
+                "splice_crc",
             )
             for name in warm_up:  # not counted
                 if name in counts:
                     run(name)
             names = list(counts)
+            middles = {"direct": None, "splice": splice.pid, "splice_crc": splice_crc.pid}
             for round_index in range(max(counts.values())):
                 shift = round_index % len(names)
                 for name in names[shift:] + names[:shift]:
                     if len(times[name]) < counts[name]:
                         # The process between the client and S3 (the direct download has none).
-                        middle = {"direct": None, "splice": splice.pid}.get(name, server.pid)
+                        middle = middles.get(name, server.pid)
                         app_before = process_cpu_seconds(middle) if middle else 0.0
                         loop_before = thread_cpu_seconds(middle) if middle else 0.0
                         store_before = process_cpu_seconds(store_pid)
+                        faults_before = _minor_faults(middle) if middle else 0
                         times[name].append(run(name))
                         if middle:
                             app_cpu[name].append(process_cpu_seconds(middle) - app_before)
                             loop_cpu[name].append(thread_cpu_seconds(middle) - loop_before)
+                            faults[name].append(_minor_faults(middle) - faults_before)
                         store_cpu[name].append(process_cpu_seconds(store_pid) - store_before)
                         print(f"  round {round_index + 1}: {name:16} {times[name][-1]:7.3f} s")
         finally:
-            for process in (splice, server):
+            for process in (splice, splice_crc, server):
                 process.terminate()
                 process.wait(timeout=10)
-    cpu = {"app": app_cpu, "store": store_cpu, "loop": loop_cpu}
+    cpu = {"app": app_cpu, "store": store_cpu, "loop": loop_cpu, "faults": faults}
     _report(size, times, cpu, load_before, time.monotonic() - started, validation)
+
+
+def _minor_faults(pid: int) -> int:
+    """Minor page faults of a whole process so far (``/proc/<pid>/stat`` field 10): each is a
+    fresh page of memory touched, ~0.1-0.2 us of kernel time plus zeroing 4 KiB."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[7])
 
 
 def _wait_for(port: int) -> None:
@@ -373,7 +394,7 @@ def _report(
     print(f"\n{size // MiB} MiB from SeaweedFS, median of n runs (ratio to a direct boto3 read), "
           f"response_checksum_validation={validation!r}")  # fmt: skip
     print(f"{'implementation':18} {'n':>2} {'seconds':>8} {'MiB/s':>8} {'ratio':>7} {'paired':>7} "
-          f"{'app CPU':>8} {'loop CPU':>8} {'S3 CPU':>7}  verdict")  # fmt: skip
+          f"{'app CPU':>8} {'loop CPU':>8} {'faults':>7} {'S3 CPU':>7}  verdict")  # fmt: skip
     ratios = {}
     paired_ratios = {}
     for name, median in medians.items():
@@ -390,6 +411,8 @@ def _report(
             verdict = f"anchor (measured {ANCHORS[name]}x before)"
         elif name == "splice":
             verdict = "reference: bytes copied, nothing parsed"
+        elif name == "splice_crc":
+            verdict = "floor: bytes copied + CRC-32 of each piece"
         elif name.startswith("loop"):
             verdict = "floor: the shortest loop over the SDK body"
         else:
@@ -399,12 +422,16 @@ def _report(
         loop = cpu_medians["loop"].get(name)
         loop_text = "" if loop is None else f"{loop:.3f}"
         store = cpu_medians["store"][name]
+        fault = cpu_medians["faults"].get(name)
+        fault_text = "" if fault is None else f"{fault:.0f}"
         print(
             f"{name:18} {len(times[name]):>2} {median:8.3f} {size / MiB / median:8.1f} "
-            f"{ratio:6.2f}x {paired:6.2f}x {app_text:>8} {loop_text:>8} {store:7.3f}  {verdict}"
+            f"{ratio:6.2f}x {paired:6.2f}x {app_text:>8} {loop_text:>8} {fault_text:>7} "
+            f"{store:7.3f}  {verdict}"
         )
     print("app CPU: the process between the client and S3 (none for direct); loop CPU: its main")
-    print("thread (the event loop; splice's only thread); S3 CPU: SeaweedFS")
+    print("thread (the event loop; splice's only thread); faults: its minor page faults;")
+    print("S3 CPU: SeaweedFS")
     print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; ")
     print(f"whole run {elapsed:.0f} s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

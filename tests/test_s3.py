@@ -562,10 +562,15 @@ class Spies:
             def __init__(self, reader: Any, spy: BodySpy) -> None:
                 self.reader, self.spy = reader, spy
 
-            async def read(self, amount: int) -> Any:
-                chunk = await self.reader.read(amount)
+            async def read_chunk(self) -> Any:  # what _FastObjectBody reads the body with
+                # pyreqwest's chunks are what hyper read (~400 KiB): the first one that starts
+                # past fail_after_bytes fails, as the SDK bodies' 1 MiB reads do.
+                spy = self.spy
+                if spy.fail_after_bytes is not None and spy.read_bytes >= spy.fail_after_bytes:
+                    raise ConnectionResetError("the S3 connection broke")
+                chunk = await self.reader.read_chunk()
                 if chunk is not None:
-                    self.spy._check(chunk)
+                    spy.read_bytes += len(chunk)
                 return chunk
 
         class Response:
