@@ -45,6 +45,7 @@ import anyio
 from starlette.requests import Request
 from starlette.types import Scope
 
+from ._crc import crc32
 from ._errors import library_error
 from ._http_fields import content_disposition
 from ._names import SEND_TIMEOUT
@@ -511,24 +512,14 @@ def _stream_zip() -> types.ModuleType:
     """
     import stream_zip
 
-    crc32 = _fast_crc32()
-    if crc32 is None:
+    fast = crc32()
+    if fast is zlib.crc32:
         return stream_zip
     try:
-        return stream_zip_with_crc32(crc32)
+        return stream_zip_with_crc32(fast)
     except Exception:  # pragma: no cover - an installation we cannot load twice
         logger.warning("faststream-kit: using stream-zip's own CRC-32", exc_info=True)
         return stream_zip
-
-
-def _fast_crc32() -> Callable[[Any, int], int] | None:
-    for module, name in (("isal.isal_zlib", "crc32"), ("zlib_ng.zlib_ng", "crc32")):
-        try:
-            crc32: Callable[[Any, int], int] = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue
-        return crc32
-    return None
 
 
 def stream_zip_with_crc32(crc32: Callable[[Any, int], int]) -> types.ModuleType:
