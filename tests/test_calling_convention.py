@@ -552,7 +552,8 @@ def test_a_client_leaving_before_the_upstream_answers_cancels_the_upstream_reque
     seen = upstream[0].log.get(request_id)
     path = f"/{kind}/slow?seconds=30&id={request_id}"
     left_at = _send_and_leave(urls[server], path, seen.arrived, body)
-    assert seen.disconnected.wait(5), "the upstream request outlived the client"
+    # Any wait over the 0.5 s allowed below is as strict; the xfail rows spend all of it.
+    assert seen.disconnected.wait(2), "the upstream request outlived the client"
     assert seen.disconnected_at - left_at < 0.5
     assert seen.body_bytes == len(body)  # the body was forwarded whole before that
 
