@@ -57,6 +57,7 @@ __all__ = [
     "HAND_UI_START",
     "app",
     "hand_ag_ui_delta",
+    "hand_sse_frame",
     "hand_ui_delta",
     "sse_data",
 ]
@@ -116,6 +117,10 @@ HAND_AG_UI_END = [
     {"type": "TEXT_MESSAGE_END", "messageId": "msg-1"},
     {"type": "RUN_FINISHED", "threadId": "thread-1", "runId": "run-1"},
 ]
+
+
+def hand_sse_frame(token: str) -> str:
+    return f"data: {json.dumps({'text': token})}\n\n"
 
 
 def hand_ui_delta(token: str) -> str:
@@ -182,8 +187,7 @@ async def _hand_sse(scope: Scope, receive: Receive, send: Send, tokens: int) -> 
         stream = await create(tokens)
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
-                token = chunk.choices[0].delta.content
-                yield f"data: {json.dumps({'text': token})}\n\n"
+                yield hand_sse_frame(chunk.choices[0].delta.content)
 
     await StreamingResponse(gen(), media_type="text/event-stream")(scope, receive, send)
 

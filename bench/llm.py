@@ -5,6 +5,7 @@
     python bench/llm.py --diagnose  # also llm_stream with idle_timeout/send_timeout None
     python bench/llm.py --profile   # then cProfile each route inside the app process
     python bench/llm.py --provider anthropic  # one provider only (openai, gemini, langchain too)
+    python bench/llm.py --provider langchain --langchain-chunk-timeout default  # 120 s only
 
 Three kinds of process, as in ``bench/core.py``: the upstream (``bench/_openai_upstream.py``, a
 raw ASGI app in its own uvicorn, streaming 5,000 pre-encoded ``chat.completion.chunk`` events
@@ -359,56 +360,112 @@ def print_profile(report: dict[str, Any]) -> None:
 # --- LangChain: ChatOpenAI.astream(...) (bench/_langchain_apps.py) ----------------------------
 
 
+LANGCHAIN_CHUNK_TIMEOUTS = {"none": None, "default": 120.0}
+"""``--langchain-chunk-timeout``'s variants: ``ChatOpenAI(stream_chunk_timeout=...)``. ``none``
+is what docs/llm.md advises with ``llm_stream``; ``default`` is ChatOpenAI's own (120 s), which
+wraps each chunk's read in ``asyncio.wait_for`` (a task per chunk on Python 3.11)."""
+
+
+sys.path.insert(0, str(ROOT))  # bench._langchain_apps, as the app server imports it
+
+
 def langchain_implementations() -> dict[str, str]:
-    """``llm_stream`` in every format, the loop people write, and the floor."""
+    """``llm_stream`` in every format, the loop people write for each, and the floor."""
+    from bench._langchain_apps import HAND_LOOPS, route_name
+
     rows = {
-        f"lc_ours_{name}": f'llm_stream(chat.astream(...), format="{name}")' for name in FORMATS
+        f"lc_ours_{route_name(fmt)}": f'llm_stream(chat.astream(...), format="{fmt}")'
+        for fmt in FORMATS
     }
     rows["lc_hand_text"] = "StreamingResponse of chunk.content for chunk in chat.astream(...)"
+    for fmt in HAND_LOOPS:
+        rows[f"lc_hand_{route_name(fmt)}"] = (
+            f"StreamingResponse of the {fmt} frame of each chunk.content of chat.astream(...)"
+        )
     rows["lc_sdk_only"] = "iterate chat.astream(...), send only the count (any loop's floor)"
     return rows
 
 
 def langchain_ratios() -> tuple[Ratio, ...]:
-    """Every format against the hand-written text loop: LangChain's own per-chunk work (its
-    callbacks, one ``AIMessageChunk`` per chunk) is most of the cost, and what ``llm_stream``
-    does per chunk must not add to it (issue 15, "Must show 4")."""
-    return tuple(
-        Ratio(f"langchain {name} / hand text", f"lc_ours_{name}", "lc_hand_text", 1.0)
-        for name in FORMATS
+    """Every format against the loop that writes it by hand over the same ``chat.astream``, and
+    against the hand-written text loop, the cheapest there is (issue 15, "Must show 4")."""
+    from bench._langchain_apps import route_name
+
+    own = tuple(
+        Ratio(
+            f"lc {fmt} / hand {fmt}",
+            f"lc_ours_{route_name(fmt)}",
+            f"lc_hand_{route_name(fmt)}",
+            1.0,
+        )
+        for fmt in FORMATS
     )
+    text = tuple(
+        Ratio(f"lc {fmt} / hand text", f"lc_ours_{route_name(fmt)}", "lc_hand_text", 1.0)
+        for fmt in FORMATS
+        if fmt != "text"
+    )
+    return own + text
 
 
 def langchain_expected_bytes(count: int) -> dict[str, int]:
-    """Each LangChain route's exact body size: the same events through each format's encoder."""
+    """Each LangChain route's exact body size: the same events through each format's encoder,
+    and the hand loops' frames."""
+    from bench._langchain_apps import HAND_LOOPS, route_name
+
     pieces = [token for token in tokens(count) if token]
     sizes = {
         "lc_hand_text": sum(len(token.encode()) for token in pieces),
         "lc_sdk_only": len(str(len(pieces))),
     }
-    for name, spec in FORMATS.items():
+    for fmt, (_media_type, start, frame, end) in HAND_LOOPS.items():
+        size = sum(len(part.encode()) for part in (*start, *end))
+        sizes[f"lc_hand_{route_name(fmt)}"] = size + sum(len(frame(t).encode()) for t in pieces)
+    for fmt, spec in FORMATS.items():
         encoder = spec.make_encoder(None)
         size = len(encoder.preamble())
         size += sum(len(encoder.encode(TextDelta(token))) for token in pieces)
         size += len(encoder.encode(Finish("stop", usage(count))))
-        sizes[f"lc_ours_{name}"] = size
+        sizes[f"lc_ours_{route_name(fmt)}"] = size
     return sizes
 
 
 def run_langchain(
     args: argparse.Namespace, http: str, loop: str, env: dict[str, Any]
 ) -> dict[str, Any]:
-    """The LangChain row: the OpenAI upstream, the app server with the LangChain routes."""
+    """The LangChain rows, once per ``--langchain-chunk-timeout`` variant: the OpenAI upstream,
+    the app server with the LangChain routes and that ``stream_chunk_timeout``."""
     for package in ("langchain-core", "langchain-openai"):
         env["versions"][package] = importlib.metadata.version(package)
+    variants = (
+        list(LANGCHAIN_CHUNK_TIMEOUTS)
+        if args.langchain_chunk_timeout == "both"
+        else [args.langchain_chunk_timeout]
+    )
+    return {
+        variant: run_langchain_variant(args, http, loop, LANGCHAIN_CHUNK_TIMEOUTS[variant])
+        for variant in variants
+    }
+
+
+def run_langchain_variant(
+    args: argparse.Namespace, http: str, loop: str, chunk_timeout: float | None
+) -> dict[str, Any]:
     implementations = langchain_implementations()
     names = list(implementations)
     rounds = args.rounds or (2 if args.quick else 12)
+    label = (
+        f"stream_chunk_timeout={chunk_timeout:g}" if chunk_timeout else "stream_chunk_timeout=None"
+    )
     with AppServer("bench._openai_upstream:app", http, loop) as upstream:
         upstream_url = f"http://127.0.0.1:{upstream.port}/v1"
-        app_env = {"FSK_BENCH_UPSTREAM": upstream_url, "FSK_BENCH_LANGCHAIN": "1"}
+        app_env = {
+            "FSK_BENCH_UPSTREAM": upstream_url,
+            "FSK_BENCH_LANGCHAIN": "1",
+            "FSK_BENCH_LANGCHAIN_CHUNK_TIMEOUT": str(chunk_timeout or 0),
+        }
         with AppServer("bench._llm_apps:app", http, loop, app_env) as app:
-            print("running langchain ", end="", flush=True)
+            print(f"running langchain ({label}) ", end="", flush=True)
             deadline = time.monotonic() + BUDGET_SECONDS[args.quick]
             sizes_for = langchain_expected_bytes
             runs = run_rounds(app, upstream, names, args.tokens, rounds, deadline, sizes_for)
@@ -417,11 +474,12 @@ def run_langchain(
             if args.profile:
                 directory = Path(tempfile.mkdtemp(prefix="llm-langchain-profile-"))
                 profile = profile_routes(app, upstream, names, args.tokens, directory, sizes_for)
-    print("\nLangChain (langchain-openai, ChatOpenAI.astream):", end="")
+    print(f"\nLangChain (langchain-openai, ChatOpenAI({label}).astream):", end="")
     print_summary(summary)
     if profile is not None:
         print_profile(profile)
     return {
+        "stream_chunk_timeout": chunk_timeout,
         "implementations": implementations,
         "summary": summary,
         "profile": profile,
@@ -591,6 +649,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=("all", "openai", "anthropic", "gemini", "langchain"),
         default="all",
         help="which provider's rows to run (default: all)",
+    )
+    parser.add_argument(
+        "--langchain-chunk-timeout",
+        choices=("none", "default", "both"),
+        default="both",
+        help="ChatOpenAI's stream_chunk_timeout in the LangChain rows: None, its default "
+        "(120 s: asyncio.wait_for per chunk), or both, one after the other (default)",
     )
     parser.add_argument(
         "--diagnose",

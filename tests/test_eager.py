@@ -224,3 +224,33 @@ def test_a_cancellation_thrown_into_a_kept_step_leaves_the_source_to_reference_c
         assert log == ["closed"]  # now, not when the loop shuts down
 
     anyio.run(main)
+
+
+def test_a_source_that_is_never_ready_is_tried_less_and_less_until_it_is() -> None:
+    # Every item waits on a future a loop turn completes (asyncio.wait_for's task, as
+    # LangChain's default stream_chunk_timeout awaits each chunk): each try finds nothing.
+    ready_after = 40
+
+    async def source() -> AsyncIterator[int]:
+        for i in range(ready_after):
+            await asyncio.sleep(0.0001)
+            yield i
+        for i in range(ready_after, ready_after + 3):
+            yield i  # from here on, produced without suspending
+
+    async def main() -> tuple[list[bool], list[int]]:
+        items = EagerIterator(source())
+        tried = []
+        for _ in range(ready_after):
+            await items.__anext__()
+            items.take_ready(32)
+            tried.append(items.pending)  # a step was started and kept: it was tried
+        rest = []
+        while len(rest) < 3:  # a skipped chance costs one item read alone, no more
+            rest += [await items.__anext__(), *items.take_ready(32)]
+        return tried, rest
+
+    tried, rest = anyio.run(main)
+    assert tried[:4] == [True, True, False, True]  # misses in a row: skip 0, then 1, then 3
+    assert sum(tried) < 10
+    assert rest == [40, 41, 42]

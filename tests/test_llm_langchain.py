@@ -651,18 +651,28 @@ def test_a_resumed_chat_model_answer_replays_after_last_event_id(
 def make_anthropic_app(anthropic_peer: ScriptedAnthropic, reports: Reports) -> FastAPI:
     app = FastAPI()
 
-    @app.post("/claude/{fmt}")
-    async def claude(fmt: str, options: dict[str, Any], request: Request) -> StreamResponse:
-        model = ChatAnthropic(  # type: ignore[call-arg]
-            model=options["script"],
+    def chat_anthropic(script: str) -> ChatAnthropic:
+        return ChatAnthropic(  # type: ignore[call-arg]
+            model=script,
             base_url=anthropic_peer.base_url,
             api_key=ANTHROPIC_KEY,  # type: ignore[arg-type]
             max_retries=0,
             max_tokens=1024,
             thinking={"type": "enabled", "budget_tokens": 512},
         )
+
+    @app.post("/claude/{fmt}")
+    async def claude(fmt: str, options: dict[str, Any], request: Request) -> StreamResponse:
         return llm_stream(
-            model.astream(MESSAGES),
+            chat_anthropic(options["script"]).astream(MESSAGES),
+            format=fmt,  # type: ignore[arg-type]
+            on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
+        )
+
+    @app.post("/sync-claude/{fmt}")
+    def sync_claude(fmt: str, options: dict[str, Any], request: Request) -> StreamResponse:
+        return llm_stream(
+            chat_anthropic(options["script"]).stream(MESSAGES),
             format=fmt,  # type: ignore[arg-type]
             on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
         )
@@ -791,3 +801,31 @@ def test_chat_anthropic_disconnect_between_tokens_closes_the_upstream_within_100
     assert record.disconnected_at - left_at < 0.1
     (completion,) = reports.after(request_id)
     assert completion.disconnected
+
+
+@pytest.mark.usefixtures("without_gc")
+def test_chat_anthropic_sync_stream_disconnect_between_tokens_closes_the_upstream_within_100ms(
+    anthropic_server: LiveServer,
+    anthropic_peer: ScriptedAnthropic,
+    reports: Reports,
+    request_id: str,
+) -> None:
+    # ChatAnthropic.stream(...) is read in a worker thread, blocked on the next token (5 s
+    # away): its socket is shut down from the event loop, not when that token comes.
+    before = len(anthropic_peer.requests)
+    recording = record_chunks(
+        anthropic_server.url + "/sync-claude/text",
+        method="POST",
+        content=json.dumps({"script": "claude-between-tokens"}),
+        headers={REQUEST_ID: request_id, "content-type": "application/json"},
+        stop_after_chunks=1,
+    )
+    left_at = time.monotonic()
+    assert recording.body == b"first"
+    record = anthropic_peer.wait_for_request(before + 1)
+    assert record.wait_disconnected(2), "the sync stream was not closed"
+    assert record.disconnected_at is not None
+    assert record.disconnected_at - left_at < 0.1
+    (completion,) = reports.after(request_id)
+    assert completion.disconnected
+    assert completion.text == "first"

@@ -30,6 +30,10 @@ _POLL_SECONDS = 0.001
 _CHECKPOINTS_PER_STEP = 4
 """Bare checkpoints (``sleep(0)``) passed through while taking one ready item."""
 
+_MAX_CHANCES_SKIPPED = 63
+"""After misses in a row (:meth:`EagerIterator.take_ready` found nothing), at most this many of
+its next calls return nothing at once: 0 after the first miss, then 1, 3, 7, ... up to this."""
+
 
 @types.coroutine
 def _finish(step: Any, yielded: Any) -> Generator[Any, Any, Any]:
@@ -52,7 +56,7 @@ def _finish(step: Any, yielded: Any) -> Generator[Any, Any, Any]:
 class EagerIterator(AsyncIterator[T], Generic[T]):
     """Wraps an async iterator; :meth:`take_ready` returns what it can give without waiting."""
 
-    __slots__ = ("_done", "_error", "_iterable", "_pending", "_source")
+    __slots__ = ("_done", "_error", "_iterable", "_misses", "_pending", "_skip", "_source")
 
     def __init__(self, iterable: AsyncIterable[T]) -> None:
         self._iterable = iterable
@@ -60,6 +64,8 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
         self._pending: tuple[Any, Any] | None = None  # a started, suspended __anext__ step
         self._done = False
         self._error: Exception | None = None
+        self._misses = 0  # take_ready calls in a row that found nothing ready
+        self._skip = 0  # its next calls that return nothing without trying
 
     def __aiter__(self) -> EagerIterator[T]:
         return self
@@ -86,7 +92,21 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
         raise StopAsyncIteration
 
     def take_ready(self, limit: int) -> list[T]:
-        """Up to ``limit`` items that the source produces without suspending."""
+        """Up to ``limit`` items that the source produces without suspending.
+
+        A source that never has an item ready is not asked every time: trying costs a step
+        kept and finished by hand (two frames more on each resume), for nothing. After misses
+        in a row the next calls skip trying, twice as many (plus one) at each further miss, up
+        to :data:`_MAX_CHANCES_SKIPPED`; a hit starts again from zero. Such a source is
+        LangChain's ``astream`` with its default ``stream_chunk_timeout``: each chunk is
+        awaited through ``asyncio.wait_for``, which (before Python 3.12) runs it in a task of
+        its own, so even a chunk whose bytes are already read is never ready without a loop
+        turn. One that batches (ten SSE events in one network read) misses only when its
+        buffer is drained, and hits again at the next call.
+        """
+        if self._skip:
+            self._skip -= 1
+            return []
         items: list[T] = []
         deadline = monotonic() + _POLL_SECONDS
         while len(items) < limit and self._pending is None:
@@ -114,6 +134,11 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
                 self._pending = (step, yielded)
             if monotonic() > deadline:
                 break
+        if items:
+            self._misses = 0
+        elif self._pending is not None:
+            self._skip = min((1 << self._misses) - 1, _MAX_CHANCES_SKIPPED)
+            self._misses = min(self._misses + 1, 8)
         return items
 
     @property

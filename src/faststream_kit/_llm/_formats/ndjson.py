@@ -11,8 +11,8 @@ __all__ = ["SPEC", "NDJSONEncoder"]
 
 class NDJSONEncoder(Encoder):
     def encode(self, event: LLMEvent) -> bytes:
-        if type(event) is TextDelta:
-            line = json_text({"type": "text", "text": event.text})
+        if type(event) is TextDelta:  # per token: no dict to serialise, only the text
+            line = '{"type":"text","text":' + json_text(event.text) + "}"
         elif type(event) is ReasoningDelta:
             line = json_text({"type": "reasoning", "text": event.text})
         elif type(event) is ToolCallDelta:

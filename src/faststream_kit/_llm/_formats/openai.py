@@ -17,6 +17,9 @@ from ._base import Encoder, FormatSpec, json_text
 __all__ = ["SPEC", "OpenAIEncoder"]
 
 
+_TEXT_END = '},"finish_reason":null}]}'
+
+
 class OpenAIEncoder(Encoder):
     """An error mid-stream is sent the way the OpenAI API sends it, ``data: {"error": ...}``,
     which the openai SDK raises as ``APIError``."""
@@ -29,6 +32,11 @@ class OpenAIEncoder(Encoder):
             "model": model or "faststream-kit",
         }
         self.role_sent = False
+        # A text chunk after the first is this, the text's JSON string and _TEXT_END: no
+        # dict to serialise per token.
+        self._text_start = (
+            json_text(self.prefix)[:-1] + ',"choices":[{"index":0,"delta":{"content":'
+        )
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         if not self.role_sent:
@@ -39,6 +47,8 @@ class OpenAIEncoder(Encoder):
 
     def encode(self, event: LLMEvent) -> bytes:
         if type(event) is TextDelta:
+            if self.role_sent:
+                return json_event(self._text_start + json_text(event.text) + _TEXT_END)
             return self._chunk({"content": event.text})
         if type(event) is ReasoningDelta:
             return self._chunk({"reasoning_content": event.text})

@@ -14,8 +14,8 @@ class SSEEncoder(Encoder):
     """One named SSE event per neutral event, each with a JSON body."""
 
     def encode(self, event: LLMEvent) -> bytes:
-        if type(event) is TextDelta:
-            return json_event(json_text({"text": event.text}), "text")
+        if type(event) is TextDelta:  # per token: no dict to serialise, only the text
+            return json_event('{"text":' + json_text(event.text) + "}", "text")
         if type(event) is ReasoningDelta:
             return json_event(json_text({"text": event.text}), "reasoning")
         if type(event) is ToolCallDelta:

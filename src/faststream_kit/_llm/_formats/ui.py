@@ -31,6 +31,7 @@ class UIEncoder(Encoder):
         self.message_id = "msg-" + uuid.uuid4().hex
         self.open_block: tuple[str, str] | None = None  # ("text" | "reasoning", id)
         self.blocks = 0
+        self._delta_prefix = ""  # the JSON text of the open block's deltas, up to the delta
         self.tools: dict[int, dict[str, Any]] = {}
 
     def preamble(self) -> bytes:
@@ -46,15 +47,17 @@ class UIEncoder(Encoder):
         return json_event(json_text({"type": kind + "-end", "id": block_id}))
 
     def _delta(self, kind: str, text: str) -> bytes:
-        out = b""
-        if self.open_block is None or self.open_block[0] != kind:
-            out = self._close_block()
-            self.blocks += 1
-            self.open_block = (kind, f"{kind}-{self.blocks}")
-            out += json_event(json_text({"type": kind + "-start", "id": self.open_block[1]}))
-        return out + json_event(
-            json_text({"type": kind + "-delta", "id": self.open_block[1], "delta": text})
-        )
+        if self.open_block is not None and self.open_block[0] == kind:
+            return json_event(self._delta_prefix + json_text(text) + "}")
+        out = self._close_block()
+        self.blocks += 1
+        block_id = f"{kind}-{self.blocks}"
+        self.open_block = (kind, block_id)
+        # The block's deltas differ only in their text: their JSON is this prefix (our own
+        # names, nothing to escape) and the text's JSON string, not a dict to serialise.
+        self._delta_prefix = '{"type":"' + kind + '-delta","id":"' + block_id + '","delta":'
+        out += json_event(json_text({"type": kind + "-start", "id": block_id}))
+        return out + json_event(self._delta_prefix + json_text(text) + "}")
 
     def encode(self, event: LLMEvent) -> bytes:
         if type(event) is TextDelta:
