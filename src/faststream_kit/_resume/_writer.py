@@ -10,6 +10,7 @@ events go out together, and no timer ever holds an event back.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import struct
 import time
 from collections import deque
@@ -102,6 +103,10 @@ if #activity > 0 then
 end
 return failed
 """.replace("INLINE_BYTES", str(INLINE_BYTES)).replace("ACTIVITY_ENTRIES", str(ACTIVITY_ENTRIES))
+
+_APPEND_SHA = hashlib.sha1(_APPEND_SCRIPT.encode()).hexdigest()
+"""Rounds send the script's SHA1 (``EVALSHA``), not its 2 KiB text per bucket per round: a
+Redis that does not know it (restarted, flushed, a new cluster node) gets ``EVAL`` once."""
 
 # KEYS: events, owner and cancel key of each live stream of one bucket. ARGV: owner TTL (ms),
 # events TTL (s). Returns the (1-based) positions of the streams someone cancelled.
@@ -386,12 +391,12 @@ class BatchWriter:
             if final is not None:
                 finals.append((writer, final))
         pipe = self.redis.pipeline(transaction=False)
+        calls = []
         for bucket, (keys, arguments, _) in by_bucket.items():
-            activity = activity_key_of[bucket]
-            pipe.eval(
-                _APPEND_SCRIPT, len(keys) + 1, *keys, activity, self.owner_ms, self.ttl_seconds,
-                b"".join(arguments),
-            )  # fmt: skip
+            call = (len(keys) + 1, *keys, activity_key_of[bucket], self.owner_ms,
+                    self.ttl_seconds, b"".join(arguments))  # fmt: skip
+            calls.append(call)
+            pipe.evalsha(_APPEND_SHA, *call)
         for writer, final in finals:
             stream = writer.keys
             entry_id = final.pop(b"id").decode()
@@ -404,6 +409,16 @@ class BatchWriter:
             pipe.expire(stream.activity, self.ttl_seconds)
         try:
             results = await pipe.execute(raise_on_error=False)
+            unknown = [n for n, result in enumerate(results[: len(calls)]) if _no_script(result)]
+            if unknown:
+                # This Redis lost the script (or never had it): EVAL sends it, and caches it
+                # for the next rounds. NOSCRIPT ran nothing: the entries are written once.
+                async with self.redis.pipeline(transaction=False) as retry:
+                    for n in unknown:
+                        retry.eval(_APPEND_SCRIPT, *calls[n])
+                    retried = await retry.execute(raise_on_error=False)
+                for n, result in zip(unknown, retried, strict=True):
+                    results[n] = result
         except BaseException as exc:
             for writer in writers:
                 writer.done(exc)
@@ -450,6 +465,11 @@ def _pack_entry(
         index, len(before), len(own), len(kind), len(minid), len(trimmed), count, len(payload)
     )
     return b"".join((header, before, own, kind, minid, trimmed, payload))
+
+
+def _no_script(result: Any) -> bool:
+    # redis-py's NoScriptError (a ResponseError), matched by name like _follow._timed_out.
+    return isinstance(result, Exception) and type(result).__name__ == "NoScriptError"
 
 
 def _text(value: Any) -> str:
