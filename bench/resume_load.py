@@ -2,6 +2,8 @@
 
     python bench/resume_load.py                      # 1,000 streams x 20 events/s x 30 s
     python bench/resume_load.py --streams 200 --seconds 10   # a quick look
+    python bench/resume_load.py --direct             # the baseline: sse_response, no Redis
+    python bench/resume_load.py --floor              # the baseline plus only the Redis writes
 
 One ``redis-server`` (unix socket, no persistence) and one uvicorn worker (a subprocess, the
 app below, ``redis.asyncio.Redis(unix_socket_path=...)`` built exactly as ``docs/resume.md``
@@ -12,6 +14,11 @@ another process (this one): a small asyncio HTTP/1.1 client, one connection per 
 checks every stream gets every sequence number exactly once and in order, with strictly
 increasing ids, and records produce -> receive latency. The worker's CPU time comes from
 ``/proc/<pid>/stat``.
+
+``--floor`` is what storing the events costs at the least: the direct ``sse_response`` (events
+go to the reader at once, not after they are stored), plus one ``XADD`` per event to the
+stream's own key, sent by one shared task in pipelined round trips (redis-py, nothing else:
+no ids of our own, no end marker, no heartbeat, no TTL).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from resume import app_server, percentile, redis_server
 
 
 def create_app(redis_socket: str) -> Any:
+    import asyncio
+
     import anyio
     import redis.asyncio
     from starlette.applications import Starlette
@@ -45,15 +54,47 @@ def create_app(redis_socket: str) -> Any:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = redis.asyncio.Redis(unix_socket_path=redis_socket)  # as docs/resume.md
-        async with ResumableStreams(client, ttl_seconds=600) as streams:
+        async with (
+            ResumableStreams(client, ttl_seconds=600) as streams,
+            anyio.create_task_group() as tg,
+        ):
             app.state.streams = streams
+            app.state.floor = floor = FloorWriter(client)
+            tg.start_soon(floor.run)
             yield
+            tg.cancel_scope.cancel()
         await client.aclose()
+
+    class FloorWriter:
+        """--floor: every event queued here is XADDed, pipelined, one round trip at a time."""
+
+        def __init__(self, client: Any) -> None:
+            self.client, self.queue, self.wakeup = client, [], asyncio.Event()
+
+        def add(self, key: bytes, payload: bytes) -> None:
+            self.queue.append((key, payload))
+            self.wakeup.set()
+
+        async def run(self) -> None:
+            while True:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                queued, self.queue = self.queue, []
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for key, payload in queued:
+                        pipe.xadd(key, {b"d": payload})
+                    await pipe.execute()
 
     async def produce(count: int, interval: float) -> AsyncIterator[str]:
         for n in range(count):
             await anyio.sleep(interval)
             yield f"{n} {time.monotonic_ns()}"
+
+    async def stored(key: bytes, events: AsyncIterator[str], app: Any) -> AsyncIterator[str]:
+        add = app.state.floor.add
+        async for event in events:
+            add(key, event.encode())
+            yield event
 
     async def stream(request: Request) -> StreamResponse:
         streams: ResumableStreams = request.app.state.streams
@@ -62,6 +103,8 @@ def create_app(redis_socket: str) -> Any:
         key = request.path_params["key"]
         if key.startswith("direct-"):  # the baseline: the same producer, no Redis
             return sse_response(produce(count, interval))
+        if key.startswith("floor-"):  # the baseline plus one pipelined XADD per event
+            return sse_response(stored(key.encode(), produce(count, interval), request.app))
         return streams.sse_response(key, producer=produce(count, interval))
 
     return Starlette(routes=[Route("/stream/{key}", stream)], lifespan=lifespan)
@@ -164,7 +207,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def read_all(
-    port: int, streams: int, count: int, interval: float, ramp_seconds: float, direct: bool
+    port: int, streams: int, count: int, interval: float, ramp_seconds: float, path: str
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     latencies: list[int] = []
@@ -180,7 +223,7 @@ async def read_all(
         sequences.append(protocol)
 
     for index in range(streams):
-        key = ("direct-" if direct else "") + uuid.uuid4().hex
+        key = ("" if path == "resumable" else f"{path}-") + uuid.uuid4().hex
         request = (
             f"GET /stream/{key}?n={count}&interval={interval} HTTP/1.1\r\n"
             f"Host: 127.0.0.1:{port}\r\n\r\n"
@@ -201,6 +244,13 @@ async def read_all(
     }
 
 
+LABELS = {
+    "direct": "direct sse_response",
+    "floor": "direct sse_response + pipelined XADD per event",
+    "resumable": "resumable",
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--streams", type=int, default=1000)
@@ -210,6 +260,11 @@ def main() -> int:
     parser.add_argument(
         "--direct", action="store_true", help="the baseline: plain sse_response, no Redis"
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="the baseline plus one pipelined XADD per event (what storing costs at the least)",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -217,11 +272,12 @@ def main() -> int:
         serve(int(args.serve[0]), args.serve[1])
         return 0
     count = round(args.rate * args.seconds)
+    path = "direct" if args.direct else "floor" if args.floor else "resumable"
     load_before = os.getloadavg()
     with redis_server() as redis_socket, app_server(redis_socket, __file__) as (base, pid):
         port = int(base.rsplit(":", 1)[1])
         cpu_before, started = cpu_seconds(pid), time.monotonic()
-        reading = read_all(port, args.streams, count, 1 / args.rate, args.ramp, args.direct)
+        reading = read_all(port, args.streams, count, 1 / args.rate, args.ramp, path)
         try:
             import uvloop  # the readers' own CPU must not be what is measured
 
@@ -233,7 +289,7 @@ def main() -> int:
     latencies = [ns / 1e6 for ns in outcome.pop("latencies_ns")]
     expected = args.streams * count
     results = {
-        "path": "direct" if args.direct else "resumable",
+        "path": path,
         "streams": args.streams,
         "events_per_stream": count,
         "rate_per_stream": args.rate,
@@ -249,10 +305,11 @@ def main() -> int:
         "worker_cpu_seconds": worker_cpu,
         "wall_seconds": wall,
         "worker_cpu_percent": 100 * worker_cpu / wall,
+        "worker_cpu_us_per_event": 1e6 * worker_cpu / max(1, outcome["events"]),
         "load_average": {"before": load_before, "after": os.getloadavg()},
     }
     print(
-        f"{'direct sse_response' if args.direct else 'resumable'}: "
+        f"{LABELS[path]}: "
         f"{args.streams} streams x {args.rate:g} events/s x {args.seconds:g} s on one worker: "
         f"{outcome['events']:,} of {expected:,} events, "
         f"{outcome['streams_complete']} streams complete, "
@@ -265,7 +322,8 @@ def main() -> int:
     )
     print(
         f"  worker CPU {worker_cpu:.1f} s in {wall:.1f} s ({results['worker_cpu_percent']:.0f}% "
-        f"of one core); load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}"
+        f"of one core, {results['worker_cpu_us_per_event']:.0f} us per event); "
+        f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}"
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -627,6 +627,22 @@ def test_a_source_timeout_or_oserror_is_the_sources_error_not_lost_redis(
     assert json.loads(resumed[-1].data) == error
 
 
+def test_a_redis_that_forgot_the_writers_script_still_gets_every_event_then_the_end(
+    workers: tuple[Worker, Worker], store: Any
+) -> None:
+    """The shared writer sends its script by SHA1: a Redis that does not have it (restarted,
+    ``SCRIPT FLUSH``, a failover) is sent the script, and a stream whose events and end are
+    produced at once still has its events, then its end, in order."""
+    a, b = workers
+    store.script_flush()
+    key = uuid.uuid4().hex
+    live = read_events(f"{a.url}/events/{key}?count=3")
+    resumed = read_events(f"{b.url}/events/{key}")
+
+    assert [e.data for e in live] == ["0", "1", "2"]
+    assert [(e.id, e.data) for e in resumed] == [(e.id, e.data) for e in live]
+
+
 @pytest.mark.parametrize(
     "last_event_id",
     ["\u0661\u0662-\u0663", "12", "abc", "1-2-3", "1-", "99999999999999999999999-0"],

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import library_error
-from ._keys import BUCKETS, StreamKeys, activity_key, parse_id, wake_key
+from ._keys import BUCKETS, EntryId, StreamKeys, activity_key, parse_id, wake_key
 
 __all__ = ["Follower", "Subscription"]
 
@@ -60,19 +60,21 @@ return 1
 
 LOST_MESSAGE = "the stream's producer stopped without finishing"
 
-Entries = list[tuple[bytes, dict[bytes, bytes]]]
+Entries = list[tuple[EntryId, dict[bytes, bytes]]]
+"""Entries as a reader gets them: each id parsed once, by the shared read or writer."""
 
 
 class Subscription:
     """One reader's share of its stream: the entries read for it since it last looked."""
 
-    __slots__ = ("_ready", "entries", "failure", "overflowed")
+    __slots__ = ("_waiter", "entries", "failure", "overflowed")
 
     def __init__(self) -> None:
         self.entries: Entries = []
         self.failure: BaseException | None = None
         self.overflowed = False
-        self._ready = asyncio.Event()
+        # A bare future, not an asyncio.Event: one wake per delivery is the per-event path.
+        self._waiter: asyncio.Future[None] | None = None
 
     def deliver(self, entries: Entries) -> None:
         if len(self.entries) > QUEUE_ENTRIES:
@@ -80,24 +82,43 @@ class Subscription:
             self.entries = []
         elif not self.overflowed:
             self.entries.extend(entries)
-        self._ready.set()
+        self._wake()
 
     def fail(self, failure: BaseException) -> None:
         self.failure = failure
-        self._ready.set()
+        self._wake()
 
-    async def take(self) -> Entries | None:
-        """The next entries; None when the reader fell too far behind (it reads from Redis
-        again); raises when the shared read failed."""
-        while not self.entries and self.failure is None and not self.overflowed:
-            self._ready.clear()
-            await self._ready.wait()
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def waiter(self) -> asyncio.Future[None] | None:
+        """A future to await before :meth:`take_now` has something; None if it has now."""
+        if self.entries or self.failure is not None or self.overflowed:
+            return None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
+    def take_now(self) -> Entries | None:
+        """The entries delivered (call once :meth:`waiter` is None); None when the reader
+        fell too far behind (it reads from Redis again); raises when the shared read failed."""
         if self.entries:
             entries, self.entries = self.entries, []
             return entries
         if self.failure is not None:
             raise self.failure
         return None
+
+    async def take(self) -> Entries | None:
+        """The next entries, waiting for them (see :meth:`take_now`)."""
+        while (waiter := self.waiter()) is not None:
+            await waiter
+        return self.take_now()
 
 
 class _Followed:
@@ -269,7 +290,8 @@ class Follower:
                 if followed.cursor == previous and inline[:1] == b"1" and events_key not in dirty:
                     followed.cursor = entry_id
                     followed.active_at = now
-                    delivered = [(entry_id, {b"k": kind, b"n": count, b"d": inline[1:]})]
+                    stored = {b"k": kind, b"n": count, b"d": inline[1:]}
+                    delivered = [(parse_id(entry_id), stored)]
                     for subscription in followed.subscribers:
                         subscription.deliver(delivered)
                 elif parse_id(entry_id) > parse_id(followed.cursor):
@@ -302,21 +324,28 @@ class Follower:
             return
         if final is not None:
             entries = [*entries, final]
+        delivered: Entries = []
+        cursor = followed.cursor
+        gap = keys.events in group.dirty
         for previous, entry_id, count, payload in entries:
-            if followed.cursor != previous.encode() or keys.events in group.dirty:
-                group.dirty.add(keys.events)
-                self._poke(group)
-                return
-            followed.cursor = entry_id.encode()
-            followed.active_at = time.monotonic()
+            if gap or cursor != previous.encode():
+                gap = True  # read it from Redis instead, from the last entry handed on
+                break
+            cursor = entry_id.encode()
             fields = (
                 payload  # the final marker's own fields
                 if count is None
                 else {b"k": kind, b"n": str(count).encode(), b"d": payload}
             )
-            delivered = [(followed.cursor, fields)]
+            delivered.append((parse_id(entry_id), fields))
+        if delivered:
+            followed.cursor = cursor
+            followed.active_at = time.monotonic()
             for subscription in followed.subscribers:
                 subscription.deliver(delivered)
+        if gap:
+            group.dirty.add(keys.events)
+            self._poke(group)
 
     async def _read_streams(self, group: _Group, changed: set[bytes]) -> None:
         """Read the new entries of ``changed`` followed streams; hand them to the readers."""
@@ -331,8 +360,9 @@ class Follower:
                 continue
             followed.cursor = entries[-1][0]
             followed.active_at = now
+            delivered = [(parse_id(raw_id), fields) for raw_id, fields in entries]
             for subscription in followed.subscribers:
-                subscription.deliver(entries)
+                subscription.deliver(delivered)
             if len(entries) == READ_COUNT:
                 group.dirty.add(events_key)  # more to read
 

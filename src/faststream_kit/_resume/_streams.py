@@ -384,44 +384,61 @@ class ResumableStreams:
 
     # Reading -----------------------------------------------------------------------------
 
-    async def _read(
+    async def _batches(
         self, keys: StreamKeys, cursor: EntryId, *, whole: bool = False
-    ) -> AsyncIterator[tuple[EntryId, dict[bytes, bytes]]]:
-        """Every entry after ``cursor``: replayed in large reads, then followed live through
-        the worker's shared read. 404 before anything if the stream does not exist; 410 if
-        its producer trimmed events after ``cursor`` (``whole``: any event)."""
+    ) -> AsyncIterator[list[tuple[EntryId, dict[bytes, bytes]]]]:
+        """Every entry after ``cursor``, a list at a time (what one read or one wake
+        brought): replayed in large reads, then followed live through the worker's shared
+        read. 404 before anything if the stream does not exist; 410 if its producer trimmed
+        events after ``cursor`` (``whole``: any event)."""
         follower = self._follower
         if follower is None:
             raise RuntimeError("use ResumableStreams as an async context manager (app lifespan)")
         cursor_box = [cursor]
-        async for entry in self._replay(keys, cursor_box, must_exist=True, whole=whole):
-            yield entry
+        async for batch in self._replay(keys, cursor_box, must_exist=True, whole=whole):
+            yield batch
         while True:
             subscription, ahead = follower.subscribe(keys, format_id(cursor_box[0]).encode())
             try:
                 if ahead is not None:
                     # The shared read is past us: read up to it ourselves, subscribed, so
                     # nothing after it is missed.
-                    async for entry in self._replay(keys, cursor_box):
-                        yield entry
+                    async for batch in self._replay(keys, cursor_box):
+                        yield batch
                 while True:
+                    # The per-event path: a bare future, no coroutine frame in between.
+                    while (waiter := subscription.waiter()) is not None:
+                        await waiter
                     try:
-                        live = await subscription.take()
+                        live = subscription.take_now()
                     except StreamError:
                         raise
                     except Exception as exc:
                         raise _unavailable() from exc
                     if live is None:
                         break  # fell too far behind: replay from Redis, then follow again
-                    for raw_id, fields in live:
-                        entry_id = parse_id(raw_id)
-                        if entry_id > cursor_box[0]:
-                            cursor_box[0] = entry_id
-                            yield entry_id, fields
+                    # The shared read and this worker's writer may both hand on an entry
+                    # (a read in flight when the write came back): keep each once, in order.
+                    cursor = cursor_box[0]
+                    if len(live) == 1:
+                        if live[0][0] <= cursor:
+                            continue
+                        cursor = live[0][0]
+                    else:
+                        fresh = []
+                        for entry in live:
+                            if entry[0] > cursor:
+                                cursor = entry[0]
+                                fresh.append(entry)
+                        if not fresh:
+                            continue
+                        live = fresh
+                    cursor_box[0] = cursor
+                    yield live
             finally:
                 follower.unsubscribe(keys, subscription)
-            async for entry in self._replay(keys, cursor_box):
-                yield entry
+            async for batch in self._replay(keys, cursor_box):
+                yield batch
 
     async def _replay(
         self,
@@ -430,8 +447,8 @@ class ResumableStreams:
         *,
         must_exist: bool = False,
         whole: bool = False,
-    ) -> AsyncIterator[tuple[EntryId, dict[bytes, bytes]]]:
-        """Reads from ``cursor_box[0]`` on, until one comes back short.
+    ) -> AsyncIterator[list[tuple[EntryId, dict[bytes, bytes]]]]:
+        """Reads from ``cursor_box[0]`` on, until one comes back short (one list a read).
 
         A reader resuming from an event id (or, ``whole``, from the start) must not skip the
         events the producer trimmed (``max_events``) after it: that is a 410 ``gone``, before
@@ -460,30 +477,44 @@ class ResumableStreams:
                 if whole or cursor != (0, 0):
                     raise library_error("gone", TRIMMED_MESSAGE)
                 cursor_box[0] = floor
+            batch = []
             for raw_id, fields in entries:
                 entry_id = parse_id(raw_id)
                 if entry_id > cursor_box[0]:
                     cursor_box[0] = entry_id
-                    yield entry_id, fields
+                    batch.append((entry_id, fields))
+            if batch:
+                yield batch
             if len(entries) < REPLAY_ENTRIES:
                 return
 
-    async def _payloads(
+    async def _payload_batches(
         self, key: str, after: EntryId, *, whole: bool = False
-    ) -> AsyncIterator[tuple[EntryId, Any]]:
-        """The stream's batches after ``after``, each ``(entry id, fields, payload)``;
-        ends after the end marker, raises the producer's error."""
-        cursor = after
-        async for entry_id, fields in self._read(self._keys(key), cursor, whole=whole):
-            kind = fields.get(b"k")
-            if kind in (SSE, LLM):
-                yield entry_id, (fields, events_after(fields, entry_id, cursor))
-            elif kind == END:
-                return
-            elif kind == ERROR:
-                raise stored_error(fields)
-            cursor = entry_id
-            # START and unknown kinds carry no events
+    ) -> AsyncIterator[list[tuple[EntryId, dict[bytes, bytes], bytes]]]:
+        """The stream's batches of events after ``after``, each ``(entry id, fields,
+        payload)``, a list at a time; ends after the end marker, raises the producer's error
+        (after the events before it)."""
+        resuming = after != (0, 0)  # the first entry may hold events up to ``after``
+        async for batch in self._batches(self._keys(key), after, whole=whole):
+            payloads = []
+            for entry_id, fields in batch:
+                kind = fields.get(b"k")
+                if kind in (SSE, LLM):
+                    if resuming:
+                        resuming = False
+                        payloads.append((entry_id, fields, events_after(fields, entry_id, after)))
+                    else:
+                        payloads.append((entry_id, fields, fields[b"d"]))
+                elif kind in (END, ERROR):
+                    if payloads:
+                        yield payloads
+                    if kind == ERROR:
+                        raise stored_error(fields)
+                    return
+                else:
+                    resuming = False  # START and unknown kinds carry no events
+            if payloads:
+                yield payloads
 
     async def entries(self, key: str, after: str | None = None) -> AsyncIterator[tuple[str, bytes]]:
         """Replay the events after ``after`` (an event id), then follow live until the end.
@@ -496,11 +527,11 @@ class ResumableStreams:
         """
         non_empty_str("key", key)
         check_str("after", after, optional=True)
-        async for entry_id, (fields, payload) in self._payloads(key, resume_after(after)):
-            events = split_events(fields, payload)
-            milliseconds, last = entry_id
-            for offset, event in enumerate(events, start=last - len(events) + 1):
-                yield format_id((milliseconds, offset)), event
+        async for batch in self._payload_batches(key, resume_after(after)):
+            for (milliseconds, last), fields, payload in batch:
+                events = split_events(fields, payload)
+                for offset, event in enumerate(events, start=last - len(events) + 1):
+                    yield format_id((milliseconds, offset)), event
 
     async def _sse_frames(
         self,
@@ -512,8 +543,9 @@ class ResumableStreams:
         cursor = resume_after(after)
         if producer is not None:
             await self.start(key, producer, thread_limiter=thread_limiter)
-        async for _, (_, payload) in self._payloads(key, cursor):
-            yield payload  # the stored frames, ids included: nothing to encode
+        async for batch in self._payload_batches(key, cursor):
+            # The stored frames, ids included: nothing to encode.
+            yield batch[0][2] if len(batch) == 1 else b"".join(entry[2] for entry in batch)
 
     def sse_response(
         self,
@@ -653,15 +685,15 @@ class ResumableStreams:
             await self.start(key, producer, llm=True)  # its thread limiter is its own
         # ui and ag-ui replay the whole answer: one that lost its first events is gone too.
         whole = not with_ids
-        async for entry_id, (fields, payload) in self._payloads(key, cursor, whole=whole):
-            records = split_events(fields, payload)
-            milliseconds, last = entry_id
+        async for batch in self._payload_batches(key, cursor, whole=whole):
             frames = []
-            for sequence, record in enumerate(records, start=last - len(records) + 1):
-                frame: bytes = encoder.encode(decode_llm_event(record))
-                if with_ids:
-                    frame = with_id(frame, f"{milliseconds}-{sequence}")
-                frames.append(frame)
+            for (milliseconds, last), fields, payload in batch:
+                records = split_events(fields, payload)
+                for sequence, record in enumerate(records, start=last - len(records) + 1):
+                    frame: bytes = encoder.encode(decode_llm_event(record))
+                    if with_ids:
+                        frame = with_id(frame, f"{milliseconds}-{sequence}")
+                    frames.append(frame)
             yield b"".join(frames)
 
 
@@ -686,7 +718,8 @@ async def _write_items(
                 payload = encode_llm_event(item)
                 next_id()
             else:
-                payload = with_id(sse_event_frame(item), next_id())
+                # The id is ours (digits and a dash): no with_id() checks per event.
+                payload = b"id: " + next_id().encode() + b"\n" + sse_event_frame(item)
             append(payload)
             if writer.backlogged:
                 await writer.drained()

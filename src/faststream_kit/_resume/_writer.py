@@ -10,6 +10,7 @@ events go out together, and no timer ever holds an event back.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import struct
 import time
 from collections import deque
@@ -37,29 +38,33 @@ MAX_EVENTS_PER_ENTRY = 1024
 BACKLOG_EVENTS = 8192
 """A producer with this many events not yet written waits for the writer (backpressure)."""
 
-# KEYS: events and owner key of each stream of one bucket, then the bucket's activity stream.
+# KEYS: events and owner key of each stream, then the activity streams of their buckets (one
+# call per bucket on a cluster, where a script stays in one slot; one for every bucket on a
+# single server: a round is one command, however many buckets it writes to).
 # ARGV: the owner TTL (ms), the activity stream's TTL (s), then the entries in one string (one
-# argument, not six per entry: packing arguments is what a round trip costs redis-py): per
-# entry the index of its events key in KEYS, the id of the stream's entry before it, its id,
-# kind, trim point, last trimmed id, event count and payload, length-prefixed (see
-# _pack_entry). A write renews the owner key (a busy producer is alive). NOMKSTREAM: a stream
-# that expired is not brought back without a TTL. With a trim point (max_events), the XADD
-# also drops whole nodes of entries before it (MINID ~, cheap), and the last trimmed id is
-# recorded as the stream's max-deleted-entry-id (XSETID, Redis 7), which readers compare to
-# their Last-Event-ID: the window is the same whatever "~" happened to keep. One activity
-# entry says what was written: per
-# entry "key LF previous id LF id LF kind LF count LF" then "1" and the payload when it is
-# small (a worker following the stream from the previous id needs no read of its own), else
-# "0". Returns the failed entries as {index, error} pairs.
+# argument, not six per entry: packing arguments is what a round trip costs redis-py), then
+# how many activity streams KEYS ends with. Per entry: the index of its events key in KEYS,
+# the position of its bucket's activity stream among those, the id of the stream's entry
+# before it, its id, kind, trim point, last trimmed id, event count and payload,
+# length-prefixed (see _pack_entry). A write renews the owner key (a busy producer is alive).
+# NOMKSTREAM: a stream that expired is not brought back without a TTL. With a trim point
+# (max_events), the XADD also drops whole nodes of entries before it (MINID ~, cheap), and
+# the last trimmed id is recorded as the stream's max-deleted-entry-id (XSETID, Redis 7),
+# which readers compare to their Last-Event-ID: the window is the same whatever "~" happened
+# to keep. One activity entry says what was written: per entry "key LF previous id LF id LF
+# kind LF count LF" then "1" and the payload when it is small (a worker following the stream
+# from the previous id needs no read of its own), else "0". Returns the failed entries as
+# {index, error} pairs.
 _APPEND_SCRIPT = """
 local failed = {}
-local activity = {}
+local activities = {}
 local data = ARGV[3]
+local base = #KEYS - tonumber(ARGV[4])
 local pos = 1
 while pos <= #data do
-  local index, plen, ilen, klen, mlen, tlen, count, dlen
-  index, plen, ilen, klen, mlen, tlen, count, dlen, pos =
-    struct.unpack('>I2I1I1I1I1I1I4I4', data, pos)
+  local index, bucket, plen, ilen, klen, mlen, tlen, count, dlen
+  index, bucket, plen, ilen, klen, mlen, tlen, count, dlen, pos =
+    struct.unpack('>I2I2I1I1I1I1I1I4I4', data, pos)
   local previous = string.sub(data, pos, pos + plen - 1)
   pos = pos + plen
   local id = string.sub(data, pos, pos + ilen - 1)
@@ -91,17 +96,27 @@ while pos <= #data do
     redis.call('PEXPIRE', KEYS[index + 1], ARGV[1])
     local inline = '0'
     if dlen <= INLINE_BYTES then inline = '1' .. payload end
+    local activity = activities[bucket]
+    if not activity then
+      activity = {}
+      activities[bucket] = activity
+    end
     table.insert(activity, tostring(#activity / 2))
     table.insert(activity, table.concat({KEYS[index], previous, id, kind, tostring(count),
                                          inline}, '\\n'))
   end
 end
-if #activity > 0 then
-  redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', 'ACTIVITY_ENTRIES', '*', unpack(activity))
-  redis.call('EXPIRE', KEYS[#KEYS], ARGV[2])
+for bucket, activity in pairs(activities) do
+  redis.call('XADD', KEYS[base + bucket], 'MAXLEN', '~', 'ACTIVITY_ENTRIES', '*',
+             unpack(activity))
+  redis.call('EXPIRE', KEYS[base + bucket], ARGV[2])
 end
 return failed
 """.replace("INLINE_BYTES", str(INLINE_BYTES)).replace("ACTIVITY_ENTRIES", str(ACTIVITY_ENTRIES))
+
+_APPEND_SHA = hashlib.sha1(_APPEND_SCRIPT.encode()).hexdigest()
+"""Rounds send the script's SHA1 (``EVALSHA``), not its 2 KiB text per bucket per round: a
+Redis that does not know it (restarted, flushed, a new cluster node) gets ``EVAL`` once."""
 
 # KEYS: events, owner and cancel key of each live stream of one bucket. ARGV: owner TTL (ms),
 # events TTL (s). Returns the (1-based) positions of the streams someone cancelled.
@@ -233,7 +248,13 @@ class StreamWriter:
             entries.append((self.written, entry_id, stop - start, b"".join(events[start:stop])))
             self.written = entry_id
         final = None
-        if self.final is not None:
+        if self.final is not None and entries:
+            # The marker goes in the next round: in this one, the entries' script call may
+            # come back NOSCRIPT (see _APPEND_SHA) after the marker, with its greater id, was
+            # already written, and their XADD would then be refused.
+            self.queued = True
+            self._writer.enqueue(self)
+        elif self.final is not None:
             final, self.final = dict(self.final), None
             final_id = (milliseconds, last + 1)
             self._last = final_id
@@ -268,6 +289,7 @@ class BatchWriter:
         self, redis: Any, ttl_seconds: int, heartbeat_seconds: float, max_events: int | None
     ) -> None:
         self.redis = redis
+        self._cluster = callable(getattr(redis, "get_node_from_key", None))  # see _is_cluster
         self.max_events = max_events
         self.ttl_seconds = ttl_seconds
         self.heartbeat_seconds = heartbeat_seconds
@@ -351,14 +373,16 @@ class BatchWriter:
                 self._wakeup.set()  # writers that waited for this round
 
     async def _write(self, writers: list[StreamWriter]) -> None:
-        by_bucket: dict[int, tuple[list[bytes], list[Any], list[StreamWriter]]] = {}
+        # One script call per bucket on a cluster, one in all on a single server: the keys,
+        # packed entries, writers and activity streams (with their positions) of each call.
+        by_call: dict[
+            int, tuple[list[bytes], list[bytes], list[StreamWriter], dict[bytes, int]]
+        ] = {}
         finals: list[tuple[StreamWriter, dict[bytes, bytes]]] = []
-        activity_key_of: dict[int, bytes] = {}
         sent: list[tuple[StreamWriter, list[Any], Any]] = []
         for writer in writers:
             previous = writer.written
             entries, final = writer.take()
-            activity_key_of[writer.keys.bucket] = writer.keys.activity
             if final is not None:
                 own = final[b"id"].decode()
                 previous = entries[-1][1] if entries else previous
@@ -367,8 +391,11 @@ class BatchWriter:
             else:
                 sent.append((writer, entries, None))
             if entries:
-                keys, arguments, owners = by_bucket.setdefault(writer.keys.bucket, ([], [], []))
+                keys, arguments, owners, activities = by_call.setdefault(
+                    writer.keys.bucket if self._cluster else 0, ([], [], [], {})
+                )
                 index = len(keys) + 1
+                bucket = activities.setdefault(writer.keys.activity, len(activities) + 1)
                 keys += (writer.keys.events, writer.keys.owner)
                 owners.append(writer)
                 minid, trimmed = b"", b""
@@ -381,17 +408,19 @@ class BatchWriter:
                 for n, (previous, entry_id, count, payload) in enumerate(entries):
                     trim = (minid, trimmed) if n == last else (b"", b"")
                     arguments.append(
-                        _pack_entry(index, previous, entry_id, writer.kind, count, payload, *trim)
+                        _pack_entry(
+                            index, bucket, previous, entry_id, writer.kind, count, payload, *trim
+                        )
                     )
             if final is not None:
                 finals.append((writer, final))
         pipe = self.redis.pipeline(transaction=False)
-        for bucket, (keys, arguments, _) in by_bucket.items():
-            activity = activity_key_of[bucket]
-            pipe.eval(
-                _APPEND_SCRIPT, len(keys) + 1, *keys, activity, self.owner_ms, self.ttl_seconds,
-                b"".join(arguments),
-            )  # fmt: skip
+        calls = []
+        for keys, arguments, _, activities in by_call.values():
+            call = (len(keys) + len(activities), *keys, *activities, self.owner_ms,
+                    self.ttl_seconds, b"".join(arguments), len(activities))  # fmt: skip
+            calls.append(call)
+            pipe.evalsha(_APPEND_SHA, *call)
         for writer, final in finals:
             stream = writer.keys
             entry_id = final.pop(b"id").decode()
@@ -404,6 +433,16 @@ class BatchWriter:
             pipe.expire(stream.activity, self.ttl_seconds)
         try:
             results = await pipe.execute(raise_on_error=False)
+            unknown = [n for n, result in enumerate(results[: len(calls)]) if _no_script(result)]
+            if unknown:
+                # This Redis lost the script (or never had it): EVAL sends it, and caches it
+                # for the next rounds. NOSCRIPT ran nothing: the entries are written once.
+                async with self.redis.pipeline(transaction=False) as retry:
+                    for n in unknown:
+                        retry.eval(_APPEND_SCRIPT, *calls[n])
+                    retried = await retry.execute(raise_on_error=False)
+                for n, result in zip(unknown, retried, strict=True):
+                    results[n] = result
         except BaseException as exc:
             for writer in writers:
                 writer.done(exc)
@@ -411,7 +450,7 @@ class BatchWriter:
                 raise
             return
         failed: dict[int, BaseException] = {}
-        for (_, _, owners), result in zip(by_bucket.values(), results, strict=False):
+        for (_, _, owners, _), result in zip(by_call.values(), results, strict=False):
             if isinstance(result, Exception):
                 for writer in owners:
                     failed[id(writer)] = result
@@ -420,7 +459,7 @@ class BatchWriter:
                 writer = owners[(int(result[position]) - 1) // 2]
                 failed[id(writer)] = WriteFailed(_text(result[position + 1]))
         for position, (writer, _) in enumerate(finals):
-            offset = len(by_bucket) + 5 * position
+            offset = len(by_call) + 5 * position
             for result in results[offset : offset + 5]:
                 if isinstance(result, Exception):
                     failed.setdefault(id(writer), result)
@@ -432,11 +471,12 @@ class BatchWriter:
                     self.written(writer.keys, writer.kind, entries, final_entry)
 
 
-_ENTRY_HEADER = struct.Struct(">HBBBBBII")  # Lua: struct.unpack('>I2I1I1I1I1I1I4I4')
+_ENTRY_HEADER = struct.Struct(">HHBBBBBII")  # Lua: struct.unpack('>I2I2I1I1I1I1I1I4I4')
 
 
 def _pack_entry(
     index: int,
+    bucket: int,
     previous: str,
     entry_id: str,
     kind: bytes,
@@ -447,9 +487,15 @@ def _pack_entry(
 ) -> bytes:
     before, own = previous.encode(), entry_id.encode()
     header = _ENTRY_HEADER.pack(
-        index, len(before), len(own), len(kind), len(minid), len(trimmed), count, len(payload)
-    )
+        index, bucket, len(before), len(own), len(kind), len(minid), len(trimmed), count,
+        len(payload),
+    )  # fmt: skip
     return b"".join((header, before, own, kind, minid, trimmed, payload))
+
+
+def _no_script(result: Any) -> bool:
+    # redis-py's NoScriptError (a ResponseError), matched by name like _follow._timed_out.
+    return isinstance(result, Exception) and type(result).__name__ == "NoScriptError"
 
 
 def _text(value: Any) -> str:
