@@ -100,9 +100,9 @@ def main() -> None:
     port, upstream_url = int(sys.argv[1]), sys.argv[2]
     crc = None
     if sys.argv[3:] == ["--crc"]:
-        from faststream_kit._s3 import _crc32
+        from faststream_kit._crc import crc32
 
-        crc = _crc32()
+        crc = crc32()
     (uvloop.run if uvloop is not None else asyncio.run)(serve(port, upstream_url, crc))
 
 
