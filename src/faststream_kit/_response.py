@@ -351,7 +351,8 @@ class StreamResponse(StreamingResponse):
                 if preamble:
                     data, preamble = preamble + data, b""
                 if data:
-                    unchecked += max(len(data), _WRITE_WEIGHT_BYTES)
+                    size = len(data)  # per chunk: no max() call
+                    unchecked += size if size > _WRITE_WEIGHT_BYTES else _WRITE_WEIGHT_BYTES
                     try:
                         await wire.send_body(data)
                         if unchecked >= _CHECKPOINT_BYTES:
