@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio
 from fastapi import FastAPI, Request
 from langchain_anthropic import ChatAnthropic
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, MessagesState, StateGraph
@@ -194,6 +194,21 @@ def make_app(peer: ScriptedOpenAI, reports: Reports) -> FastAPI:
         compiled = weather_graph(models, options.get("plan"), options["script"])
         return llm_stream(
             graph_stream(compiled, options.get("shape", "messages")),
+            format=fmt,  # type: ignore[arg-type]
+            on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
+        )
+
+    @app.post("/last-chunk-with-text/{fmt}")
+    async def last_chunk_with_text(fmt: str, request: Request) -> StreamResponse:
+        # langchain-google-genai's last chunk: text with the finish reason (or usage).
+        async def chunks() -> AsyncIterator[AIMessageChunk]:
+            yield AIMessageChunk("It is", response_metadata={"model_provider": "google_genai"})
+            usage = {"input_tokens": 4, "output_tokens": 3, "total_tokens": 7}
+            yield AIMessageChunk(" cold", usage_metadata=usage)  # type: ignore[arg-type]
+            yield AIMessageChunk(".", response_metadata={"finish_reason": "MAX_TOKENS"})
+
+        return llm_stream(
+            chunks(),
             format=fmt,  # type: ignore[arg-type]
             on_complete=reports.for_request(request.headers.get(REQUEST_ID, "")),
         )
@@ -429,6 +444,17 @@ def test_a_message_a_node_returns_whole_is_part_of_the_answer(
     assert answer["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
     (completion,) = reports.after(request_id)
     assert completion.finished
+
+
+def test_a_text_chunk_carrying_the_finish_reason_and_usage_keeps_them(
+    app_server: LiveServer, reports: Reports, request_id: str
+) -> None:
+    answer = decode("sse", post(app_server, "/last-chunk-with-text/sse", {}, request_id).body)
+    assert answer["text"] == "It is cold."
+    assert answer["finish"] == "length"
+    assert answer["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+    (completion,) = reports.after(request_id)
+    assert (completion.text, completion.finish_reason) == ("It is cold.", "length")
 
 
 GRAPH_CASES = [("messages", fmt) for fmt in FORMATS] + [

@@ -153,6 +153,17 @@ class ChatModelReader(Reader):
             self._chain.interrupt()
 
     def events_for(self, item: Any) -> list[LLMEvent]:
+        # Per token: a chunk of text alone (most of them) skips the general reading below.
+        content = item.content
+        if (
+            type(content) is str
+            and content
+            and not item.additional_kwargs
+            and not getattr(item, "tool_call_chunks", None)
+            and item.usage_metadata is None
+            and not _finishes(item.response_metadata)
+        ):
+            return [TextDelta(content)]
         return self.message_events(item, None)  # one model call
 
     def message_events(self, message: Any, call: object) -> list[LLMEvent]:
@@ -180,7 +191,7 @@ class ChatModelReader(Reader):
         if usage:
             self._add_usage(usage)
         metadata = message.response_metadata
-        if metadata:  # per chunk: {"model_provider": ...}; the last has the reason
+        if _finishes(metadata):  # per chunk: {"model_provider": ...}; the last has the reason
             reason = metadata.get("finish_reason") or metadata.get("stop_reason")
             if reason or metadata.get("status") == "incomplete":
                 self._read_finish(metadata, reason)
@@ -256,6 +267,14 @@ class GraphReader(ChatModelReader):
             return []
         # The chunks of one model call share its run's id (LangChain gives every chunk it).
         return self.message_events(message, message.id)
+
+
+def _finishes(metadata: Any) -> bool:
+    """Whether ``response_metadata`` may say why the model stopped (``in``: no method call
+    for the ``{"model_provider": ...}`` of every other chunk)."""
+    return bool(metadata) and (
+        "finish_reason" in metadata or "stop_reason" in metadata or "status" in metadata
+    )
 
 
 def _is_last_chunk(message: Any) -> bool:
