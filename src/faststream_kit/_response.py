@@ -334,9 +334,6 @@ class StreamResponse(StreamingResponse):
         preamble = self._preamble
         plain_bytes = encode == self._encode_text  # bytes pass through untouched
         track_idle = self.idle_timeout is not None
-        raw_send = wire._send
-        timed_sends = self.send_timeout is not None
-        idle_tracked = self.keepalive is not None
         token = _current_wire.set(wire)
         unencodable: Exception | None = None
         items = unchecked = 0
@@ -357,25 +354,7 @@ class StreamResponse(StreamingResponse):
                     size = len(data)  # per chunk: no max() call
                     unchecked += size if size > _WRITE_WEIGHT_BYTES else _WRITE_WEIGHT_BYTES
                     try:
-                        if wire.started and wire._keepalive_done is None:
-                            # wire.send_body() inlined, once started: the per-chunk path.
-                            wire.busy = True
-                            try:
-                                if timed_sends:
-                                    wire.busy_since = monotonic()
-                                await raw_send(
-                                    {"type": "http.response.body", "body": data, "more_body": True}
-                                )
-                            except OSError as exc:  # ASGI 2.4: send() raises once gone
-                                wire.gone = True
-                                raise _ClientGone from exc
-                            finally:
-                                wire.busy = False
-                            wire.sent_bytes += size
-                            if idle_tracked:
-                                wire.last_send = monotonic()
-                        else:
-                            await wire.send_body(data)
+                        await wire.send_body(data)
                         if unchecked >= _CHECKPOINT_BYTES:
                             unchecked = 0
                             await asyncio.sleep(0)
