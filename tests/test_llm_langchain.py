@@ -601,31 +601,6 @@ def test_client_disconnect_between_tokens_closes_the_upstream_within_100ms(
     assert completions[0].text == "first"
 
 
-@pytest.mark.usefixtures("without_gc")
-def test_client_disconnect_between_tokens_closes_a_sync_chat_model_stream_within_100ms(
-    app_server: LiveServer, peer: ScriptedOpenAI, reports: Reports, request_id: str
-) -> None:
-    # The worker thread is blocked reading the next token (5 s away): the socket is shut
-    # down from the event loop, so the model stops at once, not when that token comes.
-    before = len(peer.requests)
-    recording = record_chunks(
-        app_server.url + "/sync-chat/text",
-        method="POST",
-        content=json.dumps({"script": "between-tokens"}),
-        headers={REQUEST_ID: request_id, "content-type": "application/json"},
-        stop_after_chunks=1,
-    )
-    left_at = time.monotonic()
-    assert recording.body == b"first"
-    record = peer.wait_for_request(before + 1)
-    assert record.wait_disconnected(2), "the sync stream was not closed"
-    assert record.disconnected_at is not None
-    assert record.disconnected_at - left_at < 0.1
-    (completion,) = reports.after(request_id)
-    assert completion.disconnected
-    assert completion.text == "first"
-
-
 # --- resumable answers ------------------------------------------------------------------------
 
 
@@ -830,25 +805,39 @@ def test_chat_anthropic_disconnect_between_tokens_closes_the_upstream_within_100
 
 
 @pytest.mark.usefixtures("without_gc")
-def test_chat_anthropic_sync_stream_disconnect_between_tokens_closes_the_upstream_within_100ms(
-    anthropic_server: LiveServer,
-    anthropic_peer: ScriptedAnthropic,
+@pytest.mark.parametrize(
+    ("server", "scripted", "route", "script"),
+    [
+        ("app_server", "peer", "/sync-chat/text", "between-tokens"),
+        ("anthropic_server", "anthropic_peer", "/sync-claude/text", "claude-between-tokens"),
+    ],
+    ids=["ChatOpenAI", "ChatAnthropic"],
+)
+def test_client_disconnect_between_tokens_closes_a_sync_chat_model_stream_within_100ms(
+    request: pytest.FixtureRequest,
     reports: Reports,
     request_id: str,
+    server: str,
+    scripted: str,
+    route: str,
+    script: str,
 ) -> None:
-    # ChatAnthropic.stream(...) is read in a worker thread, blocked on the next token (5 s
-    # away): its socket is shut down from the event loop, not when that token comes.
-    before = len(anthropic_peer.requests)
+    # model.stream(...) is read in a worker thread, blocked on the next token (5 s away):
+    # its socket is shut down from the event loop, so the model stops at once, not when
+    # that token comes.
+    app: LiveServer = request.getfixturevalue(server)
+    provider: ScriptedOpenAI | ScriptedAnthropic = request.getfixturevalue(scripted)
+    before = len(provider.requests)
     recording = record_chunks(
-        anthropic_server.url + "/sync-claude/text",
+        app.url + route,
         method="POST",
-        content=json.dumps({"script": "claude-between-tokens"}),
+        content=json.dumps({"script": script}),
         headers={REQUEST_ID: request_id, "content-type": "application/json"},
         stop_after_chunks=1,
     )
     left_at = time.monotonic()
     assert recording.body == b"first"
-    record = anthropic_peer.wait_for_request(before + 1)
+    record = provider.wait_for_request(before + 1)
     assert record.wait_disconnected(2), "the sync stream was not closed"
     assert record.disconnected_at is not None
     assert record.disconnected_at - left_at < 0.1
