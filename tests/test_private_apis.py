@@ -877,7 +877,7 @@ def test_stream_zip_pulls_no_more_input_per_step_than_the_loop_archive_prepares(
                 pulled += amount
                 assert pulled <= write_bytes + _READY_MARGIN_BYTES, (
                     f"stream-zip pulled {pulled} bytes in one step (chunk_size {write_bytes}): "
-                    "raise _READY_MARGIN_BYTES in faststream_kit/_zip.py (docs/design.md)"
+                    "raise _READY_MARGIN_BYTES in faststream_kit/_zip/_loop.py (docs/design.md)"
                 )
 
 
@@ -906,7 +906,7 @@ def test_stream_zip_computes_its_crc32_with_the_zlib_of_its_module() -> None:
     archive = b"".join(copy.stream_zip(members(copy)))
     assert sum(calls) >= len(data), (
         "stream-zip no longer calls zlib.crc32 through its module: zip_stream's CRC-32 is "
-        "zlib's again (slower); see _stream_zip in faststream_kit/_zip.py"
+        "zlib's again (slower); see _stream_zip in faststream_kit/_zip/_stored.py"
     )
     assert archive == b"".join(stream_zip.stream_zip(members(stream_zip)))
     assert stream_zip.zlib is zlib, "the stream-zip everyone else imports is left alone"
