@@ -8,6 +8,7 @@ faster (0.12 against 0.50 ms per MiB on the test machine); ``pip install
 
 from __future__ import annotations
 
+import importlib
 import zlib
 from collections.abc import Callable
 from functools import cache
@@ -22,12 +23,11 @@ __all__ = ["crc32"]
 @cache
 def crc32() -> Callable[[Buffer, int], int]:
     """The fastest ``crc32(data, value)`` installed: zlib-ng's, ISA-L's, else zlib's."""
-    try:
-        from zlib_ng.zlib_ng import crc32 as fast  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
+    for module in ("zlib_ng.zlib_ng", "isal.isal_zlib"):
         try:
-            from isal.isal_zlib import crc32 as fast  # type: ignore[import-not-found, unused-ignore]
+            found = importlib.import_module(module)
         except ImportError:
-            return zlib.crc32
-    function: Callable[[Buffer, int], int] = fast
-    return function
+            continue
+        function: Callable[[Buffer, int], int] = found.crc32
+        return function
+    return zlib.crc32
