@@ -39,7 +39,7 @@ from .._llm import (
 )
 from .._names import KEEPALIVE, LLM_IDLE_TIMEOUT, SEND_TIMEOUT, OldKeepalive, keepalive_argument
 from .._response import StreamResponse
-from .._sse import PING_FRAME, ServerSentEvent, sse_frame, with_id
+from .._sse import PING_FRAME, ServerSentEvent, sse_frame, with_id, with_trusted_id
 from .._sse_response import SHUTDOWN_EVENT, Events, last_event_id
 from .._threads import iterate_in_thread
 from .._validate import (
@@ -718,8 +718,7 @@ async def _write_items(
                 payload = encode_llm_event(item)
                 next_id()
             else:
-                # The id is ours (digits and a dash): no with_id() checks per event.
-                payload = b"id: " + next_id().encode() + b"\n" + sse_event_frame(item)
+                payload = with_trusted_id(sse_event_frame(item), next_id())
             append(payload)
             if writer.backlogged:
                 await writer.drained()
