@@ -1,6 +1,6 @@
 """``format="ag-ui"``: the answer as one run of the AG-UI protocol, events as SSE.
 
-AG-UI (https://docs.ag-ui.com, schema 1.0 as ``@ag-ui/core`` 1.0.0 defines it) is what
+AG-UI (https://docs.ag-ui.com, schema 1.0 as ``@ag-ui/core`` 1.0.4 defines it) is what
 CopilotKit and the ``@ag-ui/client`` ``HttpAgent`` read: the client POSTs a
 ``RunAgentInput`` (``threadId``, ``runId``, ``messages``, ...) and reads ``data: {json}``
 events, each with a ``type``, until the run ends. One answer is one run:
