@@ -31,7 +31,8 @@ __all__ = ["EagerIterator"]
 T = TypeVar("T")
 
 _POLL_SECONDS = 0.001
-"""Computing more ready items may delay the first of them by at most this much."""
+"""Taking more items (ready ones, or those produced within a few loop turns) may delay the
+first of them by at most this much, plus one loop turn."""
 
 _CHECKPOINTS_PER_STEP = 4
 """Bare checkpoints (``sleep(0)``) passed through while taking one ready item."""

@@ -114,7 +114,8 @@ class StreamResponse(StreamingResponse):
       sync generator); body messages it receives are handed on to ``request`` if given;
     * runs a sync iterable in one worker thread (:func:`iterate_in_thread`) on its own
       capacity limiter; small items (under 16 KiB) that a source, sync or async, has
-      already produced go out in one write, and nothing waits for more;
+      already produced go out in one write, with those an async source produces within a
+      few loop turns (up to 1 ms), and nothing waits for more;
     * sends the headers with the first chunk, or with the first keepalive if that is due
       earlier, so an exception before either becomes a real HTTP error (JSON body);
       after that, formats with an error frame (SSE, NDJSON) end with it, and the others
