@@ -65,6 +65,12 @@ def _finish(step: Any, yielded: Any) -> Generator[Any, Any, Any]:
             return stop.value
 
 
+@types.coroutine
+def _next_turn() -> Generator[None, None, None]:
+    """One turn of the event loop, and no more: ``asyncio.sleep(0)`` without its coroutine."""
+    yield
+
+
 class EagerIterator(AsyncIterator[T], Generic[T]):
     """Wraps an async iterator; :meth:`take_ready` returns what it can give without waiting."""
 
@@ -150,26 +156,27 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
         turns = 0
         while len(items) < limit and self._pending is not None:
             step, yielded = self._pending
-            if yielded is not None and not callable(getattr(yielded, "done", None)):
+            done = None if yielded is None else getattr(yielded, "done", None)
+            if yielded is not None and not callable(done):
                 break  # not an asyncio future: only the task knows how to wait for it
             if turns == _TURNS_PER_ITEM or monotonic() > deadline:
                 break
             turns += 1
             try:
-                await asyncio.sleep(0)
+                await _next_turn()
             except asyncio.CancelledError as cancelled:
                 try:
                     await self.throw_into_pending(cancelled)
                 except Exception as exc:
                     self._error = exc
                     break
-            if yielded is not None and not yielded.done():
+            if done is not None and not done():
                 continue
             self._pending = None
             turns = 0
             self._advance(step, items)
             while len(items) < limit and self._pending is None:
-                if self._done or self._error is not None:
+                if self._done or self._error is not None or monotonic() > deadline:
                     break
                 self._advance(self._source.__anext__().__await__(), items)
         if items:
