@@ -4,6 +4,7 @@
     python bench/llm.py --quick     # 2 rounds, under 40 s
     python bench/llm.py --diagnose  # also llm_stream with idle_timeout/send_timeout None
     python bench/llm.py --profile   # then cProfile each route inside the app process
+    python bench/llm.py --syscalls  # then count each route's system calls (strace -c)
     python bench/llm.py --provider anthropic  # one provider only (openai, gemini, langchain too)
     python bench/llm.py --provider langchain --langchain-chunk-timeout default  # 120 s only
 
@@ -33,8 +34,10 @@ import importlib.metadata
 import json
 import os
 import pstats
+import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -357,6 +360,65 @@ def print_profile(report: dict[str, Any]) -> None:
             )
 
 
+SYSCALL_KINDS = {
+    "writes": ("write", "writev", "sendto", "sendmsg"),
+    "loop turns": ("epoll_wait", "epoll_pwait", "epoll_pwait2"),
+}
+"""What ``--syscalls`` counts: the socket writes, and the event loop's polls (one per turn)."""
+
+
+def syscall_routes(
+    app: AppServer,
+    upstream: AppServer,
+    names: list[str],
+    count: int,
+    sizes_for: Callable[[int], dict[str, int]] = expected_bytes,
+) -> dict[str, dict[str, float]]:
+    """System calls per token of one request of each route, in the app process (all its
+    threads), from ``strace -c``: counts, so unlike CPU time no noise from other work."""
+    assert app.process is not None
+    sizes = sizes_for(count)
+    report: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="llm-strace-") as directory:
+        for name in names:
+            path = Path(directory) / f"{name}.txt"
+            command = ["strace", "-c", "-f", "-o", str(path), "-p", str(app.process.pid)]
+            tracer = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            assert tracer.stderr is not None
+            tracer.stderr.readline()  # "strace: Process N attached": counting from here
+            measure(app, upstream, name, count, sizes[name])
+            tracer.send_signal(signal.SIGINT)
+            tracer.communicate(timeout=30)
+            calls = strace_counts(path.read_text())
+            row = {
+                kind: sum(calls.get(c, 0) for c in names_) / count
+                for kind, names_ in SYSCALL_KINDS.items()
+            }
+            row["all"] = sum(calls.values()) / count
+            report[name] = row
+    return report
+
+
+def strace_counts(summary: str) -> dict[str, int]:
+    """``strace -c``'s table as {system call: calls}."""
+    calls: dict[str, int] = {}
+    for line in summary.splitlines():
+        fields = line.split()
+        # % time, seconds, usecs/call, calls, [errors,] syscall; not the header or the total
+        if len(fields) >= 5 and fields[3].isdigit() and fields[-1] != "total":
+            calls[fields[-1]] = int(fields[3])
+    return calls
+
+
+def print_syscalls(report: dict[str, dict[str, float]]) -> None:
+    print("\nsystem calls per token in the app process (strace -c, one request each):")
+    print(f"  {'route':<18}" + "".join(f"{kind:>12}" for kind in [*SYSCALL_KINDS, "all"]))
+    for name, row in report.items():
+        print(f"  {name:<18}" + "".join(f"{value:>12.2f}" for value in row.values()))
+
+
 # --- LangChain: ChatOpenAI.astream(...) (bench/_langchain_apps.py) ----------------------------
 
 
@@ -474,15 +536,21 @@ def run_langchain_variant(
             if args.profile:
                 directory = Path(tempfile.mkdtemp(prefix="llm-langchain-profile-"))
                 profile = profile_routes(app, upstream, names, args.tokens, directory, sizes_for)
+            syscalls = None
+            if args.syscalls:
+                syscalls = syscall_routes(app, upstream, names, args.tokens, sizes_for)
     print(f"\nLangChain (langchain-openai, ChatOpenAI({label}).astream):", end="")
     print_summary(summary)
     if profile is not None:
         print_profile(profile)
+    if syscalls is not None:
+        print_syscalls(syscalls)
     return {
         "stream_chunk_timeout": chunk_timeout,
         "implementations": implementations,
         "summary": summary,
         "profile": profile,
+        "syscalls": syscalls,
         "runs": runs,
     }
 
@@ -645,6 +713,11 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="then cProfile each route in the app process"
     )
     parser.add_argument(
+        "--syscalls",
+        action="store_true",
+        help="then count each route's system calls per token (strace -c; LangChain rows)",
+    )
+    parser.add_argument(
         "--provider",
         choices=("all", "openai", "anthropic", "gemini", "langchain"),
         default="all",
@@ -663,6 +736,8 @@ def main(argv: list[str] | None = None) -> int:
         help="also run llm_stream with idle_timeout=None, send_timeout=None",
     )
     args = parser.parse_args(argv)
+    if args.syscalls and shutil.which("strace") is None:
+        parser.error("--syscalls needs strace")
     rounds = args.rounds or (2 if args.quick else 12)
     if not 1 <= rounds <= 50:
         parser.error("--rounds must be between 1 and 50")

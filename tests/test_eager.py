@@ -254,3 +254,102 @@ def test_a_source_that_is_never_ready_is_tried_less_and_less_until_it_is() -> No
     assert tried[:4] == [True, True, False, True]  # misses in a row: skip 0, then 1, then 3
     assert sum(tried) < 10
     assert rest == [40, 41, 42]
+
+
+async def at_once(value: int) -> int:
+    return value
+
+
+async def through_a_task_each(count: int) -> AsyncIterator[int]:
+    """LangChain's default stream_chunk_timeout: every item is awaited through
+    ``asyncio.wait_for``, a task of its own, so none is ready without a loop turn."""
+    for i in range(count):
+        yield await asyncio.wait_for(at_once(i), 10)
+
+
+def test_items_awaited_through_a_task_each_are_taken_within_a_few_loop_turns() -> None:
+    async def main() -> tuple[list[int], list[int]]:
+        items = EagerIterator(through_a_task_each(5))
+        first = [await items.__anext__(), *items.take_ready(32)]
+        assert items.pending  # nothing ready: the next item waits for its task
+        return first, await items.take_soon(32)
+
+    assert anyio.run(main) == ([0], [1, 2, 3, 4])
+
+
+def test_taking_soon_leaves_a_step_that_waits_for_something_else() -> None:
+    # What the source waits for comes later than a few loop turns (the network, or the client:
+    # tests/test_streaming.py's echo waits for the request body): take_soon must not wait for
+    # it, or the item before would be held back.
+    async def main() -> tuple[list[str], bool, str]:
+        arrived = asyncio.Event()
+
+        async def source() -> AsyncIterator[str]:
+            yield "first"
+            await arrived.wait()
+            yield "second"
+
+        async def arrive_after_many_turns() -> None:
+            for _ in range(50):
+                await asyncio.sleep(0)
+            arrived.set()
+
+        items = EagerIterator(source())
+        await items.__anext__()
+        assert items.take_ready(32) == []
+        setter = asyncio.create_task(arrive_after_many_turns())
+        taken = await items.take_soon(32)
+        came_first = not arrived.is_set()
+        second = await items.__anext__()
+        await setter
+        return taken, came_first, second
+
+    assert anyio.run(main) == ([], True, "second")
+
+
+def test_a_cancellation_while_taking_soon_reaches_the_source() -> None:
+    log: list[str] = []
+
+    async def source() -> AsyncIterator[int]:
+        try:
+            yield 0
+            await asyncio.Event().wait()  # never set
+            yield 1
+        except asyncio.CancelledError:
+            log.append("cancelled")
+            raise
+
+    async def take(items: EagerIterator[int]) -> list[int]:
+        await items.__anext__()
+        items.take_ready(32)
+        return await items.take_soon(32)
+
+    async def main() -> list[str]:
+        taking = asyncio.create_task(take(EagerIterator(source())))
+        await asyncio.sleep(0)  # it runs up to take_soon's first loop turn
+        taking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await taking
+        # Checked here: once the loop ends, asyncio would cancel the source's wait anyway.
+        return list(log)
+
+    assert anyio.run(main) == ["cancelled"]
+
+
+def test_the_source_timeout_expiring_while_taking_soon_comes_after_the_items_taken() -> None:
+    async def source() -> AsyncIterator[int]:
+        yield 0
+        yield await asyncio.wait_for(at_once(1), 10)
+        with anyio.fail_after(0):  # expired: delivered at the next loop turn
+            await anyio.sleep(30)
+        yield 2
+
+    async def main() -> list[int]:
+        items = EagerIterator(source())
+        seen = [await items.__anext__(), *items.take_ready(32)]
+        seen += await items.take_soon(32)
+        with pytest.raises(TimeoutError):
+            await items.__anext__()
+        return seen
+
+    assert anyio.run(main) == [0, 1]

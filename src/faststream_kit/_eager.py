@@ -9,10 +9,16 @@ for what is available *now* and writes it in one go.
 finishes without suspending, its item was ready; if it suspends, the step is kept and the
 response awaits it next, exactly where it stopped (the same protocol ``await`` uses, so the
 event loop and cancellation see nothing unusual).
+
+Some sources never have an item ready without a loop turn, although its bytes are already
+read: each item is awaited through a task (``asyncio.wait_for``, as LangChain's default
+``stream_chunk_timeout`` does). :meth:`EagerIterator.take_soon` gives such a kept step a few
+loop turns to finish, so those items too go out in one write instead of one each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import types
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Generator
 from time import monotonic
@@ -25,10 +31,16 @@ __all__ = ["EagerIterator"]
 T = TypeVar("T")
 
 _POLL_SECONDS = 0.001
-"""Computing more ready items may delay the first of them by at most this much."""
+"""Taking more items (ready ones, or those produced within a few loop turns) may delay the
+first of them by at most this much, plus one loop turn."""
 
 _CHECKPOINTS_PER_STEP = 4
 """Bare checkpoints (``sleep(0)``) passed through while taking one ready item."""
+
+_TURNS_PER_ITEM = 4
+"""Loop turns :meth:`EagerIterator.take_soon` gives a kept step's future to be done before it
+stops waiting for more; ``asyncio.wait_for`` needs two (its task runs, then its waiter is
+released), a read whose bytes are in the socket's buffer a few."""
 
 _MAX_CHANCES_SKIPPED = 63
 """After misses in a row (:meth:`EagerIterator.take_ready` found nothing), at most this many of
@@ -51,6 +63,12 @@ def _finish(step: Any, yielded: Any) -> Generator[Any, Any, Any]:
             yielded = step.send(sent)
         except StopIteration as stop:
             return stop.value
+
+
+@types.coroutine
+def _next_turn() -> Generator[None, None, None]:
+    """One turn of the event loop, and no more: ``asyncio.sleep(0)`` without its coroutine."""
+    yield
 
 
 class EagerIterator(AsyncIterator[T], Generic[T]):
@@ -97,12 +115,10 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
         A source that never has an item ready is not asked every time: trying costs a step
         kept and finished by hand (two frames more on each resume), for nothing. After misses
         in a row the next calls skip trying, twice as many (plus one) at each further miss, up
-        to :data:`_MAX_CHANCES_SKIPPED`; a hit starts again from zero. Such a source is
-        LangChain's ``astream`` with its default ``stream_chunk_timeout``: each chunk is
-        awaited through ``asyncio.wait_for``, which (before Python 3.12) runs it in a task of
-        its own, so even a chunk whose bytes are already read is never ready without a loop
-        turn. One that batches (ten SSE events in one network read) misses only when its
-        buffer is drained, and hits again at the next call.
+        to :data:`_MAX_CHANCES_SKIPPED`; a hit (here or in :meth:`take_soon`) starts again
+        from zero. A source whose step waits for the network misses every time; one that
+        batches (ten SSE events in one network read) misses only when its buffer is drained,
+        and hits again at the next call.
         """
         if self._skip:
             self._skip -= 1
@@ -112,26 +128,7 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
         while len(items) < limit and self._pending is None:
             if self._done or self._error is not None:
                 break
-            step = self._source.__anext__().__await__()
-            try:
-                yielded = step.send(None)
-                # A bare yield is a checkpoint (asyncio.sleep(0), anyio.sleep(0)), which the
-                # loop resumes on its next turn without waiting for anything: resume it here,
-                # so a source that checkpoints after every item (FastAPI's wrapper around a
-                # `yield` path operation does) still hands over what it has. Bounded, so a
-                # source that polls with sleep(0) is kept as pending, as without this.
-                checkpoints = 0
-                while yielded is None and checkpoints < _CHECKPOINTS_PER_STEP:
-                    checkpoints += 1
-                    yielded = step.send(None)
-            except StopIteration as stop:
-                items.append(stop.value)
-            except StopAsyncIteration:
-                self._done = True
-            except Exception as exc:
-                self._error = exc  # raised after the items produced before it
-            else:
-                self._pending = (step, yielded)
+            self._advance(self._source.__anext__().__await__(), items)
             if monotonic() > deadline:
                 break
         if items:
@@ -140,6 +137,73 @@ class EagerIterator(AsyncIterator[T], Generic[T]):
             self._skip = min((1 << self._misses) - 1, _MAX_CHANCES_SKIPPED)
             self._misses = min(self._misses + 1, 8)
         return items
+
+    async def take_soon(self, limit: int) -> list[T]:
+        """Up to ``limit`` items the source produces within the next few loop turns.
+
+        For after :meth:`take_ready` found nothing and kept a step. The step waits on a
+        future; this gives the loop a turn (``sleep(0)``: no timer) and, once the future is
+        done, resumes the step here, as the task would have, and starts the next one. It
+        stops when a step's future is not done after :data:`_TURNS_PER_ITEM` turns (the
+        source waits for the network: its item would come later anyway), and after
+        :data:`_POLL_SECONDS` in all: what is taken is delayed by that much at most, plus one
+        loop turn. A cancellation meanwhile goes where the kept step waits
+        (:meth:`throw_into_pending`); an error the source makes of it (its own timeout) is
+        raised after the items taken before it.
+        """
+        items: list[T] = []
+        deadline = monotonic() + _POLL_SECONDS
+        turns = 0
+        while len(items) < limit and self._pending is not None:
+            step, yielded = self._pending
+            done = None if yielded is None else getattr(yielded, "done", None)
+            if yielded is not None and not callable(done):
+                break  # not an asyncio future: only the task knows how to wait for it
+            if turns == _TURNS_PER_ITEM or monotonic() > deadline:
+                break
+            turns += 1
+            try:
+                await _next_turn()
+            except asyncio.CancelledError as cancelled:
+                try:
+                    await self.throw_into_pending(cancelled)
+                except Exception as exc:
+                    self._error = exc
+                    break
+            if done is not None and not done():
+                continue
+            self._pending = None
+            turns = 0
+            self._advance(step, items)
+            while len(items) < limit and self._pending is None:
+                if self._done or self._error is not None or monotonic() > deadline:
+                    break
+                self._advance(self._source.__anext__().__await__(), items)
+        if items:
+            self._misses = self._skip = 0
+        return items
+
+    def _advance(self, step: Any, items: list[T]) -> None:
+        """Run ``step`` (an ``__anext__()`` step, new or kept) until it finishes or waits."""
+        try:
+            yielded = step.send(None)
+            # A bare yield is a checkpoint (asyncio.sleep(0), anyio.sleep(0)), which the
+            # loop resumes on its next turn without waiting for anything: resume it here,
+            # so a source that checkpoints after every item (FastAPI's wrapper around a
+            # `yield` path operation does) still hands over what it has. Bounded, so a
+            # source that polls with sleep(0) is kept as pending, as without this.
+            checkpoints = 0
+            while yielded is None and checkpoints < _CHECKPOINTS_PER_STEP:
+                checkpoints += 1
+                yielded = step.send(None)
+        except StopIteration as stop:
+            items.append(stop.value)
+        except StopAsyncIteration:
+            self._done = True
+        except Exception as exc:
+            self._error = exc  # raised after the items produced before it
+        else:
+            self._pending = (step, yielded)
 
     @property
     def pending(self) -> bool:

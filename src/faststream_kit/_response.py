@@ -114,7 +114,8 @@ class StreamResponse(StreamingResponse):
       sync generator); body messages it receives are handed on to ``request`` if given;
     * runs a sync iterable in one worker thread (:func:`iterate_in_thread`) on its own
       capacity limiter; small items (under 16 KiB) that a source, sync or async, has
-      already produced go out in one write, and nothing waits for more;
+      already produced go out in one write, with those an async source produces within a
+      few loop turns (up to 1 ms), and nothing waits for more;
     * sends the headers with the first chunk, or with the first keepalive if that is due
       earlier, so an exception before either becomes a real HTTP error (JSON body);
       after that, formats with an error frame (SSE, NDJSON) end with it, and the others
@@ -329,6 +330,7 @@ class StreamResponse(StreamingResponse):
             return exc
         source = self._ready_source()
         take_ready = source.take_ready
+        eager = source if isinstance(source, EagerIterator) else None
         read_ahead = self._read_ahead
         encode = self._encode
         preamble = self._preamble
@@ -341,10 +343,14 @@ class StreamResponse(StreamingResponse):
             async for chunk in source:
                 items += 1
                 data = chunk if type(chunk) is bytes and plain_bytes else encode(chunk)
-                # Small items already produced go out in the same write; nothing waits for
-                # more. A large chunk is a write of its own: joining it would only copy it.
+                # Small items already produced go out in the same write, and those a kept
+                # step produces within a few loop turns (EagerIterator.take_soon); nothing
+                # waits for more. A large chunk is a write of its own: joining it would only
+                # copy it.
                 if len(data) < _COALESCE_BELOW_BYTES:
                     ready = take_ready(read_ahead)
+                    if not ready and eager is not None and eager.pending:
+                        ready = await eager.take_soon(read_ahead)
                     if ready:
                         items += len(ready)
                         data, unencodable = _join_encoded(data, ready, encode)
@@ -361,9 +367,9 @@ class StreamResponse(StreamingResponse):
                     except asyncio.CancelledError as cancelled:
                         # Maybe the source's own timeout, set in a step take_ready kept: it
                         # cancels this task wherever it waits. The step sees it first.
-                        if not (isinstance(source, EagerIterator) and source.pending):
+                        if eager is None or not eager.pending:
                             raise
-                        await source.throw_into_pending(cancelled)
+                        await eager.throw_into_pending(cancelled)
                 if track_idle:
                     wire.last_item = monotonic()  # the wait for the next item starts now
                 if unencodable is not None:
