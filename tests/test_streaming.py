@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import statistics
 import threading
@@ -24,6 +26,13 @@ HTTP2_FORBIDDEN = {"connection", "keep-alive", "proxy-connection", "transfer-enc
 
 
 NEVER_WAITING_CHUNKS = 20_000  # 1.25 GiB of 64 KiB chunks
+
+
+async def rows_in_memory(events: Events) -> AsyncIterator[bytes]:
+    """Rows already in memory: never awaits anything, counts what it produced."""
+    for _ in range(NEVER_WAITING_CHUNKS):
+        events.produced += 1
+        yield b"x" * 65536
 
 
 class Events:
@@ -79,11 +88,27 @@ def make_app(records: PerRequest[Events]) -> FastAPI:
         events = events_of(request)
 
         async def produce() -> AsyncIterator[bytes]:
-            # Rows already in memory: the generator never awaits anything.
             try:
-                for _ in range(NEVER_WAITING_CHUNKS):
-                    events.produced += 1
-                    yield b"x" * 65536
+                async for chunk in rows_in_memory(events):
+                    yield chunk
+            finally:
+                events.close()
+
+        return stream_response(produce(), media_type="application/octet-stream")
+
+    @app.get("/swallows-cancellation")
+    async def swallows_cancellation(request: Request) -> StreamingResponse:
+        events = events_of(request)
+
+        async def produce() -> AsyncIterator[bytes]:
+            # Like pyreqwest's read_chunk() (0.15): a cancellation that reaches it while it
+            # waits is dropped, and the next chunk is returned as if nothing happened.
+            try:
+                yield b"first\n"
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.get_running_loop().create_future()  # only a cancel ends it
+                async for chunk in rows_in_memory(events):
+                    yield chunk
             finally:
                 events.close()
 
@@ -344,6 +369,20 @@ def test_a_source_that_never_waits_still_sees_the_client_leave(
     assert recording.chunks
     assert events.closed.wait(timeout=30), "the generator was never closed"
     assert events.produced < NEVER_WAITING_CHUNKS // 2
+
+
+def test_a_source_that_swallows_the_cancellation_still_stops_when_the_client_leaves(
+    server: LiveServer, records: PerRequest[Events], request_id: str
+) -> None:
+    """The cancellation that stops the source lands where it waits; a source that drops it
+    (pyreqwest's body reads do) must still stop, not read on into a gone client's socket."""
+    events = records.of(request_id)
+    recording = record_chunks(
+        server.url + "/swallows-cancellation", headers={REQUEST_ID: request_id}, stop_after_chunks=1
+    )
+    assert recording.text == "first\n"
+    assert events.closed.wait(timeout=30), "the generator was never closed"
+    assert events.produced <= 1  # at most the chunk it read when it dropped the cancellation
 
 
 def test_sync_generator_finally_runs_in_its_worker_thread_after_disconnect(

@@ -306,7 +306,7 @@ class StreamResponse(StreamingResponse):
         failure: BaseException | None = None
         try:
             try:
-                failure = await self._pump(scope, wire)
+                failure = await self._pump(scope, wire, stop)
             finally:
                 stopped = stop.disarm()
         except asyncio.CancelledError:
@@ -321,8 +321,14 @@ class StreamResponse(StreamingResponse):
             )
         return failure
 
-    async def _pump(self, scope: Scope, wire: _Wire) -> BaseException | None:
-        """Copy the source to the client; return the source's exception, if any."""
+    async def _pump(self, scope: Scope, wire: _Wire, stop: _PumpStop) -> BaseException | None:
+        """Copy the source to the client; return the source's exception, if any.
+
+        ``stop`` cancels this task where it waits, which is usually in the source. A source
+        may drop that cancellation and go on (pyreqwest's ``read_chunk()`` does); after a
+        disconnect the server's ``send()`` returns at once, so nothing else would end the
+        loop before the source does: every write checks whether a stop was requested.
+        """
         try:
             if self._open is not None:
                 self.body_iterator = self._as_async(self._open(scope))
@@ -361,6 +367,8 @@ class StreamResponse(StreamingResponse):
                     unchecked += size if size > _WRITE_WEIGHT_BYTES else _WRITE_WEIGHT_BYTES
                     try:
                         await wire.send_body(data)
+                        if stop.requested:
+                            raise asyncio.CancelledError  # the source dropped our cancellation
                         if unchecked >= _CHECKPOINT_BYTES:
                             unchecked = 0
                             await asyncio.sleep(0)
