@@ -192,10 +192,7 @@ class LiveServer:
             self._started.set()
             await task
 
-        try:
-            self._run_loop(serve())
-        finally:
-            sock.close()
+        self._run_loop(serve(), sock)
 
     def _run_hypercorn(self, sock: socket.socket) -> None:
         from hypercorn.asyncio import serve
@@ -234,10 +231,7 @@ class LiveServer:
             self._started.set()
             await task
 
-        try:
-            self._run_loop(main())
-        finally:
-            sock.close()
+        self._run_loop(main(), sock)
 
     def _run_granian(self, sock: socket.socket) -> None:
         from granian.constants import Interfaces
@@ -270,13 +264,19 @@ class LiveServer:
 
         self._run_loop(main())
 
-    def _run_loop(self, main: Coroutine[Any, Any, None]) -> None:
-        """Run the server thread's event loop; a failure is raised to ``start()``'s caller."""
+    def _run_loop(self, main: Coroutine[Any, Any, None], sock: socket.socket | None = None) -> None:
+        """Run the server thread's event loop; a failure is raised to ``start()``'s caller.
+
+        ``sock`` is closed before ``start()`` is woken: a server that failed to start must
+        not be found listening by the caller (it was, now and then, when closed after).
+        """
         try:
             asyncio.run(main)
         except BaseException as exc:
             self._error = exc
         finally:
+            if sock is not None:
+                sock.close()
             self._started.set()
 
 
