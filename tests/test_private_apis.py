@@ -444,12 +444,19 @@ def test_compact_json_uses_the_c_encoder_built_once() -> None:
         compact_json(cyclic)
 
 
-# -------------------------------------------------- uvicorn: Server.started and should_exit
+# ---------------------------- uvicorn: Server.started, should_exit, main_loop and on_tick
 
 
 def test_live_server_sees_uvicorn_start_and_stops_it() -> None:
     """``LiveServer`` waits for ``uvicorn.Server.started`` and stops it by setting
-    ``should_exit``: public names, but undocumented."""
+    ``should_exit``, waking its ``main_loop`` (which calls ``on_tick``) at once: public names,
+    but undocumented."""
+    import uvicorn
+
+    for attribute in ("main_loop", "on_tick"):
+        assert hasattr(uvicorn.Server, attribute), changed(
+            "uvicorn", f"Server.{attribute}", "LiveServer.stop() waits for uvicorn's 0.1 s tick"
+        )
     app = FastAPI()
 
     @app.get("/")

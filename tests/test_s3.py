@@ -812,8 +812,8 @@ def test_slow_client_keeps_the_server_memory_flat(
     seaweedfs: S3Peer, huge_object: int, kind: ClientKind
 ) -> None:
     # The app runs in its own process so its RSS is its own; the client reads ~10 MiB/s,
-    # 50 of the 200 MiB: the S3 side could deliver all of it in under a second, so any
-    # buffering that is not bounded shows up as growth within the first few seconds.
+    # 20 of the 200 MiB: the S3 side could deliver all of it in under a second, so any
+    # buffering that is not bounded shows up as growth within the first two seconds.
     with run_app_process(seaweedfs, kind) as app, httpx.Client(timeout=30) as http:
         url = f"{app.url}/objects/"
         for _ in range(3):  # warm up imports, the S3 connection pool and the worker thread
@@ -830,10 +830,10 @@ def test_slow_client_keeps_the_server_memory_flat(
                 if ahead > 0:
                     time.sleep(ahead)  # pacing the reader, not waiting for an event
                 peak = max(peak, _rss_bytes(app.pid))
-                if received >= 50 * MiB:
+                if received >= 20 * MiB:
                     break
-    assert received >= 50 * MiB
-    assert time.monotonic() - started > 4  # the client really was slow
+    assert received >= 20 * MiB
+    assert time.monotonic() - started > 1.6  # the client really was slow
     assert peak - baseline <= 32 * MiB, f"RSS grew by {(peak - baseline) / MiB:.1f} MiB"
 
 

@@ -11,6 +11,7 @@ own process (``UPSTREAM_URL`` names the upstream), for measuring its memory.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -94,6 +95,19 @@ class Upstream:
 
     def __init__(self) -> None:
         self.log = UpstreamLog()
+        self._slow_lock = threading.Lock()
+        self._slow_waits: dict[str, tuple[asyncio.AbstractEventLoop, anyio.CancelScope]] = {}
+        self._answer_now: set[str] = set()
+
+    def answer_slow_now(self, request_id: str) -> None:
+        """``/slow?id=request_id`` answers now (or at once if it has not started): a test
+        calls this from its thread so that a request nobody cancelled ends with the test."""
+        with self._slow_lock:
+            self._answer_now.add(request_id)
+            waiting = self._slow_waits.get(request_id)
+        if waiting is not None:
+            loop, scope = waiting
+            loop.call_soon_threadsafe(scope.cancel)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -167,11 +181,20 @@ class Upstream:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _slow(self, query: dict[str, str], seen: Seen, receive: Receive, send: Send) -> None:
-        with anyio.move_on_after(float(query.get("seconds", "5"))):
-            while (message := await receive())["type"] != "http.disconnect":
-                seen.body_bytes += len(message.get("body", b""))
-            self.log.disconnected(query.get("id", ""))
-            return
+        request_id = query.get("id", "")
+        with anyio.move_on_after(float(query.get("seconds", "5"))) as waiting:
+            with self._slow_lock:
+                self._slow_waits[request_id] = (asyncio.get_running_loop(), waiting)
+                if request_id in self._answer_now:
+                    waiting.cancel()
+            try:
+                while (message := await receive())["type"] != "http.disconnect":
+                    seen.body_bytes += len(message.get("body", b""))
+                self.log.disconnected(request_id)
+                return
+            finally:
+                with self._slow_lock:
+                    self._slow_waits.pop(request_id, None)
         await _respond(send, 200, b"too late")
 
     async def _die(self, query: dict[str, str], seen: Seen, receive: Receive, send: Send) -> None:

@@ -9,6 +9,7 @@ background thread, on a random port of 127.0.0.1, so tests read it over a real s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import socket
 import threading
@@ -162,12 +163,27 @@ class LiveServer:
             timeout_graceful_shutdown=int(max(1, self.shutdown_grace_seconds)),
             **self.uvicorn_options,
         )
-        server = uvicorn.Server(config)
+        woken = asyncio.Event()  # bound to the server's loop on first use
 
-        def stop() -> None:
-            server.should_exit = True
+        class Server(uvicorn.Server):
+            # uvicorn's main loop looks at ``should_exit`` every 0.1 s; a test suite stops
+            # hundreds of servers, so this one also wakes when ``stop()`` says so.
+            async def main_loop(self) -> None:
+                counter = 0
+                while not await self.on_tick(counter):
+                    counter = (counter + 1) % 864000  # as uvicorn: on_tick dates every 10th
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(woken.wait(), 0.1)
+
+        server = Server(config)
 
         async def serve() -> None:
+            loop = asyncio.get_running_loop()
+
+            def stop() -> None:
+                server.should_exit = True
+                loop.call_soon_threadsafe(woken.set)
+
             task = asyncio.create_task(server.serve(sockets=[sock]))
             # uvicorn exposes no start event, only this flag.
             while not server.started and not task.done():  # noqa: ASYNC110
@@ -176,10 +192,7 @@ class LiveServer:
             self._started.set()
             await task
 
-        try:
-            self._run_loop(serve())
-        finally:
-            sock.close()
+        self._run_loop(serve(), sock)
 
     def _run_hypercorn(self, sock: socket.socket) -> None:
         from hypercorn.asyncio import serve
@@ -218,10 +231,7 @@ class LiveServer:
             self._started.set()
             await task
 
-        try:
-            self._run_loop(main())
-        finally:
-            sock.close()
+        self._run_loop(main(), sock)
 
     def _run_granian(self, sock: socket.socket) -> None:
         from granian.constants import Interfaces
@@ -254,13 +264,19 @@ class LiveServer:
 
         self._run_loop(main())
 
-    def _run_loop(self, main: Coroutine[Any, Any, None]) -> None:
-        """Run the server thread's event loop; a failure is raised to ``start()``'s caller."""
+    def _run_loop(self, main: Coroutine[Any, Any, None], sock: socket.socket | None = None) -> None:
+        """Run the server thread's event loop; a failure is raised to ``start()``'s caller.
+
+        ``sock`` is closed before ``start()`` is woken: a server that failed to start must
+        not be found listening by the caller (it was, now and then, when closed after).
+        """
         try:
             asyncio.run(main)
         except BaseException as exc:
             self._error = exc
         finally:
+            if sock is not None:
+                sock.close()
             self._started.set()
 
 
