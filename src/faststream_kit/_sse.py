@@ -170,13 +170,13 @@ def with_id(frame: bytes, id: str) -> bytes:
     _check_single_line(id, "id")
     if "\0" in id:
         raise ValueError("id must not contain NUL (U+0000); clients ignore such an id")
-    return b"id: " + id.encode("utf-8") + b"\n" + frame
+    return with_trusted_id(frame, id)
 
 
 def with_trusted_id(frame: bytes, id: str) -> bytes:
     """:func:`with_id` for an id the library made itself (ASCII digits and a dash), unchecked:
     the resumable producer prefixes one to every event."""
-    return b"id: " + id.encode() + b"\n" + frame
+    return b"id: " + id.encode("utf-8") + b"\n" + frame
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
